@@ -1,0 +1,37 @@
+"""Errors a user can act on, and how a command-line entry point reports them.
+
+Anything raised as a `CharlmError` is a problem with the user's input or environment (bad params,
+a corrupt file, an unreachable server). Entry points print its message on one line and exit
+non-zero instead of dumping a stack trace; genuine bugs still surface with their traceback.
+"""
+
+import sys
+from collections.abc import Callable
+
+
+class CharlmError(Exception):
+    """A failure the user can fix; its message names the bad input and what was expected."""
+
+
+class ParamsError(CharlmError):
+    """params.yaml is malformed, misspelt or out of range."""
+
+
+class DataError(CharlmError):
+    """A corpus, vocabulary or encoded split is missing, empty or unusable."""
+
+
+class FetchError(CharlmError):
+    """The raw corpus could not be obtained or failed its integrity check."""
+
+
+EXIT_USER_ERROR = 2
+
+
+def run_cli(main: Callable[[], None]) -> None:
+    """Run `main`, turning a CharlmError into a one-line message and exit status 2."""
+    try:
+        main()
+    except CharlmError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)

@@ -1,0 +1,96 @@
+"""Shared fixtures: the real params.yaml shrunk for tests, the benchmark corpus, pipeline workspaces.
+
+Tests start from the configuration users run and override a few sizes, so they exercise it.
+"""
+
+import copy
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+TINY_SHAKESPEARE = Path(
+    os.environ.get("CHARLM_TINYSHAKESPEARE", REPO.parent / "shared/corpora/tinyshakespeare.txt")
+)
+TINY_SHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
+
+
+def deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    merged = copy.deepcopy(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+@pytest.fixture
+def raw_params() -> dict[str, Any]:
+    """The repository's params.yaml as a plain dict, to be overridden per test."""
+    return yaml.safe_load((REPO / "params.yaml").read_text())
+
+
+@pytest.fixture(scope="session")
+def tiny_shakespeare() -> Path:
+    if not TINY_SHAKESPEARE.is_file():
+        pytest.fail(f"benchmark corpus missing: {TINY_SHAKESPEARE} (set CHARLM_TINYSHAKESPEARE to its path)")
+    return TINY_SHAKESPEARE
+
+
+@pytest.fixture(scope="session")
+def corpus_slice(tmp_path_factory: pytest.TempPathFactory, tiny_shakespeare: Path) -> Path:
+    """The first 60,000 characters of tiny shakespeare: enough for every split of a tiny pipeline."""
+    path = tmp_path_factory.mktemp("corpus") / "tiny.txt"
+    text = tiny_shakespeare.read_text(encoding="utf-8")[:60_000]
+    path.write_text(text[: text.rfind("\n") + 1], encoding="utf-8")
+    return path
+
+
+def tiny_overrides(corpus: Path) -> dict[str, Any]:
+    """Overrides that make the real pipeline run in seconds on a local corpus file."""
+    return {
+        "fetch": {"source": "local", "path": str(corpus), "sha256": None},
+        "prepare": {"include": ["*.txt"]},
+        "train": {"seq_len": 32},
+    }
+
+
+def run(cmd: list[str], cwd: Path, check: bool = True, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    """Run a command with the project's environment first on PATH, capturing text output."""
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", **kwargs.pop("env", {})}
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, **kwargs)
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"{cmd} exited {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+        )
+    return proc
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, raw_params: dict[str, Any]) -> Callable[[dict[str, Any]], Path]:
+    """Make a git + DVC repository holding the pipeline (dvc.yaml, stages, library) and given params."""
+
+    def make(overrides: dict[str, Any]) -> Path:
+        root = tmp_path / "ws"
+        root.mkdir()
+        shutil.copy(REPO / "dvc.yaml", root)
+        shutil.copytree(REPO / "stages", root / "stages", ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(
+            REPO / "src", root / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
+        )
+        (root / "params.yaml").write_text(yaml.safe_dump(deep_merge(raw_params, overrides), sort_keys=False))
+        run(["git", "init", "-q"], root)
+        run(["dvc", "init", "-q"], root)
+        run(["dvc", "config", "core.analytics", "false"], root)
+        return root
+
+    return make
