@@ -19,6 +19,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 run: setup  ## run the whole pipeline
+	$(BIN)/charlm tracking
 	$(BIN)/dvc repro
 
 test: setup  ## the whole suite, slow end-to-end tests included
@@ -28,15 +29,18 @@ test-fast: setup  ## unit tests only
 	$(BIN)/python -m pytest -m "not slow"
 
 lint: setup
-	$(BIN)/ruff check src stages tests
-	$(BIN)/ruff format --check src stages tests
+	$(BIN)/ruff check src stages tests benchmarks
+	$(BIN)/ruff format --check src stages tests benchmarks
 
 format: setup
-	$(BIN)/ruff check --fix src stages tests
-	$(BIN)/ruff format src stages tests
+	$(BIN)/ruff check --fix src stages tests benchmarks
+	$(BIN)/ruff format src stages tests benchmarks
 
 ui: setup  ## MLflow UI on the embedded database, local only
 	$(BIN)/mlflow ui --backend-store-uri "sqlite:///$(CURDIR)/mlflow.db" --host 127.0.0.1 --port $(UI_PORT)
+
+bench: setup  ## training throughput against a bare loop (params.yaml's lstm)
+	$(BIN)/python benchmarks/bench_train.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

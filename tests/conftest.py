@@ -60,7 +60,15 @@ def tiny_overrides(corpus: Path) -> dict[str, Any]:
     return {
         "fetch": {"source": "local", "path": str(corpus), "sha256": None},
         "prepare": {"include": ["*.txt"]},
-        "train": {"seq_len": 32},
+        "model": {"embedding_size": 16, "hidden_size": 32},
+        "train": {
+            "seq_len": 32,
+            "batch_size": 8,
+            "max_steps": 30,
+            "warmup_steps": 5,
+            "eval_interval": 10,
+            "checkpoint_interval": 10,
+        },
     }
 
 
@@ -77,20 +85,47 @@ def run(cmd: list[str], cwd: Path, check: bool = True, **kwargs: Any) -> subproc
 
 @pytest.fixture
 def workspace(tmp_path: Path, raw_params: dict[str, Any]) -> Callable[[dict[str, Any]], Path]:
-    """Make a git + DVC repository holding the pipeline (dvc.yaml, stages, library) and given params."""
+    """Make a git + DVC repository holding the pipeline (dvc.yaml, stages, library) and given params.
 
-    def make(overrides: dict[str, Any]) -> Path:
-        root = tmp_path / "ws"
+    `models` in the overrides replaces the whole section (merging could only add models).
+    """
+
+    def make(overrides: dict[str, Any], name: str = "ws") -> Path:
+        root = tmp_path / name
         root.mkdir()
         shutil.copy(REPO / "dvc.yaml", root)
         shutil.copytree(REPO / "stages", root / "stages", ignore=shutil.ignore_patterns("__pycache__"))
         shutil.copytree(
             REPO / "src", root / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
         )
-        (root / "params.yaml").write_text(yaml.safe_dump(deep_merge(raw_params, overrides), sort_keys=False))
+        params = deep_merge(raw_params, overrides)
+        if "models" in overrides:
+            params["models"] = overrides["models"]
+        (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
         run(["git", "init", "-q"], root)
         run(["dvc", "init", "-q"], root)
         run(["dvc", "config", "core.analytics", "false"], root)
+        shutil.copytree(REPO / ".dvc" / "plots", root / ".dvc" / "plots", dirs_exist_ok=True)
         return root
 
     return make
+
+
+@pytest.fixture
+def mlflow_client(tmp_path: Path) -> Any:
+    """A real MLflow client on a fresh SQLite database in the test's directory."""
+    from charlm.tracking import connect
+
+    return connect(f"sqlite:///{tmp_path / 'mlflow.db'}")
+
+
+@pytest.fixture(scope="session")
+def tiny_data(corpus_slice: Path) -> Any:
+    """Encoded train/val splits (90/10 by lines) of the corpus slice, with their vocabulary."""
+    from charlm.train import TrainData
+    from charlm.vocab import Vocabulary
+
+    text = corpus_slice.read_text(encoding="utf-8")
+    cut = text.rfind("\n", 0, int(len(text) * 0.9)) + 1
+    vocab = Vocabulary.build(text[:cut])
+    return TrainData(train=vocab.encode(text[:cut]), val=vocab.encode(text[cut:]), vocab=vocab)

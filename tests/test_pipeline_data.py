@@ -32,7 +32,7 @@ def test_data_stages_reproduce_then_stay_up_to_date(workspace: Workspace, corpus
     assert metrics["val"]["chars"] == len(prepared["val"])
     assert json.loads((ws / "metrics/vocab.json").read_text())["vocab_size"] == len(vocab)
 
-    assert "up to date" in run(["dvc", "status"], ws).stdout
+    assert "up to date" in run(["dvc", "status", "--with-deps", "vocab"], ws).stdout
     again = run(["dvc", "repro", "vocab"], ws)
     assert "Running stage" not in again.stdout
 

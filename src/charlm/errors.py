@@ -12,6 +12,8 @@ from collections.abc import Callable
 class CharlmError(Exception):
     """A failure the user can fix; its message names the bad input and what was expected."""
 
+    exit_code = 2
+
 
 class ParamsError(CharlmError):
     """params.yaml is malformed, misspelt or out of range."""
@@ -25,13 +27,10 @@ class FetchError(CharlmError):
     """The raw corpus could not be obtained or failed its integrity check."""
 
 
-EXIT_USER_ERROR = 2
-
-
 def run_cli(main: Callable[[], None]) -> None:
-    """Run `main`, turning a CharlmError into a one-line message and exit status 2."""
+    """Run `main`, turning a CharlmError into a one-line message and its exit status (2 by default)."""
     try:
         main()
     except CharlmError as err:
         print(f"error: {err}", file=sys.stderr)
-        sys.exit(EXIT_USER_ERROR)
+        sys.exit(err.exit_code)

@@ -48,6 +48,7 @@ class PathsConfig:
     checkpoints: str
     metrics: str
     plots: str
+    samples: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,6 +175,79 @@ class ModelRun:
 
 
 @dataclasses.dataclass(frozen=True)
+class EvaluateConfig:
+    """One evaluation layout for every model, so their numbers are comparable."""
+
+    batch_size: int = 64
+    seq_len: int = 256
+
+    def __post_init__(self) -> None:
+        for key in ("batch_size", "seq_len"):
+            _require(getattr(self, key) > 0, key, "> 0", getattr(self, key))
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplingOptions:
+    """How to draw characters from a model; shared by the generate stage, the CLI and serving."""
+
+    length: int = 500
+    temperature: float = 1.0
+    top_k: int | None = None  # keep the k most likely characters (ties kept)
+    top_p: float | None = None  # keep the smallest set of characters whose probability reaches p
+    seed: int | None = None
+    unknown: Literal["error", "unk"] = "error"  # prompt characters outside the vocabulary
+
+    def __post_init__(self) -> None:
+        _require(self.length > 0, "length", "> 0", self.length)
+        _require(self.temperature > 0, "temperature", "> 0", self.temperature)
+        _require(self.top_k is None or self.top_k >= 1, "top_k", ">= 1 (or null)", self.top_k)
+        _require(self.top_p is None or 0 < self.top_p <= 1, "top_p", "in (0, 1] (or null)", self.top_p)
+
+
+@dataclasses.dataclass(frozen=True)
+class GenerateConfig:
+    prompts: tuple[str, ...] = ("ROMEO:",)
+    num_samples: int = 1  # per prompt
+    length: int = 500
+    temperature: float = 0.8
+    top_k: int | None = None
+    top_p: float | None = 0.95
+    seed: int = 1234
+    unknown: Literal["error", "unk"] = "error"
+    max_request_chars: int = 5000  # the served model refuses longer generations
+
+    def __post_init__(self) -> None:
+        _require(len(self.prompts) > 0, "prompts", "a non-empty list", list(self.prompts))
+        _require(self.num_samples > 0, "num_samples", "> 0", self.num_samples)
+        _require(self.max_request_chars > 0, "max_request_chars", "> 0", self.max_request_chars)
+        self.options()  # validates the sampling values, naming generate.<key>
+
+    def options(self, index: int = 0) -> SamplingOptions:
+        """Options for the index-th sample: the same settings, each sample its own seed."""
+        return SamplingOptions(
+            self.length, self.temperature, self.top_k, self.top_p, self.seed + index, self.unknown
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class RegisterConfig:
+    model_name: str = "charlm"  # the MLflow registered model
+    alias: str = "champion"
+    # When the champion was evaluated on other test data the two cannot be compared:
+    # keep the champion (default) or promote the new candidate anyway.
+    on_new_test_data: Literal["keep", "promote"] = "keep"
+
+    def __post_init__(self) -> None:
+        _require(
+            bool(re.match(r"^[A-Za-z0-9][\w.-]*$", self.model_name)),
+            "model_name",
+            "a registry name",
+            self.model_name,
+        )
+        _require(bool(re.match(r"^[a-z][a-z0-9_-]*$", self.alias)), "alias", "a lowercase alias", self.alias)
+
+
+@dataclasses.dataclass(frozen=True)
 class TrackingConfig:
     experiment: str = "charlm"
 
@@ -191,6 +265,9 @@ class Params:
     model: ModelConfig
     train: TrainConfig
     models: dict[str, ModelRun]
+    evaluate: EvaluateConfig
+    generate: GenerateConfig
+    register: RegisterConfig
     tracking: TrackingConfig
 
 

@@ -1,0 +1,85 @@
+"""Deterministic evaluation: one full pass over a split with the hidden state carried.
+
+The split is laid out as B parallel streams (as in training) and read in chunks of T; every
+target position of every stream is scored exactly once, so the result does not depend on random
+batches. Only the last `len % B` characters, which do not fill a stream, are left out.
+"""
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from charlm.device import autocast
+from charlm.errors import DataError
+from charlm.model import CharLM
+from charlm.vocab import oov_rate
+
+LN2 = math.log(2)
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    loss_nats: float  # mean cross-entropy per predicted character
+    accuracy: float  # top-1 next-character accuracy
+    chars: int  # predicted characters
+
+    @property
+    def bpc(self) -> float:
+        return self.loss_nats / LN2
+
+    @property
+    def perplexity(self) -> float:
+        return math.exp(self.loss_nats)
+
+
+def streams(ids: np.ndarray, batch_size: int, device: torch.device) -> torch.Tensor:
+    """Lay `ids` out as (B, L) contiguous streams: row b continues where row b-1 ends."""
+    length = len(ids) // batch_size
+    if length < 2:
+        raise DataError(f"{len(ids)} characters are too few for {batch_size} streams of at least 2")
+    data = torch.from_numpy(ids[: batch_size * length].astype(np.int64))
+    return data.view(batch_size, length).to(device)  # (B, L)
+
+
+@torch.no_grad()
+def evaluate(
+    model: CharLM,
+    ids: np.ndarray,
+    batch_size: int,
+    seq_len: int,
+    device: torch.device,
+    dtype: torch.dtype | None = None,
+) -> EvalResult:
+    was_training = model.training
+    model.eval()
+    data = streams(ids, min(batch_size, max(len(ids) // 2, 1)), device)  # (B, L)
+    total_nats = torch.zeros((), dtype=torch.float64, device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    hidden = None
+    length = data.size(1)
+    for start in range(0, length - 1, seq_len):
+        end = min(start + seq_len, length - 1)
+        x, y = data[:, start:end], data[:, start + 1 : end + 1]  # (B, T)
+        with autocast(device, dtype):
+            logits, hidden = model(x, hidden)  # (B, T, V)
+        logits = logits.float()
+        total_nats += F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="sum").double()
+        correct += (logits.argmax(-1) == y).sum()
+    model.train(was_training)
+    chars = data.size(0) * (length - 1)
+    return EvalResult(loss_nats=total_nats.item() / chars, accuracy=correct.item() / chars, chars=chars)
+
+
+def split_report(prefix: str, result: EvalResult, ids: np.ndarray) -> dict[str, float]:
+    """The DVC/MLflow metrics of one evaluated split, named `<prefix>_<metric>_<unit>`."""
+    return {
+        f"{prefix}_loss_nats": result.loss_nats,
+        f"{prefix}_bpc": result.bpc,
+        f"{prefix}_perplexity": result.perplexity,
+        f"{prefix}_accuracy": result.accuracy,
+        f"{prefix}_oov_rate": oov_rate(ids),
+        f"{prefix}_chars": result.chars,
+    }

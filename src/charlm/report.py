@@ -1,0 +1,111 @@
+"""Cross-model reports: merged training curves, the comparison table and its chart.
+
+DVC overlays series from several files only when each is named in dvc.yaml, which would make
+adding a model a dvc.yaml edit. Merging the per-model curve files into one long table with a
+`model` column lets one chart (the `by_model` template) show every model, however many there are.
+"""
+
+import csv
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from charlm import io
+from charlm.errors import DataError
+from charlm.tracking import write_curves
+
+# Columns of the comparison, in order: (source, metric key).
+TABLE_COLUMNS = [
+    ("eval", "test_bpc"),
+    ("eval", "val_bpc"),
+    ("eval", "test_loss_nats"),
+    ("eval", "test_perplexity"),
+    ("eval", "test_accuracy"),
+    ("eval", "unigram_test_bpc"),
+    ("eval", "bigram_test_bpc"),
+    ("train", "num_params"),
+    ("train", "steps"),
+    ("train", "wall_time_s"),
+    ("train", "train_chars_per_sec"),
+]
+
+
+def merge_curves(directory: Path, out: Path) -> list[str]:
+    """Merge `directory/<model>.csv` files into `out` with a leading `model` column; return the models."""
+    files = sorted(directory.glob("*.csv"))
+    if not files:
+        raise DataError(f"{directory}: no curve files (run the train stages first)")
+    rows: list[dict[str, object]] = []
+    columns = ["model"]
+    for path in files:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            columns += [c for c in reader.fieldnames or [] if c not in columns]
+            rows += [{"model": path.stem, **row} for row in reader]
+    write_curves(out, columns, rows)  # type: ignore[arg-type]
+    return [f.stem for f in files]
+
+
+def _read_json(path: Path) -> dict[str, object]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise DataError(f"{path}: cannot read metrics ({err})") from None
+
+
+def comparison_table(models: list[str], train_dir: Path, eval_dir: Path) -> pd.DataFrame:
+    """One row per model, best test bits per char first."""
+    rows = []
+    for name in models:
+        sources = {
+            "train": _read_json(train_dir / f"{name}.json"),
+            "eval": _read_json(eval_dir / f"{name}.json"),
+        }
+        rows.append({"model": name, **{key: sources[src][key] for src, key in TABLE_COLUMNS}})
+    return pd.DataFrame(rows).sort_values(["test_bpc", "num_params"]).reset_index(drop=True)
+
+
+def to_markdown(table: pd.DataFrame) -> str:
+    formats = {
+        "num_params": "{:,.0f}",
+        "steps": "{:.0f}",
+        "wall_time_s": "{:.0f}",
+        "train_chars_per_sec": "{:,.0f}",
+    }
+    shown = table.copy()
+    for column in shown.columns[1:]:
+        fmt = formats.get(column, "{:.4f}")
+        shown[column] = [fmt.format(v) for v in shown[column]]
+    header = "| " + " | ".join(shown.columns) + " |"
+    rule = "|" + "|".join("---" for _ in shown.columns) + "|"
+    lines = ["| " + " | ".join(str(v) for v in row) + " |" for row in shown.itertuples(index=False)]
+    return "\n".join([header, rule, *lines]) + "\n"
+
+
+def plot_comparison(val_curves: Path, table: pd.DataFrame, out: Path) -> None:
+    """Validation bpc over training steps per model, beside test bpc against the n-gram baselines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = pd.read_csv(val_curves)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
+    for name, group in curves.groupby("model"):
+        left.plot(group["step"], group["val_bpc"], marker="o", label=name)
+    left.set(title="Validation bits per character", xlabel="step", ylabel="bpc")
+    left.legend()
+    right.bar(table["model"], table["test_bpc"], color="tab:blue")
+    for key, style in (("unigram_test_bpc", ":"), ("bigram_test_bpc", "--")):
+        right.axhline(
+            table[key].iloc[0],
+            color="grey",
+            linestyle=style,
+            label=key.removesuffix("_test_bpc") + " baseline",
+        )
+    right.set(title="Test bits per character (lower is better)", ylabel="bpc")
+    right.legend()
+    with io.atomic_path(out) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)

@@ -1,0 +1,67 @@
+"""Stage evaluate@<model>: full passes over val and test, with unigram/bigram reference points."""
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from charlm import io
+from charlm.baselines import bigram_bpc, unigram_bpc
+from charlm.checkpoint import load_model_dir
+from charlm.device import autocast_dtype, select_device
+from charlm.errors import run_cli
+from charlm.evaluation import evaluate, split_report
+from charlm.params import load_params
+from charlm.tracking import attach_run, connect, log_metrics, stage_tags
+from charlm.vocab import Vocabulary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", required=True, help="a name under `models:` in params.yaml")
+    parser.add_argument("--model-dir", type=Path, required=True)
+    parser.add_argument("--vocab", type=Path, required=True)
+    parser.add_argument("--encoded", type=Path, required=True)
+    parser.add_argument("--metrics", type=Path, required=True)
+    args = parser.parse_args()
+    params = load_params()
+    cfg, train = params.evaluate, params.models[args.model].train
+
+    device = select_device(train.device)
+    dtype = autocast_dtype(train.precision, device)
+    loaded = load_model_dir(args.model_dir, device, vocab=Vocabulary.load(args.vocab))
+    ids = {split: np.load(args.encoded / f"{split}.npy") for split in ("train", "val", "test")}
+    report: dict[str, object] = {}
+    for split in ("val", "test"):
+        result = evaluate(loaded.model, ids[split], cfg.batch_size, cfg.seq_len, device, dtype)
+        report.update(split_report(split, result, ids[split]))
+    vocab_size = len(loaded.vocab)
+    report["unigram_test_bpc"] = unigram_bpc(ids["train"], ids["test"], vocab_size)
+    report["bigram_test_bpc"] = bigram_bpc(ids["train"], ids["test"], vocab_size)
+    report["num_params"] = loaded.model.num_parameters()
+    report["test_sha256"] = io.sha256_file(args.encoded / "test.npy")
+
+    client = connect()
+    tags = {**stage_tags(f"evaluate@{args.model}"), "charlm.model": args.model}
+    run_id, created = attach_run(
+        client,
+        loaded.info.get("mlflow_run_id"),
+        params.tracking.experiment,
+        f"{args.model} (evaluation)",
+        tags,
+    )
+    log_metrics(client, run_id, report)
+    client.set_tag(run_id, "test.sha256", report["test_sha256"])
+    if created:
+        client.set_terminated(run_id)
+    report["mlflow_run_id"] = run_id
+    report["mlflow_run"] = "new" if created else "training"
+    io.write_json(args.metrics, report)
+    print(
+        f"evaluate: {args.model}: test {report['test_bpc']:.4f} bpc (unigram {report['unigram_test_bpc']:.3f},"
+        f" bigram {report['bigram_test_bpc']:.3f}), val {report['val_bpc']:.4f} bpc; MLflow run {run_id} ({report['mlflow_run']})"
+    )
+
+
+if __name__ == "__main__":
+    run_cli(main)

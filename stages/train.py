@@ -1,0 +1,50 @@
+"""Stage train@<model>: train one model named under `models:` and track it in MLflow."""
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from charlm.errors import ParamsError, run_cli
+from charlm.params import flatten, load_params
+from charlm.tracking import connect, stage_tags
+from charlm.train import TrainData, TrainOutputs, data_hash, run_training
+from charlm.vocab import Vocabulary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", required=True, help="a name under `models:` in params.yaml")
+    parser.add_argument("--vocab", type=Path, required=True)
+    parser.add_argument("--encoded", type=Path, required=True, help="directory of encoded splits")
+    parser.add_argument("--out", type=Path, required=True, help="model directory to write")
+    parser.add_argument("--checkpoints", type=Path, required=True, help="resumable state directory")
+    parser.add_argument("--metrics", type=Path, required=True)
+    parser.add_argument("--train-curve", type=Path, required=True)
+    parser.add_argument("--val-curve", type=Path, required=True)
+    args = parser.parse_args()
+    params = load_params()
+    if args.model not in params.models:
+        raise ParamsError(f"models.{args.model}: no such model (have {', '.join(params.models)})")
+    run = params.models[args.model]
+
+    vocab = Vocabulary.load(args.vocab)
+    data = TrainData(
+        train=np.load(args.encoded / "train.npy"), val=np.load(args.encoded / "val.npy"), vocab=vocab
+    )
+    outputs = TrainOutputs(args.out, args.checkpoints, args.metrics, args.train_curve, args.val_curve)
+    tags = {
+        **stage_tags(f"train@{run.name}"),
+        "charlm.model": run.name,
+        "data.sha256": data_hash(data),
+        "vocab.sha256": vocab.hash,
+    }
+    mlflow_params = {**flatten(run), "model.vocab_size": len(vocab), "seed": params.seed}
+    summary = run_training(
+        run, params.seed, data, outputs, connect(), params.tracking.experiment, mlflow_params, tags
+    )
+    print(f"train: {run.name}: " + ", ".join(f"{k}={v:.4g}" for k, v in summary.items()))
+
+
+if __name__ == "__main__":
+    run_cli(main)

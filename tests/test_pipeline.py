@@ -1,0 +1,132 @@
+"""End to end: the whole real DVC pipeline on a tiny config, with a real MLflow SQLite store."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+
+from charlm.checkpoint import load_tensors
+from tests.conftest import BIN, run, tiny_overrides
+
+pytestmark = pytest.mark.slow
+
+Workspace = Callable[..., Path]
+
+
+def runs_by_name(ws: Path) -> dict[str, Any]:
+    client = MlflowClient(f"sqlite:///{ws / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("charlm")
+    return {r.info.run_name: r for r in client.search_runs([experiment.experiment_id])}
+
+
+def test_whole_pipeline_ends_with_a_loadable_champion(workspace: Workspace, corpus_slice: Path) -> None:
+    ws = workspace(tiny_overrides(corpus_slice))
+    run(["dvc", "repro"], ws)
+
+    runs = runs_by_name(ws)
+    assert sorted(runs) == ["comparison", "lstm", "rnn"]
+    del runs["comparison"]
+    for name, mlrun in runs.items():
+        assert mlrun.info.status == "FINISHED"
+        assert mlrun.data.params["model.cell"] == name
+        assert mlrun.data.params["train.max_steps"] == "30"
+        assert mlrun.data.tags["dvc.stage"] == f"train@{name}"
+        assert len(mlrun.data.tags["vocab.sha256"]) == 64
+        assert mlrun.data.metrics["steps"] == 30
+        assert 0 < mlrun.data.metrics["test_bpc"] < mlrun.data.metrics["unigram_test_bpc"] + 1
+        assert (ws / "models" / name / "model.safetensors").is_file()
+        report = json.loads((ws / "metrics/eval" / f"{name}.json").read_text())
+        assert report["mlflow_run"] == "training" and report["mlflow_run_id"] == mlrun.info.run_id
+        samples = (ws / "samples" / f"{name}.txt").read_text()
+        assert "ROMEO:" in samples and "JULIET:" in samples
+    with open(ws / "plots/curves/val.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert {r["model"] for r in rows} == {"rnn", "lstm"} and {r["step"] for r in rows} == {"10", "20", "30"}
+
+    table = (ws / "metrics/comparison.csv").read_text().splitlines()
+    assert table[0].startswith("model,test_bpc,val_bpc") and len(table) == 3
+    assert (ws / "plots/comparison.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    decision = json.loads((ws / "metrics/register.json").read_text())
+    assert decision["promoted"] and decision["champion_version"] == 1
+    client = MlflowClient(f"sqlite:///{ws / 'mlflow.db'}")
+    assert int(client.get_model_version_by_alias("charlm", "champion").version) == 1
+    generated = run(
+        [
+            "charlm",
+            "generate",
+            "--model",
+            "models:/charlm@champion",
+            "--prompt",
+            "ROMEO:",
+            "--length",
+            "30",
+            "--seed",
+            "1",
+        ],
+        ws,
+        env={
+            "MLFLOW_TRACKING_URI": f"sqlite:///{ws / 'mlflow.db'}",
+            "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false",
+        },
+    )
+    assert generated.stdout.startswith("ROMEO:") and len(generated.stdout.rstrip("\n")) == 36
+
+    shown = run(["dvc", "metrics", "show", "--json"], ws).stdout
+    assert "best_val_bpc" in shown and "test_bpc" in shown
+    plots = run(["dvc", "plots", "show", "--json"], ws).stdout
+    assert '"errors"' not in plots
+    assert "up to date" in run(["dvc", "status"], ws).stdout
+    assert "Running stage" not in run(["dvc", "repro"], ws).stdout
+
+
+def _trainer_process(parent: psutil.Process) -> psutil.Process | None:
+    """The Python process running the train stage (not the shell DVC starts it through)."""
+    for child in parent.children(recursive=True):
+        try:
+            if child.name().startswith("python") and "stages/train.py" in child.cmdline():
+                return child
+        except psutil.NoSuchProcess:
+            continue
+    return None
+
+
+def test_sigkill_mid_training_then_repro_resumes_bit_exact(workspace: Workspace, corpus_slice: Path) -> None:
+    overrides = tiny_overrides(corpus_slice)
+    overrides["train"].update(max_steps=400, checkpoint_interval=20, eval_interval=100)
+    overrides["models"] = {"lstm": {"cell": "lstm"}}
+    reference = workspace(overrides, name="reference")
+    run(["dvc", "repro", "train@lstm"], reference)
+
+    ws = workspace(overrides, name="killed")
+    run(["dvc", "repro", "vocab"], ws)
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
+    proc = subprocess.Popen(
+        ["dvc", "repro", "train@lstm"], cwd=ws, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    state = ws / "checkpoints/lstm/state.safetensors"
+    deadline = time.monotonic() + 120
+    while not state.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    trainer = _trainer_process(psutil.Process(proc.pid))
+    assert trainer is not None, "the training process ended before it could be killed"
+    trainer.send_signal(signal.SIGKILL)
+    assert proc.wait(timeout=60) != 0
+    killed_at = load_tensors(state)[1]["trainer"]["step"]
+    assert 0 < killed_at < 400
+
+    resumed = run(["dvc", "repro", "train@lstm"], ws)
+    assert f"resuming lstm from step {killed_at}" in resumed.stderr
+    a = load_tensors(reference / "models/lstm/model.safetensors")[0]
+    b = load_tensors(ws / "models/lstm/model.safetensors")[0]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert runs_by_name(ws)["lstm"].info.status == "FINISHED"

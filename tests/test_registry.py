@@ -1,0 +1,74 @@
+"""registry: the best candidate is registered once; `champion` moves only for a fair improvement."""
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from charlm.checkpoint import save_model_dir
+from charlm.model import CharLM
+from charlm.params import ModelConfig, RegisterConfig, SamplingOptions
+from charlm.registry import Candidate, pick_best, register
+from charlm.vocab import Vocabulary
+
+VOCAB = Vocabulary.build("abcdefgh \n")
+SHA_A, SHA_B = "a" * 64, "b" * 64
+
+
+def make_candidate(
+    root: Path, seed: int, test_bpc: float, test_sha256: str = SHA_A, val_bpc: float = 2.0
+) -> Candidate:
+    torch.manual_seed(seed)
+    model = CharLM(
+        ModelConfig(cell="gru", embedding_size=8, hidden_size=8, num_layers=1, vocab_size=len(VOCAB))
+    )
+    directory = root / f"model{seed}"
+    save_model_dir(directory, model, VOCAB, {"name": f"m{seed}"})
+    return Candidate(f"m{seed}", directory, val_bpc, test_bpc, model.num_parameters(), test_sha256, None)
+
+
+def champion(client: Any) -> int:
+    return int(client.get_model_version_by_alias("charlm", "champion").version)
+
+
+def do_register(client: Any, candidate: Candidate, cfg: RegisterConfig | None = None) -> dict[str, Any]:
+    return register(client, candidate, cfg or RegisterConfig(), "test", {}, SamplingOptions(length=20), 100)
+
+
+def test_pick_best_by_val_bpc_then_size(tmp_path: Path) -> None:
+    a, b = make_candidate(tmp_path, 1, 2.0, val_bpc=2.0), make_candidate(tmp_path, 2, 1.0, val_bpc=2.5)
+    assert pick_best([a, b]) is a
+    small = Candidate("small", a.model_dir, 2.0, 2.0, a.num_params - 1, SHA_A, None)
+    assert pick_best([a, small]) is small
+
+
+@pytest.mark.slow
+def test_champion_moves_only_when_beaten_on_the_same_test_data(tmp_path: Path, mlflow_client: Any) -> None:
+    first = do_register(mlflow_client, make_candidate(tmp_path, 1, test_bpc=2.0))
+    assert first["promoted"] and first["candidate_version"] == 1 and champion(mlflow_client) == 1
+    assert "first" in first["verdict"]
+
+    again = do_register(mlflow_client, make_candidate(tmp_path, 1, test_bpc=2.0))
+    assert not again["new_version"] and again["candidate_version"] == 1 and champion(mlflow_client) == 1
+    assert len(mlflow_client.search_model_versions("name='charlm'")) == 1  # re-run added nothing
+
+    worse = do_register(mlflow_client, make_candidate(tmp_path, 2, test_bpc=2.5))
+    assert worse["candidate_version"] == 2 and not worse["promoted"] and champion(mlflow_client) == 1
+    assert "does not beat" in worse["verdict"]
+    assert mlflow_client.get_model_version("charlm", "2").tags["charlm.decision"] == worse["verdict"]
+
+    elsewhere = do_register(mlflow_client, make_candidate(tmp_path, 3, test_bpc=0.5, test_sha256=SHA_B))
+    assert not elsewhere["promoted"] and champion(mlflow_client) == 1
+    assert "other test data" in elsewhere["verdict"]
+
+    better = do_register(mlflow_client, make_candidate(tmp_path, 4, test_bpc=1.5))
+    assert better["promoted"] and champion(mlflow_client) == better["candidate_version"] == 4
+    assert better["champion_version_before"] == 1 and better["champion_test_bpc_before"] == 2.0
+
+    forced = do_register(
+        mlflow_client,
+        make_candidate(tmp_path, 3, test_bpc=0.5, test_sha256=SHA_B),
+        RegisterConfig(on_new_test_data="promote"),
+    )
+    assert forced["promoted"] and champion(mlflow_client) == 3

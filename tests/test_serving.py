@@ -1,0 +1,133 @@
+"""serving: the registered pyfunc loads without pickle, generates, refuses bad requests, and serves."""
+
+import json
+import os
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import mlflow.pyfunc
+import pandas as pd
+import pytest
+from mlflow.exceptions import MlflowException
+
+from tests.conftest import BIN, run
+from tests.test_registry import VOCAB, do_register, make_candidate
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def champion_uri(tmp_path: Path, mlflow_client: Any, monkeypatch: pytest.MonkeyPatch) -> str:
+    do_register(mlflow_client, make_candidate(tmp_path, 1, test_bpc=2.0))
+    monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    return "models:/charlm@champion"
+
+
+def test_pyfunc_round_trip_without_pickle(champion_uri: str) -> None:
+    model = mlflow.pyfunc.load_model(champion_uri)
+    rows = pd.DataFrame(
+        [
+            {"prompt": "abc", "max_new_chars": 30, "seed": 3},
+            {"prompt": "h" * 5000, "max_new_chars": 5, "seed": 4},
+        ]
+    )
+    out = model.predict(rows)
+    assert [len(t) for t in out] == [30, 5] and set("".join(out)) <= set(VOCAB.itos[1:])
+    assert model.predict(rows) == out  # seeded
+    assert len(model.predict(pd.DataFrame([{"prompt": "a"}]))[0]) == 20  # the logged default length
+    for bad in (
+        {"prompt": "xyz", "seed": 1},
+        {"prompt": "a", "temperature": 0.0},
+        {"prompt": "a", "max_new_chars": 101},
+    ):
+        with pytest.raises(MlflowException, match="invalid request"):
+            model.predict(pd.DataFrame([bad]))
+
+
+def test_charlm_generate_streams_from_the_registry(champion_uri: str, tmp_path: Path) -> None:
+    env = {
+        "MLFLOW_TRACKING_URI": os.environ["MLFLOW_TRACKING_URI"],
+        "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false",
+    }
+    cmd = ["charlm", "generate", "--model", champion_uri, "--prompt", "ab", "--length", "40", "--seed", "5"]
+    first = run(cmd, tmp_path, env=env).stdout
+    assert first.startswith("ab") and len(first.rstrip("\n")) == 42
+    assert run(cmd, tmp_path, env=env).stdout == first
+    missing = run(
+        ["charlm", "generate", "--model", "models:/nothing@champion", "--prompt", "a"],
+        tmp_path,
+        env=env,
+        check=False,
+    )
+    assert (
+        missing.returncode == 2
+        and "cannot load from MLflow" in missing.stderr
+        and "Traceback" not in missing.stderr
+    )
+    bad = run([*cmd[:-2], "--temperature", "0"], tmp_path, env=env, check=False)
+    assert bad.returncode == 2 and "temperature: must be > 0" in bad.stderr
+
+
+def _post(url: str, payload: dict[str, Any]) -> tuple[int, Any]:
+    request = urllib.request.Request(url, json.dumps(payload).encode(), {"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read() or b"{}")
+
+
+def test_mlflow_models_serve_answers_invocations(champion_uri: str, tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
+    cmd = [
+        "mlflow",
+        "models",
+        "serve",
+        "-m",
+        champion_uri,
+        "--env-manager",
+        "local",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(port),
+    ]
+    server = subprocess.Popen(
+        cmd,
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2):
+                    break
+            except OSError:
+                assert server.poll() is None, "mlflow models serve exited"
+                time.sleep(0.5)
+        url = f"http://127.0.0.1:{port}/invocations"
+        request = {"dataframe_records": [{"prompt": "abc", "max_new_chars": 25, "seed": 11}]}
+        status, body = _post(url, request)
+        assert status == 200
+        (text,) = body["predictions"]
+        assert len(text) == 25 and set(text) <= set(VOCAB.itos[1:])
+        assert _post(url, request)[1] == body  # the seed is honoured
+        status, body = _post(url, {"dataframe_records": [{"prompt": "abc", "max_new_chars": 10**6}]})
+        assert status == 400 and "max_new_chars" in json.dumps(body)
+        assert _post(url, request)[0] == 200  # still serving after a bad request
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(timeout=30)

@@ -1,0 +1,176 @@
+"""train: schedule, batching, learning, NaN handling and bit-exact resume (in process)."""
+
+import dataclasses
+import itertools
+import math
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from charlm.checkpoint import load_model_dir, load_tensors
+from charlm.params import ModelConfig, ModelRun, TrainConfig
+from charlm.train import (
+    STATE_FILE,
+    Batches,
+    TrainData,
+    Trainer,
+    TrainingDiverged,
+    TrainingInterrupted,
+    TrainOutputs,
+    lr_at,
+    run_training,
+)
+
+TINY_MODEL = ModelConfig(cell="lstm", embedding_size=16, hidden_size=32, num_layers=2, dropout=0.1)
+TINY_TRAIN = TrainConfig(
+    batch_size=8,
+    seq_len=32,
+    learning_rate=1e-2,
+    warmup_steps=5,
+    max_steps=40,
+    eval_interval=10,
+    checkpoint_interval=10,
+    device="cpu",
+)
+
+
+def tiny_run(name: str = "lstm", **train: Any) -> ModelRun:
+    return ModelRun(name=name, model=TINY_MODEL, train=dataclasses.replace(TINY_TRAIN, **train))
+
+
+def outputs(root: Path, name: str = "lstm") -> TrainOutputs:
+    return TrainOutputs(
+        model_dir=root / "models" / name,
+        checkpoint_dir=root / "checkpoints" / name,
+        metrics=root / "metrics" / f"{name}.json",
+        train_curve=root / "plots" / "train" / f"{name}.csv",
+        val_curve=root / "plots" / "val" / f"{name}.csv",
+    )
+
+
+def train(root: Path, data: TrainData, client: Any, run: ModelRun) -> dict[str, float]:
+    return run_training(run, 0, data, outputs(root, run.name), client, "test", {"x": 1}, {"t": "1"})
+
+
+def test_lr_schedule_warms_up_then_decays_to_floor() -> None:
+    cfg = TrainConfig(learning_rate=1.0, warmup_steps=10, max_steps=110, min_lr_ratio=0.1)
+    assert lr_at(0, cfg) == pytest.approx(0.1)
+    assert lr_at(9, cfg) == pytest.approx(1.0)
+    assert lr_at(60, cfg) == pytest.approx(0.55)
+    assert lr_at(110, cfg) == pytest.approx(0.1)
+    lrs = [lr_at(s, cfg) for s in range(10, 110)]
+    assert all(a >= b for a, b in itertools.pairwise(lrs))
+
+
+def test_batches_are_streams_with_shifted_targets() -> None:
+    ids = np.arange(100, dtype=np.uint8)
+    batches = Batches(ids, batch_size=4, seq_len=5, device=torch.device("cpu"))
+    assert batches.steps_per_epoch == 4  # streams of 25: 24 targets, 4 chunks of 5
+    x, y, new_epoch = batches.get(1)
+    assert new_epoch is False
+    assert x[:, 0].tolist() == [5, 30, 55, 80]
+    assert torch.equal(y[:, :-1], x[:, 1:])
+    assert batches.get(4)[2] is True and torch.equal(batches.get(4)[0], batches.get(0)[0])
+
+
+def test_training_lowers_the_loss_and_writes_everything(
+    tmp_path: Path, tiny_data: TrainData, mlflow_client: Any
+) -> None:
+    summary = train(tmp_path, tiny_data, mlflow_client, tiny_run(max_steps=60))
+    out = outputs(tmp_path)
+    curve = np.genfromtxt(out.train_curve, delimiter=",", names=True)
+    assert curve["train_loss_nats"][-10:].mean() < curve["train_loss_nats"][:5].mean() - 0.5
+    assert summary["best_val_loss_nats"] < math.log(len(tiny_data.vocab))  # beats a uniform guess
+    assert summary["steps"] == 60 and summary["tokens_seen"] == 60 * 8 * 32
+    loaded = load_model_dir(out.model_dir, vocab=tiny_data.vocab)
+    assert loaded.info["metrics"]["val_loss_nats"] == pytest.approx(summary["best_val_loss_nats"])
+    runs = mlflow_client.search_runs([mlflow_client.get_experiment_by_name("test").experiment_id])
+    assert [(r.info.run_name, r.info.status) for r in runs] == [("lstm", "FINISHED")]
+    assert runs[0].data.params["x"] == "1" and runs[0].data.tags["t"] == "1"
+    history = mlflow_client.get_metric_history(runs[0].info.run_id, "val_bpc")
+    assert [m.step for m in history] == [10, 20, 30, 40, 50, 60]
+
+
+def _weights(directory: Path) -> dict[str, torch.Tensor]:
+    return load_tensors(directory / "model.safetensors")[0]
+
+
+def test_interrupted_run_resumes_bit_exactly(
+    tmp_path: Path, tiny_data: TrainData, mlflow_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = tiny_run()
+    reference = train(tmp_path / "a", tiny_data, mlflow_client, run)
+
+    # Deliver SIGTERM to ourselves during step 25: the loop checkpoints at 25 and stops.
+    original = Trainer.train_step
+
+    def step_then_signal(self: Trainer, step: int) -> float:
+        if step == 24:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return original(self, step)
+
+    monkeypatch.setattr(Trainer, "train_step", step_then_signal)
+    with pytest.raises(TrainingInterrupted) as info:
+        train(tmp_path / "b", tiny_data, mlflow_client, run)
+    assert info.value.exit_code == 128 + signal.SIGTERM
+    _, meta = load_tensors(outputs(tmp_path / "b").checkpoint_dir / STATE_FILE)
+    assert meta["trainer"]["step"] == 25
+    monkeypatch.setattr(Trainer, "train_step", original)
+
+    resumed = train(tmp_path / "b", tiny_data, mlflow_client, run)
+    assert resumed["best_val_loss_nats"] == reference["best_val_loss_nats"]
+    a, b = _weights(outputs(tmp_path / "a").model_dir), _weights(outputs(tmp_path / "b").model_dir)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert (tmp_path / "a/plots/val/lstm.csv").read_text() == (tmp_path / "b/plots/val/lstm.csv").read_text()
+    statuses = sorted(
+        r.info.status
+        for r in mlflow_client.search_runs([mlflow_client.get_experiment_by_name("test").experiment_id])
+    )
+    assert statuses == ["FINISHED", "FINISHED"]  # the interrupted run was resumed, not duplicated
+
+
+def test_same_seed_same_metrics(tmp_path: Path, tiny_data: TrainData, mlflow_client: Any) -> None:
+    first = train(tmp_path / "a", tiny_data, mlflow_client, tiny_run(max_steps=20))
+    second = train(tmp_path / "b", tiny_data, mlflow_client, tiny_run(max_steps=20))
+    assert first["best_val_loss_nats"] == second["best_val_loss_nats"]
+    assert (tmp_path / "a/plots/train/lstm.csv").read_text() == (
+        tmp_path / "b/plots/train/lstm.csv"
+    ).read_text()
+
+
+def test_non_finite_loss_stops_and_keeps_last_checkpoint(
+    tmp_path: Path, tiny_data: TrainData, mlflow_client: Any
+) -> None:
+    run = tiny_run(learning_rate=1e6, grad_clip=1e6, warmup_steps=0, checkpoint_interval=1, eval_interval=1)
+    with pytest.raises(TrainingDiverged, match=r"loss became (nan|inf) at step \d+"):
+        train(tmp_path, tiny_data, mlflow_client, run)
+    out = outputs(tmp_path)
+    _, meta = load_tensors(out.checkpoint_dir / STATE_FILE)
+    assert not meta["trainer"]["finished"]
+    assert not out.model_dir.exists()
+    (status,) = [
+        r.info.status
+        for r in mlflow_client.search_runs([mlflow_client.get_experiment_by_name("test").experiment_id])
+    ]
+    assert status == "FAILED"
+
+
+def test_changed_params_start_afresh(tmp_path: Path, tiny_data: TrainData, mlflow_client: Any) -> None:
+    train(tmp_path, tiny_data, mlflow_client, tiny_run(max_steps=10))
+    summary = train(tmp_path, tiny_data, mlflow_client, tiny_run(max_steps=20))
+    assert summary["steps"] == 20 and summary["tokens_seen"] == 20 * 8 * 32
+
+
+def test_early_stopping_after_patience_evaluations(
+    tmp_path: Path, tiny_data: TrainData, mlflow_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    losses = iter([3.0, 2.0, 2.5, 2.4, 1.0])  # improves, improves, then two evaluations without
+    monkeypatch.setattr(Trainer, "validate", lambda self: (next(losses), 0.0))
+    summary = train(tmp_path, tiny_data, mlflow_client, tiny_run(max_steps=50, patience=2))
+    assert summary["stopped_early"] == 1 and summary["steps"] == 40
+    assert summary["best_val_loss_nats"] == 2.0 and summary["best_step"] == 20
