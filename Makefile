@@ -39,8 +39,9 @@ format: setup
 ui: setup  ## MLflow UI on the embedded database, local only
 	$(BIN)/mlflow ui --backend-store-uri "sqlite:///$(CURDIR)/mlflow.db" --host 127.0.0.1 --port $(UI_PORT)
 
-bench: setup  ## training throughput against a bare loop (params.yaml's lstm)
+bench: setup  ## training and sampling throughput (params.yaml's lstm)
 	$(BIN)/python benchmarks/bench_train.py
+	$(BIN)/python benchmarks/bench_sample.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

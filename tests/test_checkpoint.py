@@ -91,3 +91,44 @@ def test_tensors_with_metadata_round_trip(tmp_path: Path) -> None:
     for key, value in tensors.items():
         assert torch.equal(loaded[key], value)
     assert [p.name for p in tmp_path.iterdir()] == ["s.safetensors"]  # no temporary files left
+
+
+def test_pickle_payload_is_refused_even_when_torch_is_told_to_unpickle(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Loading never goes through torch.load, so the environment cannot turn unpickling on."""
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    marker = tmp_path / "executed"
+    payload = tmp_path / "state.safetensors"
+
+    class Exploit:
+        def __reduce__(self):  # type: ignore[no-untyped-def]
+            return (marker.write_text, ("pwned",))
+
+    torch.save({"model": Exploit()}, payload)
+    with pytest.raises(DataError, match="not a readable safetensors file"):
+        load_tensors(payload)
+    assert not marker.exists()
+
+
+def test_file_size_limit_while_checkpointing_keeps_the_previous_file(tmp_path: Path) -> None:
+    """A real RLIMIT_FSIZE in a child process: the write fails, the old file stays, no temp file."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "state.safetensors"
+    save_tensors(path, {"w": torch.zeros(10)}, {"step": 1})
+    script = f"""
+import resource, torch
+from charlm.checkpoint import save_tensors
+from charlm.errors import run_cli
+resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
+run_cli(lambda: save_tensors(__import__("pathlib").Path({str(path)!r}), {{"w": torch.zeros(1_000_000)}}, {{"step": 2}}))
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert proc.returncode == 2, proc.stderr
+    assert "state.safetensors: could not be written (" in proc.stderr and "File too large" in proc.stderr
+    assert proc.stderr.rstrip().endswith("the previous version is kept")
+    tensors, meta = load_tensors(path)
+    assert meta == {"step": 1} and tensors["w"].shape == (10,)
+    assert [p.name for p in tmp_path.iterdir()] == ["state.safetensors"]

@@ -130,3 +130,22 @@ def test_sigkill_mid_training_then_repro_resumes_bit_exact(workspace: Workspace,
     b = load_tensors(ws / "models/lstm/model.safetensors")[0]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert runs_by_name(ws)["lstm"].info.status == "FINISHED"
+
+
+def test_second_concurrent_repro_is_refused_by_dvc(workspace: Workspace, corpus_slice: Path) -> None:
+    overrides = tiny_overrides(corpus_slice)
+    overrides["train"].update(max_steps=400, eval_interval=200)
+    overrides["models"] = {"lstm": {"cell": "lstm"}}
+    ws = workspace(overrides)
+    run(["dvc", "repro", "vocab"], ws)
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
+    first = subprocess.Popen(
+        ["dvc", "repro", "train@lstm"], cwd=ws, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 60
+    while _trainer_process(psutil.Process(first.pid)) is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    second = run(["dvc", "repro", "train@lstm"], ws, check=False)
+    assert second.returncode != 0 and "lock" in second.stderr.lower()
+    assert first.wait(timeout=120) == 0
+    assert "up to date" in run(["dvc", "status", "--with-deps", "train@lstm"], ws).stdout

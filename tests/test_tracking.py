@@ -51,3 +51,18 @@ def test_tracker_writes_curves_and_metrics(tmp_path: Path, mlflow_client) -> Non
     run = mlflow_client.get_run(tracker.run_id)
     assert run.info.status == "FINISHED" and run.data.metrics == {"loss": 2.0, "bpc": 3.0, "best": 1.5}
     assert run.data.params == {"a.b": "1"}
+
+
+def test_orphaned_running_runs_are_marked_killed(mlflow_client) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+
+    from charlm.tracking import end_orphaned_runs, experiment_id, owner_tags
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    exp = experiment_id(mlflow_client, "exp")
+    orphan = mlflow_client.create_run(exp, tags={**owner_tags(), "charlm.pid": str(dead.pid)}).info.run_id
+    alive = mlflow_client.create_run(exp, tags=owner_tags()).info.run_id  # this very process
+    assert end_orphaned_runs(mlflow_client, "exp") == [orphan]
+    assert mlflow_client.get_run(orphan).info.status == "KILLED"
+    assert mlflow_client.get_run(alive).info.status == "RUNNING"

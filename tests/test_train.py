@@ -174,3 +174,16 @@ def test_early_stopping_after_patience_evaluations(
     summary = train(tmp_path, tiny_data, mlflow_client, tiny_run(max_steps=50, patience=2))
     assert summary["stopped_early"] == 1 and summary["steps"] == 40
     assert summary["best_val_loss_nats"] == 2.0 and summary["best_step"] == 20
+
+
+def test_a_second_trainer_on_the_same_checkpoints_refuses(
+    tmp_path: Path, tiny_data: TrainData, mlflow_client: Any
+) -> None:
+    from charlm import io
+    from charlm.errors import CharlmError
+
+    with io.file_lock(tmp_path / "checkpoints" / ".lstm.lock"), pytest.raises(CharlmError) as info:
+        train(tmp_path, tiny_data, mlflow_client, tiny_run(max_steps=5))
+    assert f"checkpoints/lstm is in use by training process {os.getpid()}" in str(info.value)
+    assert mlflow_client.search_experiments(filter_string="name = 'test'") == []  # refused before any run
+    assert train(tmp_path, tiny_data, mlflow_client, tiny_run(max_steps=5))["steps"] == 5  # free again

@@ -21,7 +21,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from charlm import io
-from charlm.errors import DataError, ParamsError
+from charlm.errors import CharlmError, DataError, ParamsError
 from charlm.model import CharLM
 from charlm.params import ModelConfig
 from charlm.vocab import Vocabulary
@@ -53,11 +53,18 @@ def load_parameters(model: CharLM, tensors: dict[str, torch.Tensor], source: str
 
 
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
-    """Write tensors and a JSON document to one safetensors file, atomically."""
-    with io.atomic_path(path) as tmp:
-        save_file(
-            {k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata={"meta": json.dumps(meta)}
-        )
+    """Write tensors and a JSON document to one safetensors file, atomically.
+
+    A failed write (disk full, file-size limit) leaves the previous file as it was.
+    """
+    try:
+        with io.atomic_path(path) as tmp:
+            save_file(
+                {k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata={"meta": json.dumps(meta)}
+            )
+    except (OSError, SafetensorError) as err:
+        reason = getattr(err, "strerror", None) or str(err)
+        raise CharlmError(f"{path}: could not be written ({reason}); the previous version is kept") from None
 
 
 def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

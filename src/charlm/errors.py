@@ -27,6 +27,14 @@ class FetchError(CharlmError):
     """The raw corpus could not be obtained or failed its integrity check."""
 
 
+class LockedError(CharlmError):
+    """Another live process holds a lock this one needs."""
+
+    def __init__(self, path: str, holder: str) -> None:
+        super().__init__(f"{path} is locked by process {holder}")
+        self.path, self.holder = path, holder
+
+
 def run_cli(main: Callable[[], None]) -> None:
     """Run `main`, turning a CharlmError into a one-line message and its exit status (2 by default)."""
     try:

@@ -5,6 +5,7 @@ flushed to disk and then renamed over the destination with `os.replace`, which i
 """
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -15,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from charlm.errors import LockedError
 
 
 @contextlib.contextmanager
@@ -67,6 +70,30 @@ def replace_dir(path: Path) -> Iterator[Path]:
         os.replace(staging, path)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def file_lock(path: Path, wait: bool = True) -> Iterator[None]:
+    """Hold an exclusive advisory lock on `path`, which records the holder's pid.
+
+    The kernel releases the lock when its holder dies, however it dies, so a crash never leaves a
+    stale lock. With `wait=False` a held lock raises LockedError naming the holder instead.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            raise LockedError(str(path), f.read().strip() or "unknown") from None
+        f.seek(0)
+        f.truncate()
+        f.write(str(os.getpid()))
+        f.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def sha256_file(path: Path) -> str:

@@ -11,13 +11,11 @@ stages the real root in `DVC_ROOT`).
 """
 
 import csv
-import fcntl
 import io as _io
 import os
+import socket
 import subprocess
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -42,16 +40,6 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{workspace_root() / DB_FILE}"
 
 
-@contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    with open(path, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
 def connect(uri: str | None = None) -> Any:
     """An MlflowClient for `uri`, checked to answer; the SQLite schema is created under a lock.
 
@@ -69,7 +57,7 @@ def connect(uri: str | None = None) -> Any:
         if uri.startswith("sqlite:///"):
             db = Path(uri.removeprefix("sqlite:///"))
             db.parent.mkdir(parents=True, exist_ok=True)
-            with _file_lock(db.with_name(db.name + ".lock")):
+            with io.file_lock(db.with_name(db.name + ".lock")):
                 client.search_experiments(max_results=1)
         else:
             client.search_experiments(max_results=1)
@@ -116,6 +104,37 @@ def attach_run(
     }
     run = client.create_run(experiment_id(client, experiment), run_name=run_name, tags={**tags, **note})
     return run.info.run_id, True
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True
+
+
+def owner_tags() -> dict[str, str]:
+    """Which process is writing a run, so a later start can tell a live run from an orphan."""
+    return {"charlm.host": socket.gethostname(), "charlm.pid": str(os.getpid())}
+
+
+def end_orphaned_runs(client: Any, experiment: str) -> list[str]:
+    """Mark KILLED the runs this host left RUNNING from processes that no longer exist."""
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return []
+    host = socket.gethostname()
+    ended = []
+    for run in client.search_runs([found.experiment_id], filter_string="attributes.status = 'RUNNING'"):
+        tags = run.data.tags
+        pid = tags.get("charlm.pid", "")
+        if tags.get("charlm.host") == host and pid.isdigit() and not _process_alive(int(pid)):
+            client.set_terminated(run.info.run_id, status="KILLED")
+            ended.append(run.info.run_id)
+    return ended
 
 
 def log_metrics(client: Any, run_id: str, metrics: dict[str, Any], step: int = 0) -> None:
@@ -179,7 +198,9 @@ class RunTracker:
         tags: dict[str, str],
         curves: dict[Path, list[str]],
     ) -> "RunTracker":
-        run = client.create_run(experiment_id(client, experiment), run_name=run_name, tags=tags)
+        run = client.create_run(
+            experiment_id(client, experiment), run_name=run_name, tags={**tags, **owner_tags()}
+        )
         from mlflow.entities import Param
 
         items = [Param(k, str(v)[:6000]) for k, v in params.items()]
@@ -191,6 +212,8 @@ class RunTracker:
     def resume(cls, client: Any, state: dict[str, Any], curves: dict[Path, list[str]]) -> "RunTracker":
         """Continue the run a checkpoint recorded (it may have been left RUNNING by a killed process)."""
         client.update_run(state["run_id"], status="RUNNING")
+        for key, value in owner_tags().items():
+            client.set_tag(state["run_id"], key, value)
         return cls(client, state["run_id"], curves, state["history"])
 
     def state(self) -> dict[str, Any]:

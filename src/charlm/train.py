@@ -31,11 +31,11 @@ from tqdm import tqdm
 
 from charlm import checkpoint, io
 from charlm.device import autocast, autocast_dtype, select_device
-from charlm.errors import CharlmError, DataError
+from charlm.errors import CharlmError, DataError, LockedError
 from charlm.evaluation import evaluate, streams
 from charlm.model import CharLM, Hidden, detach_hidden, hidden_from_tensors, hidden_tensors
 from charlm.params import ModelRun, TrainConfig
-from charlm.tracking import RunTracker
+from charlm.tracking import RunTracker, end_orphaned_runs
 from charlm.vocab import Vocabulary
 
 STATE_FILE = "state.safetensors"
@@ -318,6 +318,23 @@ class TrainOutputs:
     val_curve: Path  # DVC plots CSV: step, val_loss_nats, val_bpc
 
 
+@contextmanager
+def exclusive_checkpoints(checkpoint_dir: Path, name: str) -> Iterator[None]:
+    """Only one process at a time trains into a checkpoint directory.
+
+    A second one (say, a new `dvc repro` while a trainer orphaned by a killed `dvc repro` still
+    runs) refuses to start, naming the live process.
+    """
+    try:
+        with io.file_lock(checkpoint_dir.parent / f".{checkpoint_dir.name}.lock", wait=False):
+            yield
+    except LockedError as err:
+        raise CharlmError(
+            f"{checkpoint_dir} is in use by training process {err.holder}; wait for it to finish"
+            f" or stop it (kill {err.holder}) before training {name} again"
+        ) from None
+
+
 def run_training(
     run: ModelRun,
     seed: int,
@@ -329,26 +346,32 @@ def run_training(
     tags: dict[str, str],
 ) -> dict[str, float]:
     """Train (or resume) one model with its MLflow run; write the model, metrics and curves."""
-    trainer = Trainer(run, seed, data, out.checkpoint_dir)
-    curves = {out.train_curve: ["train_loss_nats", "lr"], out.val_curve: ["val_loss_nats", "val_bpc"]}
-    best_dir = out.checkpoint_dir / BEST_DIR
-    resumed = trainer.load_state()
-    if resumed is not None:
-        print(f"train: resuming {run.name} from step {trainer.state.step}", file=sys.stderr)
-        tracker = RunTracker.resume(client, resumed, curves)
-    else:
-        shutil.rmtree(best_dir, ignore_errors=True)
-        tracker = RunTracker.start(client, experiment, run.name, params, tags, curves)
-    try:
-        trainer.fit(tracker, best_dir)
-    except TrainingInterrupted:
-        tracker.end("KILLED")
-        raise
-    except BaseException:
-        tracker.end("FAILED")
-        raise
-    with io.replace_dir(out.model_dir) as staging:
-        shutil.copytree(best_dir, staging, dirs_exist_ok=True)
-    summary = trainer.summary()
-    tracker.finish(summary, out.metrics)
-    return summary
+    with exclusive_checkpoints(out.checkpoint_dir, run.name):
+        trainer = Trainer(run, seed, data, out.checkpoint_dir)
+        curves = {out.train_curve: ["train_loss_nats", "lr"], out.val_curve: ["val_loss_nats", "val_bpc"]}
+        best_dir = out.checkpoint_dir / BEST_DIR
+        for run_id in end_orphaned_runs(client, experiment):
+            print(
+                f"train: MLflow run {run_id} was left RUNNING by a dead process; marked KILLED",
+                file=sys.stderr,
+            )
+        resumed = trainer.load_state()
+        if resumed is not None:
+            print(f"train: resuming {run.name} from step {trainer.state.step}", file=sys.stderr)
+            tracker = RunTracker.resume(client, resumed, curves)
+        else:
+            shutil.rmtree(best_dir, ignore_errors=True)
+            tracker = RunTracker.start(client, experiment, run.name, params, tags, curves)
+        try:
+            trainer.fit(tracker, best_dir)
+        except TrainingInterrupted:
+            tracker.end("KILLED")
+            raise
+        except BaseException:
+            tracker.end("FAILED")
+            raise
+        with io.replace_dir(out.model_dir) as staging:
+            shutil.copytree(best_dir, staging, dirs_exist_ok=True)
+        summary = trainer.summary()
+        tracker.finish(summary, out.metrics)
+        return summary
