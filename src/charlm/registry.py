@@ -10,6 +10,7 @@ decision says why.
 import hashlib
 import json
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,7 @@ class Candidate:
     test_sha256: str
     run_id: str | None
 
-    @property
+    @cached_property
     def model_sha256(self) -> str:
         """Identifies the weights, architecture and vocabulary (not the metrics) of the model."""
         config = checkpoint.read_config(self.model_dir)

@@ -33,6 +33,8 @@ def encode_prompt(prompt: str, vocab: Vocabulary, unknown: str) -> torch.Tensor:
 
 def filter_logits(logits: torch.Tensor, top_k: int | None, top_p: float | None) -> torch.Tensor:
     """Set to -inf every logit outside the top-k and outside the top-p nucleus. logits: (V,)."""
+    if top_k is None and (top_p is None or top_p >= 1):
+        return logits
     logits = logits.clone()
     if top_k is not None and top_k < logits.numel():
         kth = torch.topk(logits, top_k).values[-1]
