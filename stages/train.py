@@ -1,10 +1,14 @@
-"""Stage train@<model>: train one model named under `models:` and track it in MLflow."""
+"""Stage train@<model>: train one model named under `models:` and track it in MLflow.
+
+With `distributed` asking for several processes, the stage re-runs itself under torchrun.
+"""
 
 import argparse
 from pathlib import Path
 
 import numpy as np
 
+from charlm import distributed
 from charlm.errors import ParamsError, run_cli
 from charlm.params import flatten, load_params
 from charlm.tracking import connect, stage_tags
@@ -27,6 +31,8 @@ def main() -> None:
     if args.model not in params.models:
         raise ParamsError(f"models.{args.model}: no such model (have {', '.join(params.models)})")
     run = params.models[args.model]
+    if params.distributed.world_size > 1 and not distributed.launched():
+        distributed.relaunch(params.distributed)
 
     vocab = Vocabulary.load(args.vocab)
     data = TrainData(
@@ -39,11 +45,19 @@ def main() -> None:
         "data.sha256": data_hash(data),
         "vocab.sha256": vocab.hash,
     }
-    mlflow_params = {**flatten(run), "model.vocab_size": len(vocab), "seed": params.seed}
-    summary = run_training(
-        run, params.seed, data, outputs, connect(), params.tracking.experiment, mlflow_params, tags
-    )
-    print(f"train: {run.name}: " + ", ".join(f"{k}={v:.4g}" for k, v in summary.items()))
+    mlflow_params = {
+        **flatten(run),
+        "model.vocab_size": len(vocab),
+        "seed": params.seed,
+        "distributed.world_size": params.distributed.world_size,
+    }
+    with distributed.world(params.distributed.backend) as world:
+        client = connect() if world.is_main else None
+        summary = run_training(
+            run, params.seed, data, outputs, client, params.tracking.experiment, mlflow_params, tags, world
+        )
+    if world.is_main:
+        print(f"train: {run.name}: " + ", ".join(f"{k}={v:.4g}" for k, v in summary.items()))
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,19 @@ def run(cmd: list[str], cwd: Path, check: bool = True, **kwargs: Any) -> subproc
             f"{cmd} exited {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
         )
     return proc
+
+
+def start(cmd: list[str], cwd: Path) -> subprocess.Popen[bytes]:
+    """Start a command in the background with the project's environment, discarding its output."""
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def wait_for_file(path: Path, proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
+    """Wait until `path` exists (say, a first checkpoint) while `proc` still runs."""
+    deadline = time.monotonic() + timeout
+    while not path.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.02)
 
 
 @pytest.fixture

@@ -2,9 +2,7 @@
 
 import csv
 import json
-import os
 import signal
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +14,7 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from charlm.checkpoint import load_tensors
-from tests.conftest import BIN, run, tiny_overrides
+from tests.conftest import run, start, tiny_overrides, wait_for_file
 
 pytestmark = pytest.mark.slow
 
@@ -109,14 +107,9 @@ def test_sigkill_mid_training_then_repro_resumes_bit_exact(workspace: Workspace,
 
     ws = workspace(overrides, name="killed")
     run(["dvc", "repro", "vocab"], ws)
-    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
-    proc = subprocess.Popen(
-        ["dvc", "repro", "train@lstm"], cwd=ws, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    proc = start(["dvc", "repro", "train@lstm"], ws)
     state = ws / "checkpoints/lstm/state.safetensors"
-    deadline = time.monotonic() + 120
-    while not state.exists() and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.02)
+    wait_for_file(state, proc)
     trainer = _trainer_process(psutil.Process(proc.pid))
     assert trainer is not None, "the training process ended before it could be killed"
     trainer.send_signal(signal.SIGKILL)
@@ -138,10 +131,7 @@ def test_second_concurrent_repro_is_refused_by_dvc(workspace: Workspace, corpus_
     overrides["models"] = {"lstm": {"cell": "lstm"}}
     ws = workspace(overrides)
     run(["dvc", "repro", "vocab"], ws)
-    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
-    first = subprocess.Popen(
-        ["dvc", "repro", "train@lstm"], cwd=ws, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    first = start(["dvc", "repro", "train@lstm"], ws)
     deadline = time.monotonic() + 60
     while _trainer_process(psutil.Process(first.pid)) is None and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -149,3 +139,30 @@ def test_second_concurrent_repro_is_refused_by_dvc(workspace: Workspace, corpus_
     assert second.returncode != 0 and "lock" in second.stderr.lower()
     assert first.wait(timeout=120) == 0
     assert "up to date" in run(["dvc", "status", "--with-deps", "train@lstm"], ws).stdout
+
+
+def test_sigkill_of_dvc_leaves_an_orphan_trainer_that_a_new_repro_will_not_race(
+    workspace: Workspace, corpus_slice: Path
+) -> None:
+    overrides = tiny_overrides(corpus_slice)
+    overrides["train"].update(max_steps=5000, checkpoint_interval=20, eval_interval=1000)
+    overrides["models"] = {"lstm": {"cell": "lstm"}}
+    ws = workspace(overrides)
+    run(["dvc", "repro", "vocab"], ws)
+    dvc = start(["dvc", "repro", "train@lstm"], ws)
+    wait_for_file(ws / "checkpoints/lstm/state.safetensors", dvc)
+    orphan = _trainer_process(psutil.Process(dvc.pid))
+    assert orphan is not None, "training ended before dvc could be killed"
+    dvc.send_signal(signal.SIGKILL)
+    dvc.wait(timeout=30)
+    try:
+        assert orphan.is_running()
+        second = run(["dvc", "repro", "train@lstm"], ws, check=False)
+        assert second.returncode != 0
+        assert f"checkpoints/lstm is in use by training process {orphan.pid}" in second.stderr
+        assert orphan.is_running(), "the refused repro must leave the live trainer alone"
+    finally:
+        orphan.kill()
+        orphan.wait(timeout=30)
+    # The orphan's last checkpoint is intact, for the next repro to resume from.
+    assert load_tensors(ws / "checkpoints/lstm/state.safetensors")[1]["trainer"]["step"] > 0

@@ -256,6 +256,27 @@ class TrackingConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class DistributedConfig:
+    """Data-parallel training: more than one process in all runs each train stage under torchrun."""
+
+    nproc_per_node: int = 1
+    nnodes: int = 1
+    master_addr: str = "127.0.0.1"  # node 0 as the other nodes reach it (nnodes > 1)
+    master_port: int = 29500
+    backend: Literal["auto", "gloo", "nccl"] = "auto"
+
+    def __post_init__(self) -> None:
+        _require(self.nproc_per_node >= 1, "nproc_per_node", ">= 1", self.nproc_per_node)
+        _require(self.nnodes >= 1, "nnodes", ">= 1", self.nnodes)
+        _require(0 < self.master_port < 65536, "master_port", "a TCP port", self.master_port)
+        _require(bool(self.master_addr.strip()), "master_addr", "a host name or address", self.master_addr)
+
+    @property
+    def world_size(self) -> int:
+        return self.nproc_per_node * self.nnodes
+
+
+@dataclasses.dataclass(frozen=True)
 class Params:
     seed: int
     paths: PathsConfig
@@ -269,6 +290,7 @@ class Params:
     generate: GenerateConfig
     register: RegisterConfig
     tracking: TrackingConfig
+    distributed: DistributedConfig
 
 
 def _settable_fields(cls: type) -> dict[str, dataclasses.Field]:
@@ -368,6 +390,15 @@ def parse_params(raw: Any) -> Params:
         if name not in ("seed", "models"):
             values[name] = _coerce(raw[name] if raw[name] is not None else {}, hints[name], name)
     values["models"] = _build_models(raw["models"], raw["model"] or {}, raw["train"] or {})
+    ranks = values["distributed"].world_size
+    for name, run in values["models"].items():
+        # Every rank trains on an equal share of the streams.
+        _require(
+            run.train.batch_size % ranks == 0,
+            f"models.{name}.batch_size",
+            f"divisible by the {ranks} distributed processes",
+            run.train.batch_size,
+        )
     return Params(**values)
 
 

@@ -8,6 +8,10 @@ Everything needed to continue (weights, optimizer moments, the hidden state, RNG
 step, best-so-far and the metric history) is checkpointed atomically every `checkpoint_interval`
 steps; a rerun with the same configuration resumes from it and, on CPU, ends with bit-identical
 weights to an uninterrupted run.
+
+Under torchrun (`charlm.distributed`) each rank trains on its share of the streams inside DDP;
+checkpoints always hold the whole batch's hidden state, so a run can resume on another number of
+processes.
 """
 
 import dataclasses
@@ -19,7 +23,7 @@ import signal
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,10 +31,12 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from charlm import checkpoint, io
 from charlm.device import autocast, autocast_dtype, select_device
+from charlm.distributed import SINGLE, World
 from charlm.errors import CharlmError, DataError, LockedError
 from charlm.evaluation import evaluate, streams
 from charlm.model import CharLM, Hidden, detach_hidden, hidden_from_tensors, hidden_tensors
@@ -71,10 +77,15 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
 
 
 class Batches:
-    """Chunks of B parallel streams for stateful truncated BPTT; all on the training device."""
+    """Chunks of B parallel streams for stateful truncated BPTT; all on the training device.
 
-    def __init__(self, ids: np.ndarray, batch_size: int, seq_len: int, device: torch.device):
-        self.data = streams(ids, batch_size, device)  # (B, L)
+    `rows` picks this process's share of the streams (all of them outside data-parallel runs).
+    """
+
+    def __init__(
+        self, ids: np.ndarray, batch_size: int, seq_len: int, device: torch.device, rows: slice = slice(None)
+    ):
+        self.data = streams(ids, batch_size, device)[rows]  # (B / world size, L)
         self.seq_len = seq_len
         self.steps_per_epoch = (self.data.size(1) - 1) // seq_len
         if self.steps_per_epoch < 1:
@@ -141,21 +152,41 @@ class TrainState:
 
 
 class Trainer:
-    def __init__(self, run: ModelRun, seed: int, data: TrainData, checkpoint_dir: Path) -> None:
-        self.run, self.cfg, self.data = run, run.train, data
+    def __init__(
+        self, run: ModelRun, seed: int, data: TrainData, checkpoint_dir: Path, world: World = SINGLE
+    ) -> None:
+        self.run, self.cfg, self.data, self.world = run, run.train, data, world
         self.device = select_device(self.cfg.device)
+        if self.device.type == "cuda" and world.size > 1:
+            self.device = torch.device("cuda", world.local_rank)
         self.dtype = autocast_dtype(self.cfg.precision, self.device)
         self.checkpoint_dir = checkpoint_dir
+        self.seed = seed
         self.fingerprint = fingerprint(run, seed, data)
-        torch.manual_seed(seed)
+        torch.manual_seed(seed)  # the same initial weights on every rank
         self.model = CharLM(dataclasses.replace(run.model, vocab_size=len(data.vocab))).to(self.device)
+        self.network: torch.nn.Module = self.model
+        if world.size > 1:
+            # DDP broadcasts rank 0's weights and averages gradients during backward.
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.network = DistributedDataParallel(self.model, device_ids=ids)
+            torch.manual_seed(seed + world.rank)  # distinct dropout masks per rank
         self.optimizer = make_optimizer(self.model, self.cfg)
-        self.batches = Batches(data.train, self.cfg.batch_size, self.cfg.seq_len, self.device)
+        self.rows = world.shard(self.cfg.batch_size)
+        self.batches = Batches(data.train, self.cfg.batch_size, self.cfg.seq_len, self.device, self.rows)
         self.state = TrainState()
         self.hidden: Hidden | None = None
 
     # -- checkpoints -------------------------------------------------------------------------
-    def save_state(self, tracker: RunTracker) -> None:
+    def save_state(self, tracker: RunTracker | None) -> None:
+        """Write the resumable state (rank 0 writes; every rank must call, to share its part)."""
+        # The whole batch's hidden state and every rank's RNG, so any process count can resume.
+        hidden = []
+        if self.hidden is not None:
+            hidden = [torch.cat(self.world.gather(t), dim=1) for t in hidden_tensors(self.hidden)]
+        rngs = self.world.gather(torch.get_rng_state())
+        if tracker is None:
+            return
         tensors = {f"model.{k}": v for k, v in checkpoint.parameters(self.model).items()}
         opt = self.optimizer.state_dict()
         scalars: dict[str, dict[str, Any]] = {}
@@ -165,10 +196,11 @@ class Trainer:
                     tensors[f"optim.{pid}.{key}"] = value.detach().cpu()
                 else:
                     scalars.setdefault(str(pid), {})[key] = value
-        if self.hidden is not None:
-            for i, t in enumerate(hidden_tensors(self.hidden)):
-                tensors[f"hidden.{i}"] = t.detach().cpu()
-        tensors["rng.cpu"] = torch.get_rng_state()
+        for i, t in enumerate(hidden):
+            tensors[f"hidden.{i}"] = t.detach().cpu()  # (layers, B, H)
+        tensors["rng.cpu"] = rngs[0]
+        for rank, rng in enumerate(rngs[1:], start=1):
+            tensors[f"rng.cpu.{rank}"] = rng
         if self.device.type == "cuda":
             tensors["rng.cuda"] = torch.cuda.get_rng_state(self.device)
         meta = {
@@ -190,7 +222,8 @@ class Trainer:
             raise DataError(f"{path}: not a charlm training state")
         if meta["fingerprint"] != self.fingerprint or meta["trainer"]["finished"]:
             reason = "finished" if meta["trainer"]["finished"] else "made with other params or data"
-            print(f"train: {path} was {reason}; training from scratch", file=sys.stderr)
+            if self.world.is_main:
+                print(f"train: {path} was {reason}; training from scratch", file=sys.stderr)
             return None
         model_tensors = {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
         checkpoint.load_parameters(self.model, model_tensors, str(path))
@@ -204,9 +237,15 @@ class Trainer:
         self.optimizer.load_state_dict(
             {"state": opt_state, "param_groups": meta["optimizer"]["param_groups"]}
         )
-        hidden = [tensors[f"hidden.{i}"].to(self.device) for i in range(2) if f"hidden.{i}" in tensors]
+        hidden = [
+            tensors[f"hidden.{i}"][:, self.rows].to(self.device) for i in range(2) if f"hidden.{i}" in tensors
+        ]
         self.hidden = hidden_from_tensors(hidden) if hidden else None
-        torch.set_rng_state(tensors["rng.cpu"])
+        rng = "rng.cpu" if self.world.rank == 0 else f"rng.cpu.{self.world.rank}"
+        if rng in tensors:
+            torch.set_rng_state(tensors[rng])
+        else:  # saved by fewer processes than resume it
+            torch.manual_seed(self.seed + self.world.rank)
         if "rng.cuda" in tensors and self.device.type == "cuda":
             torch.cuda.set_rng_state(tensors["rng.cuda"], self.device)
         self.state = TrainState(**meta["trainer"])
@@ -221,7 +260,7 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         with autocast(self.device, self.dtype):
-            logits, hidden = self.model(x, self.hidden)  # (B, T, V)
+            logits, hidden = self.network(x, self.hidden)  # (B, T, V)
         loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -236,8 +275,9 @@ class Trainer:
         )
         return result.loss_nats, result.bpc
 
-    def fit(self, tracker: RunTracker, best_dir: Path) -> TrainState:
-        cfg, state = self.cfg, self.state
+    def fit(self, tracker: RunTracker | None, best_dir: Path) -> TrainState:
+        """Train to max_steps (or early stop); `tracker` is None on every rank but rank 0."""
+        cfg, state, world = self.cfg, self.state, self.world
         chars_per_step = self.cfg.batch_size * self.cfg.seq_len
         bar = tqdm(
             total=cfg.max_steps,
@@ -246,12 +286,16 @@ class Trainer:
             unit="step",
             mininterval=1.0 if sys.stderr.isatty() else 30.0,
             file=sys.stderr,
+            disable=not world.is_main,
         )
         postfix: dict[str, str] = {}
         with stop_signals() as received, bar:
             while state.step < cfg.max_steps and not state.stopped_early:
                 started = time.perf_counter()
-                loss = self.train_step(state.step)
+                local_loss = self.train_step(state.step)
+                # One collective per step: the global mean loss, and whether any rank was signalled.
+                loss_sum, signalled = world.sum([local_loss, float(len(received))])
+                loss = loss_sum / world.size
                 stepped = time.perf_counter()
                 if not math.isfinite(loss):
                     raise TrainingDiverged(
@@ -261,28 +305,34 @@ class Trainer:
                 state.train_seconds += stepped - started
                 state.step += 1
                 state.tokens_seen += chars_per_step
-                tracker.log(state.step, {"train_loss_nats": loss, "lr": lr_at(state.step - 1, cfg)})
+                if tracker:
+                    tracker.log(state.step, {"train_loss_nats": loss, "lr": lr_at(state.step - 1, cfg)})
                 postfix.update(loss=f"{loss:.3f}", chars_s=f"{state.tokens_seen / state.train_seconds:,.0f}")
                 if state.step % cfg.eval_interval == 0 or state.step == cfg.max_steps:
-                    val_loss, val_bpc = self.validate()
-                    tracker.log(state.step, {"val_loss_nats": val_loss, "val_bpc": val_bpc})
+                    # Rank 0 validates; the others take its result, so all make the same decisions.
+                    val_loss, val_bpc = world.broadcast(list(self.validate()) if tracker else [0.0, 0.0])
+                    if tracker:
+                        tracker.log(state.step, {"val_loss_nats": val_loss, "val_bpc": val_bpc})
                     postfix["val_bpc"] = f"{val_bpc:.3f}"
                     if val_loss < state.best_val_loss:
                         state.best_val_loss, state.best_step, state.bad_evals = val_loss, state.step, 0
-                        self.export(best_dir, tracker.run_id)
+                        if tracker:
+                            self.export(best_dir, tracker.run_id)
                     else:
                         state.bad_evals += 1
                         state.stopped_early = cfg.patience > 0 and state.bad_evals >= cfg.patience
                 bar.set_postfix(postfix, refresh=False)
                 bar.update(1)
                 state.wall_seconds += time.perf_counter() - started
-                if state.step % cfg.checkpoint_interval == 0 or received:
-                    tracker.flush()
+                if state.step % cfg.checkpoint_interval == 0 or signalled:
+                    if tracker:
+                        tracker.flush()
                     self.save_state(tracker)
-                if received:
-                    raise TrainingInterrupted(received[0])
+                if signalled:
+                    raise TrainingInterrupted(received[0] if received else signal.SIGTERM)
         state.finished = True
-        tracker.flush()
+        if tracker:
+            tracker.flush()
         self.save_state(tracker)
         return state
 
@@ -318,6 +368,9 @@ class TrainOutputs:
     val_curve: Path  # DVC plots CSV: step, val_loss_nats, val_bpc
 
 
+RESUME_STEP = "the step to resume from (every node needs the same checkpoint directory)"
+
+
 @contextmanager
 def exclusive_checkpoints(checkpoint_dir: Path, name: str) -> Iterator[None]:
     """Only one process at a time trains into a checkpoint directory.
@@ -344,18 +397,30 @@ def run_training(
     experiment: str,
     params: dict[str, Any],
     tags: dict[str, str],
+    world: World = SINGLE,
 ) -> dict[str, float]:
-    """Train (or resume) one model with its MLflow run; write the model, metrics and curves."""
-    with exclusive_checkpoints(out.checkpoint_dir, run.name):
-        trainer = Trainer(run, seed, data, out.checkpoint_dir)
-        curves = {out.train_curve: ["train_loss_nats", "lr"], out.val_curve: ["val_loss_nats", "val_bpc"]}
+    """Train (or resume) one model with its MLflow run; write the model, metrics and curves.
+
+    `client` may be None on ranks other than 0, which neither track nor write outputs.
+    """
+    # Rank 0 owns the checkpoints, the outputs and the MLflow run; other ranks only train.
+    lock = exclusive_checkpoints(out.checkpoint_dir, run.name) if world.is_main else nullcontext()
+    with lock:
+        trainer = Trainer(run, seed, data, out.checkpoint_dir, world)
         best_dir = out.checkpoint_dir / BEST_DIR
+        if not world.is_main:
+            trainer.load_state()
+            world.agree(trainer.state.step, RESUME_STEP)
+            trainer.fit(None, best_dir)
+            return trainer.summary()
+        curves = {out.train_curve: ["train_loss_nats", "lr"], out.val_curve: ["val_loss_nats", "val_bpc"]}
         for run_id in end_orphaned_runs(client, experiment):
             print(
                 f"train: MLflow run {run_id} was left RUNNING by a dead process; marked KILLED",
                 file=sys.stderr,
             )
         resumed = trainer.load_state()
+        world.agree(trainer.state.step, RESUME_STEP)
         if resumed is not None:
             print(f"train: resuming {run.name} from step {trainer.state.step}", file=sys.stderr)
             tracker = RunTracker.resume(client, resumed, curves)
