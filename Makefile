@@ -4,11 +4,18 @@ PYTHON ?= python3
 BIN := $(CURDIR)/$(VENV)/bin
 STAMP := $(VENV)/.installed
 UI_PORT ?= 5000
+# `make server`: a shared tracking server. Its SQL backend and artifact store live under
+# SERVER_DIR unless SERVER_BACKEND / SERVER_ARTIFACTS name others (PostgreSQL, an object store).
+SERVER_DIR ?= $(CURDIR)/mlflow-server
+SERVER_BACKEND ?= sqlite:///$(SERVER_DIR)/mlflow.db
+SERVER_ARTIFACTS ?= $(SERVER_DIR)/artifacts
+SERVER_HOST ?= 127.0.0.1
+SERVER_PORT ?= 5000
 
 # Stage commands in dvc.yaml call `python`: make them find the project's environment.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup run test test-fast lint format ui bench clean
+.PHONY: setup run test test-fast lint format ui server bench clean
 
 setup: $(STAMP)
 
@@ -38,6 +45,11 @@ format: setup
 
 ui: setup  ## MLflow UI on the embedded database, local only
 	$(BIN)/mlflow ui --backend-store-uri "sqlite:///$(CURDIR)/mlflow.db" --host 127.0.0.1 --port $(UI_PORT)
+
+server: setup  ## MLflow tracking server for a team (local only unless SERVER_HOST says otherwise)
+	mkdir -p "$(SERVER_DIR)"
+	$(BIN)/mlflow server --backend-store-uri "$(SERVER_BACKEND)" --artifacts-destination "$(SERVER_ARTIFACTS)" \
+		--host $(SERVER_HOST) --port $(SERVER_PORT) --workers 1
 
 bench: setup  ## training and sampling throughput (params.yaml's lstm)
 	$(BIN)/python benchmarks/bench_train.py

@@ -4,12 +4,18 @@ Tests start from the configuration users run and override a few sizes, so they e
 """
 
 import copy
+import json
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +101,46 @@ def wait_for_file(path: Path, proc: subprocess.Popen[bytes], timeout: float = 12
     deadline = time.monotonic() + timeout
     while not path.exists() and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.02)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def background_server(cmd: list[str], cwd: Path, ready_url: str, timeout: float = 120) -> Iterator[None]:
+    """Run a server in its own process group until `ready_url` answers; stop the group after."""
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    server = subprocess.Popen(
+        cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(ready_url, timeout=2):
+                    break
+            except OSError:
+                assert server.poll() is None, f"{cmd[:3]} exited with {server.returncode}"
+                assert time.monotonic() < deadline, f"{ready_url} did not answer within {timeout} s"
+                time.sleep(0.5)
+        yield
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+def http_json(url: str, payload: dict[str, Any] | None = None) -> tuple[int, Any]:
+    """GET `url` (or POST `payload` as JSON): the status and the decoded JSON body."""
+    data = json.dumps(payload).encode() if payload is not None else None
+    request = urllib.request.Request(url, data, {"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read() or b"{}")
 
 
 @pytest.fixture

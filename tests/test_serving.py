@@ -2,11 +2,6 @@
 
 import json
 import os
-import socket
-import subprocess
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +10,7 @@ import pandas as pd
 import pytest
 from mlflow.exceptions import MlflowException
 
-from tests.conftest import BIN, run
+from tests.conftest import background_server, free_port, http_json, run
 from tests.test_registry import VOCAB, do_register, make_candidate
 
 pytestmark = pytest.mark.slow
@@ -74,60 +69,19 @@ def test_charlm_generate_streams_from_the_registry(champion_uri: str, tmp_path: 
     assert bad.returncode == 2 and "temperature: must be > 0" in bad.stderr
 
 
-def _post(url: str, payload: dict[str, Any]) -> tuple[int, Any]:
-    request = urllib.request.Request(url, json.dumps(payload).encode(), {"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read() or b"{}")
-
-
 def test_mlflow_models_serve_answers_invocations(champion_uri: str, tmp_path: Path) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
-    cmd = [
-        "mlflow",
-        "models",
-        "serve",
-        "-m",
-        champion_uri,
-        "--env-manager",
-        "local",
-        "-h",
-        "127.0.0.1",
-        "-p",
-        str(port),
-    ]
-    server = subprocess.Popen(
-        cmd,
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2):
-                    break
-            except OSError:
-                assert server.poll() is None, "mlflow models serve exited"
-                time.sleep(0.5)
+    port = free_port()
+    cmd = ["mlflow", "models", "serve", "-m", champion_uri, "--env-manager", "local"]
+    with background_server(
+        [*cmd, "-h", "127.0.0.1", "-p", str(port)], tmp_path, f"http://127.0.0.1:{port}/ping"
+    ):
         url = f"http://127.0.0.1:{port}/invocations"
         request = {"dataframe_records": [{"prompt": "abc", "max_new_chars": 25, "seed": 11}]}
-        status, body = _post(url, request)
+        status, body = http_json(url, request)
         assert status == 200
         (text,) = body["predictions"]
         assert len(text) == 25 and set(text) <= set(VOCAB.itos[1:])
-        assert _post(url, request)[1] == body  # the seed is honoured
-        status, body = _post(url, {"dataframe_records": [{"prompt": "abc", "max_new_chars": 10**6}]})
+        assert http_json(url, request)[1] == body  # the seed is honoured
+        status, body = http_json(url, {"dataframe_records": [{"prompt": "abc", "max_new_chars": 10**6}]})
         assert status == 400 and "max_new_chars" in json.dumps(body)
-        assert _post(url, request)[0] == 200  # still serving after a bad request
-    finally:
-        os.killpg(server.pid, 15)
-        server.wait(timeout=30)
+        assert http_json(url, request)[0] == 200  # still serving after a bad request

@@ -1,0 +1,59 @@
+"""Versioned data shared through a DVC remote: push from one clone, pull into another, reproduce nothing."""
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from charlm.io import sha256_file
+from tests.conftest import run, tiny_overrides
+
+pytestmark = pytest.mark.slow
+
+GIT_USER = ["-c", "user.name=charlm tests", "-c", "user.email=tests@charlm.invalid"]
+
+
+def test_teammate_pulls_and_reproduces_nothing(
+    workspace: Callable[..., Path], corpus_slice: Path, tmp_path: Path
+) -> None:
+    overrides = tiny_overrides(corpus_slice)
+    overrides["models"] = {"lstm": {"cell": "lstm"}}
+    ws = workspace(overrides)
+    (ws / ".gitignore").write_text("/mlflow.db\n/mlflow.db.lock\n")
+    run(["dvc", "repro"], ws)
+    remote = tmp_path / "team-remote"
+    run(["dvc", "remote", "add", "-d", "team", str(remote)], ws)
+    run(["git", "add", "-A"], ws)
+    run(["git", *GIT_USER, "commit", "-qm", "tiny pipeline"], ws)
+    pushed = run(["dvc", "push"], ws).stdout
+    assert "pushed" in pushed
+
+    clone = tmp_path / "teammate" / "charlm"
+    run(["git", "clone", "-q", str(ws), str(clone)], tmp_path)
+    assert not (clone / "models/lstm").exists() and not (clone / "data/encoded").exists()
+    run(["dvc", "pull"], clone)
+    assert "up to date" in run(["dvc", "status"], clone).stdout
+    reproduced = run(["dvc", "repro"], clone).stdout
+    assert "Running stage" not in reproduced, reproduced
+    assert not (clone / "mlflow.db").exists(), "nothing should have been retrained or registered"
+
+    for path in ("models/lstm/model.safetensors", "checkpoints/lstm/state.safetensors", "data/vocab.json"):
+        assert sha256_file(clone / path) == sha256_file(ws / path), path
+    assert json.loads(run(["dvc", "metrics", "diff", "--json"], clone).stdout or "{}") == {}
+    generated = run(
+        [
+            "charlm",
+            "generate",
+            "--model",
+            "models/lstm",
+            "--prompt",
+            "ROMEO:",
+            "--length",
+            "20",
+            "--seed",
+            "3",
+        ],
+        clone,
+    )
+    assert generated.stdout.startswith("ROMEO:") and len(generated.stdout.rstrip("\n")) == 26

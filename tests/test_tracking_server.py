@@ -1,0 +1,62 @@
+"""A shared MLflow tracking server: `make server` on loopback, the tiny pipeline logging to it over HTTP,
+and every result checked through the server's REST API."""
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import urlencode
+
+import pytest
+
+from tests.conftest import REPO, background_server, free_port, http_json, run, tiny_overrides
+
+pytestmark = pytest.mark.slow
+
+
+def test_pipeline_logs_and_registers_on_a_tracking_server(
+    workspace: Callable[..., Path], corpus_slice: Path, tmp_path: Path
+) -> None:
+    port = free_port()
+    server = f"http://127.0.0.1:{port}"
+    make = ["make", "--no-print-directory", "-C", str(REPO), "server"]
+    settings = [f"SERVER_DIR={tmp_path / 'server'}", f"SERVER_PORT={port}"]
+    with background_server([*make, *settings], tmp_path, f"{server}/health"):
+        overrides = tiny_overrides(corpus_slice)
+        overrides["models"] = {"lstm": {"cell": "lstm"}}
+        ws = workspace(overrides)
+        run(["dvc", "repro"], ws, env={"MLFLOW_TRACKING_URI": server})
+        assert not (ws / "mlflow.db").exists(), "nothing may be logged to the embedded store"
+
+        def api(endpoint: str, payload: dict | None = None, **query: str) -> dict:
+            url = f"{server}/api/2.0/mlflow/{endpoint}" + (f"?{urlencode(query)}" if query else "")
+            status, body = http_json(url, payload)
+            assert status == 200, (endpoint, body)
+            return body
+
+        experiment = api("experiments/get-by-name", experiment_name="charlm")["experiment"]
+        runs = api("runs/search", {"experiment_ids": [experiment["experiment_id"]]})["runs"]
+        by_name = {r["info"]["run_name"]: r for r in runs}
+        assert sorted(by_name) == ["comparison", "lstm"]
+        lstm = by_name["lstm"]
+        assert lstm["info"]["status"] == "FINISHED"
+        metrics = {m["key"]: m["value"] for m in lstm["data"]["metrics"]}
+        assert metrics["steps"] == 30 and 0 < metrics["test_bpc"] < 10
+        run_id = lstm["info"]["run_id"]
+        history = api("metrics/get-history", run_id=run_id, metric_key="train_loss_nats")["metrics"]
+        assert sorted(m["step"] for m in history) == list(range(1, 31))
+
+        artifacts = {f["path"] for f in api("artifacts/list", run_id=run_id, path="metrics/train")["files"]}
+        assert artifacts == {"metrics/train/lstm.json"}
+        stored = list((tmp_path / "server/artifacts").rglob("lstm.json"))
+        assert stored and json.loads(stored[0].read_text())["steps"] == 30
+
+        version = api("registered-models/alias", name="charlm", alias="champion")["model_version"]
+        assert version["version"] == "1" and version["status"] == "READY"
+        tags = {t["key"]: t["value"] for t in version["tags"]}
+        assert tags["charlm.model"] == "lstm" and tags["charlm.decision"].startswith("no champion yet")
+        generated = run(
+            ["charlm", "generate", "--model", "models:/charlm@champion", "--prompt", "ROMEO:", "--length", "10"],
+            tmp_path,
+            env={"MLFLOW_TRACKING_URI": server, "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false"},
+        )
+        assert generated.stdout.startswith("ROMEO:") and len(generated.stdout.rstrip("\n")) == 16
