@@ -90,6 +90,28 @@ def run(cmd: list[str], cwd: Path, check: bool = True, **kwargs: Any) -> subproc
     return proc
 
 
+def charlm_generate(model: str, cwd: Path, length: int, tracking_uri: str | None = None) -> str:
+    """`charlm generate` from a model directory or a registry URI, with unpickling forbidden."""
+    env = {"MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false"}
+    if tracking_uri:
+        env["MLFLOW_TRACKING_URI"] = tracking_uri
+    cmd = [
+        "charlm",
+        "generate",
+        "--model",
+        model,
+        "--prompt",
+        "ROMEO:",
+        "--length",
+        str(length),
+        "--seed",
+        "1",
+    ]
+    text = run(cmd, cwd, env=env).stdout
+    assert text.startswith("ROMEO:") and len(text.rstrip("\n")) == len("ROMEO:") + length, text
+    return text
+
+
 def start(cmd: list[str], cwd: Path) -> subprocess.Popen[bytes]:
     """Start a command in the background with the project's environment, discarding its output."""
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
@@ -143,32 +165,61 @@ def http_json(url: str, payload: dict[str, Any] | None = None) -> tuple[int, Any
         return err.code, json.loads(err.read() or b"{}")
 
 
+def make_workspace(root: Path, overrides: dict[str, Any]) -> Path:
+    """Make a git + DVC repository at `root` holding the pipeline (dvc.yaml, stages, library) and
+    the repository's params with `overrides`; `models` in them replaces the whole section."""
+    root.mkdir(parents=True)
+    shutil.copy(REPO / "dvc.yaml", root)
+    shutil.copytree(REPO / "stages", root / "stages", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO / "src", root / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    params = deep_merge(yaml.safe_load((REPO / "params.yaml").read_text()), overrides)
+    if "models" in overrides:
+        params["models"] = overrides["models"]
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (root / ".gitignore").write_text("/mlflow.db\n/mlflow.db.lock\n")
+    run(["git", "init", "-q"], root)
+    run(["dvc", "init", "-q"], root)
+    run(["dvc", "config", "core.analytics", "false"], root)
+    shutil.copytree(REPO / ".dvc" / "plots", root / ".dvc" / "plots", dirs_exist_ok=True)
+    return root
+
+
 @pytest.fixture
-def workspace(tmp_path: Path, raw_params: dict[str, Any]) -> Callable[[dict[str, Any]], Path]:
-    """Make a git + DVC repository holding the pipeline (dvc.yaml, stages, library) and given params.
+def workspace(tmp_path: Path) -> Callable[..., Path]:
+    """`workspace(overrides, name="ws")` makes a pipeline repository under the test's directory."""
+    return lambda overrides, name="ws": make_workspace(tmp_path / name, overrides)
 
-    `models` in the overrides replaces the whole section (merging could only add models).
-    """
 
-    def make(overrides: dict[str, Any], name: str = "ws") -> Path:
-        root = tmp_path / name
-        root.mkdir()
-        shutil.copy(REPO / "dvc.yaml", root)
-        shutil.copytree(REPO / "stages", root / "stages", ignore=shutil.ignore_patterns("__pycache__"))
-        shutil.copytree(
-            REPO / "src", root / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
-        )
-        params = deep_merge(raw_params, overrides)
-        if "models" in overrides:
-            params["models"] = overrides["models"]
-        (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-        run(["git", "init", "-q"], root)
-        run(["dvc", "init", "-q"], root)
-        run(["dvc", "config", "core.analytics", "false"], root)
-        shutil.copytree(REPO / ".dvc" / "plots", root / ".dvc" / "plots", dirs_exist_ok=True)
-        return root
+@pytest.fixture(scope="session")
+def tiny_pipeline(tmp_path_factory: pytest.TempPathFactory, corpus_slice: Path) -> Path:
+    """A workspace where the whole tiny pipeline (rnn and lstm) has run once, shared by the tests
+    that only read its results or copy it elsewhere."""
+    ws = make_workspace(tmp_path_factory.mktemp("pipeline") / "ws", tiny_overrides(corpus_slice))
+    run(["dvc", "repro"], ws)
+    return ws
 
-    return make
+
+@pytest.fixture(autouse=True)
+def _tracking_env_stays_per_test() -> Iterator[None]:
+    """mlflow.set_tracking_uri() exports MLFLOW_TRACKING_URI; keep one test's store out of the
+    subprocesses of the next."""
+    keys = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+    saved = {key: os.environ.get(key) for key in keys}
+    yield
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+def workspace_store(ws: Path) -> Any:
+    """A client on a workspace's own mlflow.db, for runs and registry alike (MLflow's process-wide
+    registry URI, set by earlier tests, must not apply)."""
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{ws / 'mlflow.db'}"
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
 @pytest.fixture

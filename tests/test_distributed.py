@@ -9,16 +9,15 @@ from pathlib import Path
 import psutil
 import pytest
 import torch
-from mlflow.tracking import MlflowClient
 
 from charlm.checkpoint import load_model_dir, load_tensors
 from charlm.distributed import SINGLE, torchrun_argv
 from charlm.errors import ParamsError
 from charlm.params import DistributedConfig, parse_params
-from tests.conftest import run, start, tiny_overrides, wait_for_file
+from tests.conftest import run, start, tiny_overrides, wait_for_file, workspace_store
 
 Workspace = Callable[..., Path]
-# Measured gap between a 2-process and a 1-process run of 200 steps: under 1e-6 nats per step
+# Measured gap between 2-process and 1-process runs (200 and 300 steps): under 1e-6 nats per step
 # (only the order of the gradient sums differs); the bound leaves two orders of magnitude.
 LOSS_TOLERANCE = 1e-4
 
@@ -68,7 +67,7 @@ def test_two_gloo_processes_match_one_and_resume_after_sigterm(
     workspace: Workspace, corpus_slice: Path
 ) -> None:
     overrides = tiny_overrides(corpus_slice)
-    overrides["train"].update(max_steps=200, checkpoint_interval=5, eval_interval=50)
+    overrides["train"].update(max_steps=120, checkpoint_interval=5, eval_interval=50)
     overrides["models"] = {"lstm": {"cell": "lstm"}}
     single = workspace(overrides, name="single")
     run(["dvc", "repro", "train@lstm"], single)
@@ -89,8 +88,8 @@ def test_two_gloo_processes_match_one_and_resume_after_sigterm(
     agents[0].send_signal(signal.SIGTERM)
     assert proc.wait(timeout=120) != 0
     interrupted_at = load_tensors(state)[1]["trainer"]["step"]
-    assert 0 < interrupted_at < 200
-    client = MlflowClient(f"sqlite:///{ws / 'mlflow.db'}")
+    assert 0 < interrupted_at < 120
+    client = workspace_store(ws)
     (mlrun,) = client.search_runs([client.get_experiment_by_name("charlm").experiment_id])
     assert mlrun.info.status == "KILLED" and mlrun.data.params["distributed.world_size"] == "2"
 
@@ -99,7 +98,7 @@ def test_two_gloo_processes_match_one_and_resume_after_sigterm(
     assert client.get_run(mlrun.info.run_id).info.status == "FINISHED"
 
     a, b = _losses(single / "plots/train/lstm.csv"), _losses(ws / "plots/train/lstm.csv")
-    assert len(a) == len(b) == 200
+    assert len(a) == len(b) == 120
     assert max(abs(x - y) for x, y in zip(a, b, strict=True)) < LOSS_TOLERANCE
     one = load_model_dir(single / "models/lstm").model
     two = load_model_dir(ws / "models/lstm").model

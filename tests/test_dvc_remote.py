@@ -1,27 +1,20 @@
 """Versioned data shared through a DVC remote: push from one clone, pull into another, reproduce nothing."""
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from charlm.io import sha256_file
-from tests.conftest import run, tiny_overrides
+from tests.conftest import charlm_generate, run
 
 pytestmark = pytest.mark.slow
 
 GIT_USER = ["-c", "user.name=charlm tests", "-c", "user.email=tests@charlm.invalid"]
 
 
-def test_teammate_pulls_and_reproduces_nothing(
-    workspace: Callable[..., Path], corpus_slice: Path, tmp_path: Path
-) -> None:
-    overrides = tiny_overrides(corpus_slice)
-    overrides["models"] = {"lstm": {"cell": "lstm"}}
-    ws = workspace(overrides)
-    (ws / ".gitignore").write_text("/mlflow.db\n/mlflow.db.lock\n")
-    run(["dvc", "repro"], ws)
+def test_teammate_pulls_and_reproduces_nothing(tiny_pipeline: Path, tmp_path: Path) -> None:
+    ws = tiny_pipeline
     remote = tmp_path / "team-remote"
     run(["dvc", "remote", "add", "-d", "team", str(remote)], ws)
     run(["git", "add", "-A"], ws)
@@ -38,22 +31,7 @@ def test_teammate_pulls_and_reproduces_nothing(
     assert "Running stage" not in reproduced, reproduced
     assert not (clone / "mlflow.db").exists(), "nothing should have been retrained or registered"
 
-    for path in ("models/lstm/model.safetensors", "checkpoints/lstm/state.safetensors", "data/vocab.json"):
+    for path in ("models/lstm/model.safetensors", "checkpoints/rnn/state.safetensors", "data/vocab.json"):
         assert sha256_file(clone / path) == sha256_file(ws / path), path
     assert json.loads(run(["dvc", "metrics", "diff", "--json"], clone).stdout or "{}") == {}
-    generated = run(
-        [
-            "charlm",
-            "generate",
-            "--model",
-            "models/lstm",
-            "--prompt",
-            "ROMEO:",
-            "--length",
-            "20",
-            "--seed",
-            "3",
-        ],
-        clone,
-    )
-    assert generated.stdout.startswith("ROMEO:") and len(generated.stdout.rstrip("\n")) == 26
+    charlm_generate("models/lstm", clone, 20)

@@ -11,10 +11,9 @@ from typing import Any
 import psutil
 import pytest
 import torch
-from mlflow.tracking import MlflowClient
 
 from charlm.checkpoint import load_tensors
-from tests.conftest import run, start, tiny_overrides, wait_for_file
+from tests.conftest import charlm_generate, run, start, tiny_overrides, wait_for_file, workspace_store
 
 pytestmark = pytest.mark.slow
 
@@ -22,14 +21,13 @@ Workspace = Callable[..., Path]
 
 
 def runs_by_name(ws: Path) -> dict[str, Any]:
-    client = MlflowClient(f"sqlite:///{ws / 'mlflow.db'}")
+    client = workspace_store(ws)
     experiment = client.get_experiment_by_name("charlm")
     return {r.info.run_name: r for r in client.search_runs([experiment.experiment_id])}
 
 
-def test_whole_pipeline_ends_with_a_loadable_champion(workspace: Workspace, corpus_slice: Path) -> None:
-    ws = workspace(tiny_overrides(corpus_slice))
-    run(["dvc", "repro"], ws)
+def test_whole_pipeline_ends_with_a_loadable_champion(tiny_pipeline: Path) -> None:
+    ws = tiny_pipeline
 
     runs = runs_by_name(ws)
     assert sorted(runs) == ["comparison", "lstm", "rnn"]
@@ -56,28 +54,9 @@ def test_whole_pipeline_ends_with_a_loadable_champion(workspace: Workspace, corp
     assert (ws / "plots/comparison.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     decision = json.loads((ws / "metrics/register.json").read_text())
     assert decision["promoted"] and decision["champion_version"] == 1
-    client = MlflowClient(f"sqlite:///{ws / 'mlflow.db'}")
+    client = workspace_store(ws)
     assert int(client.get_model_version_by_alias("charlm", "champion").version) == 1
-    generated = run(
-        [
-            "charlm",
-            "generate",
-            "--model",
-            "models:/charlm@champion",
-            "--prompt",
-            "ROMEO:",
-            "--length",
-            "30",
-            "--seed",
-            "1",
-        ],
-        ws,
-        env={
-            "MLFLOW_TRACKING_URI": f"sqlite:///{ws / 'mlflow.db'}",
-            "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false",
-        },
-    )
-    assert generated.stdout.startswith("ROMEO:") and len(generated.stdout.rstrip("\n")) == 36
+    charlm_generate("models:/charlm@champion", ws, 30, tracking_uri=f"sqlite:///{ws / 'mlflow.db'}")
 
     shown = run(["dvc", "metrics", "show", "--json"], ws).stdout
     assert "best_val_bpc" in shown and "test_bpc" in shown

@@ -17,7 +17,7 @@ from typing import Any
 from charlm import checkpoint
 from charlm.errors import CharlmError
 from charlm.params import RegisterConfig, SamplingOptions
-from charlm.tracking import attach_run
+from charlm.tracking import attach_run, store_lock
 from charlm.vocab import Vocabulary
 
 TAG_MODEL_SHA = "charlm.model_sha256"
@@ -203,11 +203,13 @@ def register(
         new_version = True
     else:
         new_version = False
-    champion = _champion(client, cfg)
-    promote, reason = decide(candidate, dict(champion.tags) if champion else None, cfg)
-    if promote:
-        client.set_registered_model_alias(cfg.model_name, cfg.alias, version.version)
-    client.set_model_version_tag(cfg.model_name, version.version, TAG_DECISION, reason)
+    # Read the champion and move the alias as one step: queued experiments register concurrently.
+    with store_lock(client.tracking_uri):
+        champion = _champion(client, cfg)
+        promote, reason = decide(candidate, dict(champion.tags) if champion else None, cfg)
+        if promote:
+            client.set_registered_model_alias(cfg.model_name, cfg.alias, version.version)
+        client.set_model_version_tag(cfg.model_name, version.version, TAG_DECISION, reason)
     return {
         "candidate": candidate.name,
         "candidate_version": int(version.version),

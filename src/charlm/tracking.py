@@ -16,6 +16,8 @@ import os
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -52,14 +54,10 @@ def connect(uri: str | None = None) -> Any:
     from mlflow.tracking import MlflowClient
 
     uri = uri or tracking_uri()
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     try:
-        if uri.startswith("sqlite:///"):
-            db = Path(uri.removeprefix("sqlite:///"))
-            db.parent.mkdir(parents=True, exist_ok=True)
-            with io.file_lock(db.with_name(db.name + ".lock")):
-                client.search_experiments(max_results=1)
-        else:
+        # Building the client already opens (and on first use migrates) the store.
+        with store_lock(uri):
+            client = MlflowClient(tracking_uri=uri, registry_uri=uri)
             client.search_experiments(max_results=1)
     except Exception as err:  # MLflow raises many types here: connection, HTTP, SQL errors
         raise CharlmError(
@@ -68,6 +66,19 @@ def connect(uri: str | None = None) -> Any:
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     return client
+
+
+@contextmanager
+def store_lock(uri: str) -> Iterator[None]:
+    """Serialise work on an embedded SQLite store across processes (schema creation, registry
+    decisions); a tracking server serves its clients itself, so there is nothing to hold for it."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    db = Path(uri.removeprefix("sqlite:///"))
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with io.file_lock(db.with_name(db.name + ".lock")):
+        yield
 
 
 def _first_line(err: BaseException) -> str:

@@ -185,7 +185,7 @@ class Trainer:
         if self.hidden is not None:
             hidden = [torch.cat(self.world.gather(t), dim=1) for t in hidden_tensors(self.hidden)]
         rngs = self.world.gather(torch.get_rng_state())
-        if tracker is None:
+        if tracker is None:  # not rank 0: its part is shared, rank 0 writes
             return
         tensors = {f"model.{k}": v for k, v in checkpoint.parameters(self.model).items()}
         opt = self.optimizer.state_dict()
@@ -310,13 +310,15 @@ class Trainer:
                 postfix.update(loss=f"{loss:.3f}", chars_s=f"{state.tokens_seen / state.train_seconds:,.0f}")
                 if state.step % cfg.eval_interval == 0 or state.step == cfg.max_steps:
                     # Rank 0 validates; the others take its result, so all make the same decisions.
-                    val_loss, val_bpc = world.broadcast(list(self.validate()) if tracker else [0.0, 0.0])
+                    val_loss, val_bpc = world.broadcast(
+                        list(self.validate()) if world.is_main else [0.0, 0.0]
+                    )
                     if tracker:
                         tracker.log(state.step, {"val_loss_nats": val_loss, "val_bpc": val_bpc})
                     postfix["val_bpc"] = f"{val_bpc:.3f}"
                     if val_loss < state.best_val_loss:
                         state.best_val_loss, state.best_step, state.bad_evals = val_loss, state.step, 0
-                        if tracker:
+                        if tracker:  # rank 0
                             self.export(best_dir, tracker.run_id)
                     else:
                         state.bad_evals += 1
