@@ -35,6 +35,7 @@ def test_queued_grid_runs_two_at_a_time_and_joins_mlflow(
     overrides = tiny_overrides(corpus_slice)
     overrides["models"] = {"m": {"cell": "lstm"}}
     ws = workspace(overrides)
+    run(["dvc", "repro", "vocab"], ws)  # shared by every experiment: restored from the cache
     run(["git", "add", "-A"], ws)
     run(["git", *GIT_USER, "commit", "-qm", "sweep base"], ws)
     assert not (ws / "mlflow.db").exists()
