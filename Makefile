@@ -11,6 +11,8 @@ SERVER_BACKEND ?= sqlite:///$(SERVER_DIR)/mlflow.db
 SERVER_ARTIFACTS ?= $(SERVER_DIR)/artifacts
 SERVER_HOST ?= 127.0.0.1
 SERVER_PORT ?= 5000
+# Any other `mlflow server` options, e.g. --app-name basic-auth --allowed-hosts mlflow.example.com
+SERVER_OPTS ?=
 
 # Stage commands in dvc.yaml call `python`: make them find the project's environment.
 export PATH := $(BIN):$(PATH)
@@ -49,7 +51,7 @@ ui: setup  ## MLflow UI on the embedded database, local only
 server: setup  ## MLflow tracking server for a team (local only unless SERVER_HOST says otherwise)
 	mkdir -p "$(SERVER_DIR)"
 	$(BIN)/mlflow server --backend-store-uri "$(SERVER_BACKEND)" --artifacts-destination "$(SERVER_ARTIFACTS)" \
-		--host $(SERVER_HOST) --port $(SERVER_PORT) --workers 1
+		--host $(SERVER_HOST) --port $(SERVER_PORT) --workers 1 $(SERVER_OPTS)
 
 bench: setup  ## training and sampling throughput (params.yaml's lstm)
 	$(BIN)/python benchmarks/bench_train.py
