@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from charlm.checkpoint import load_model_dir, load_tensors
-from charlm.params import ModelConfig, ModelRun, TrainConfig
+from charlm.params import ModelConfig, ModelRun, SamplingOptions, TrainConfig
+from charlm.sample import generate
 from charlm.train import (
     STATE_FILE,
     Batches,
@@ -134,13 +135,21 @@ def test_interrupted_run_resumes_bit_exactly(
     assert statuses == ["FINISHED", "FINISHED"]  # the interrupted run was resumed, not duplicated
 
 
-def test_same_seed_same_metrics(tmp_path: Path, tiny_data: TrainData, mlflow_client: Any) -> None:
+def test_same_seed_same_metrics_weights_and_samples(
+    tmp_path: Path, tiny_data: TrainData, mlflow_client: Any
+) -> None:
     first = train(tmp_path / "a", tiny_data, mlflow_client, tiny_run(max_steps=20))
     second = train(tmp_path / "b", tiny_data, mlflow_client, tiny_run(max_steps=20))
     assert first["best_val_loss_nats"] == second["best_val_loss_nats"]
     assert (tmp_path / "a/plots/train/lstm.csv").read_text() == (
         tmp_path / "b/plots/train/lstm.csv"
     ).read_text()
+    models = [load_model_dir(outputs(tmp_path / run).model_dir) for run in ("a", "b")]
+    weights = [load_tensors(outputs(tmp_path / run).model_dir / "model.safetensors")[0] for run in ("a", "b")]
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    options = SamplingOptions(length=60, temperature=0.8, top_p=0.95, seed=7)
+    a, b = ("".join(generate(m.model, m.vocab, "ROMEO:", options)) for m in models)
+    assert a == b and len(a) == 60
 
 
 def test_non_finite_loss_stops_and_keeps_last_checkpoint(
