@@ -199,6 +199,32 @@ def tiny_pipeline(tmp_path_factory: pytest.TempPathFactory, corpus_slice: Path) 
     return ws
 
 
+@pytest.fixture(scope="session")
+def lstm_data(tmp_path_factory: pytest.TempPathFactory, corpus_slice: Path) -> Path:
+    """A tiny lstm-only workspace whose data stages (fetch, prepare, vocab) have run; tests copy it."""
+    overrides = tiny_overrides(corpus_slice)
+    overrides["models"] = {"lstm": {"cell": "lstm"}}
+    ws = make_workspace(tmp_path_factory.mktemp("lstm-data") / "ws", overrides)
+    run(["dvc", "repro", "vocab"], ws)
+    return ws
+
+
+@pytest.fixture
+def lstm_workspace(tmp_path: Path, lstm_data: Path) -> Callable[..., Path]:
+    """`lstm_workspace(name="ws", **train)`: a copy of `lstm_data` with those `train` settings."""
+
+    def make(name: str = "ws", **train: Any) -> Path:
+        ws = tmp_path / name
+        shutil.copytree(lstm_data, ws, symlinks=True)
+        shutil.rmtree(ws / ".dvc" / "tmp", ignore_errors=True)  # DVC's state for the original path
+        params = yaml.safe_load((ws / "params.yaml").read_text())
+        params["train"].update(train)
+        (ws / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        return ws
+
+    return make
+
+
 @pytest.fixture(autouse=True)
 def _tracking_env_stays_per_test() -> Iterator[None]:
     """mlflow.set_tracking_uri() exports MLFLOW_TRACKING_URI; keep one test's store out of the

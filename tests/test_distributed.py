@@ -15,7 +15,7 @@ from charlm.checkpoint import load_model_dir, load_tensors
 from charlm.distributed import SINGLE, torchrun_argv
 from charlm.errors import ParamsError
 from charlm.params import DistributedConfig, parse_params
-from tests.conftest import run, start, tiny_overrides, wait_for_file, workspace_store
+from tests.conftest import run, start, wait_for_file, workspace_store
 
 Workspace = Callable[..., Path]
 # Measured gap between 2-process and 1-process runs (200 and 300 steps): under 1e-6 nats per step
@@ -65,12 +65,9 @@ def _set_processes(ws: Path, n: int) -> None:
 
 @pytest.mark.slow
 def test_two_gloo_processes_match_one_and_resume_after_sigterm(
-    workspace: Workspace, corpus_slice: Path
+    lstm_workspace: Workspace,
 ) -> None:
-    overrides = tiny_overrides(corpus_slice)
-    overrides["train"].update(max_steps=80, checkpoint_interval=5, eval_interval=50)
-    overrides["models"] = {"lstm": {"cell": "lstm"}}
-    ws = workspace(overrides)
+    ws = lstm_workspace(max_steps=80, checkpoint_interval=5, eval_interval=50)
     run(["dvc", "repro", "train@lstm"], ws)
     single_losses = _losses(ws / "plots/train/lstm.csv")
     single = load_model_dir(ws / "models/lstm").model

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from charlm.checkpoint import load_tensors
-from tests.conftest import charlm_generate, run, start, tiny_overrides, wait_for_file, workspace_store
+from tests.conftest import charlm_generate, run, start, wait_for_file, workspace_store
 
 pytestmark = pytest.mark.slow
 
@@ -77,15 +77,12 @@ def _trainer_process(parent: psutil.Process) -> psutil.Process | None:
     return None
 
 
-def test_sigkill_mid_training_then_repro_resumes_bit_exact(workspace: Workspace, corpus_slice: Path) -> None:
-    overrides = tiny_overrides(corpus_slice)
-    overrides["train"].update(max_steps=200, checkpoint_interval=20, eval_interval=100)
-    overrides["models"] = {"lstm": {"cell": "lstm"}}
-    reference = workspace(overrides, name="reference")
+def test_sigkill_mid_training_then_repro_resumes_bit_exact(lstm_workspace: Workspace) -> None:
+    settings = {"max_steps": 200, "checkpoint_interval": 20, "eval_interval": 100}
+    reference = lstm_workspace("reference", **settings)
     run(["dvc", "repro", "train@lstm"], reference)
 
-    ws = workspace(overrides, name="killed")
-    run(["dvc", "repro", "vocab"], ws)
+    ws = lstm_workspace("killed", **settings)
     proc = start(["dvc", "repro", "train@lstm"], ws)
     state = ws / "checkpoints/lstm/state.safetensors"
     wait_for_file(state, proc)
@@ -104,12 +101,8 @@ def test_sigkill_mid_training_then_repro_resumes_bit_exact(workspace: Workspace,
     assert runs_by_name(ws)["lstm"].info.status == "FINISHED"
 
 
-def test_second_concurrent_repro_is_refused_by_dvc(workspace: Workspace, corpus_slice: Path) -> None:
-    overrides = tiny_overrides(corpus_slice)
-    overrides["train"].update(max_steps=400, eval_interval=200)
-    overrides["models"] = {"lstm": {"cell": "lstm"}}
-    ws = workspace(overrides)
-    run(["dvc", "repro", "vocab"], ws)
+def test_second_concurrent_repro_is_refused_by_dvc(lstm_workspace: Workspace) -> None:
+    ws = lstm_workspace(max_steps=400, eval_interval=200)
     first = start(["dvc", "repro", "train@lstm"], ws)
     deadline = time.monotonic() + 60
     while _trainer_process(psutil.Process(first.pid)) is None and time.monotonic() < deadline:
@@ -121,13 +114,9 @@ def test_second_concurrent_repro_is_refused_by_dvc(workspace: Workspace, corpus_
 
 
 def test_sigkill_of_dvc_leaves_an_orphan_trainer_that_a_new_repro_will_not_race(
-    workspace: Workspace, corpus_slice: Path
+    lstm_workspace: Workspace,
 ) -> None:
-    overrides = tiny_overrides(corpus_slice)
-    overrides["train"].update(max_steps=5000, checkpoint_interval=20, eval_interval=1000)
-    overrides["models"] = {"lstm": {"cell": "lstm"}}
-    ws = workspace(overrides)
-    run(["dvc", "repro", "vocab"], ws)
+    ws = lstm_workspace(max_steps=5000, checkpoint_interval=20, eval_interval=1000)
     dvc = start(["dvc", "repro", "train@lstm"], ws)
     wait_for_file(ws / "checkpoints/lstm/state.safetensors", dvc)
     orphan = _trainer_process(psutil.Process(dvc.pid))
