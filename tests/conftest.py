@@ -90,6 +90,13 @@ def run(cmd: list[str], cwd: Path, check: bool = True, **kwargs: Any) -> subproc
     return proc
 
 
+def git_commit(ws: Path, message: str) -> None:
+    """Commit everything in a test workspace (with a throwaway identity)."""
+    run(["git", "add", "-A"], ws)
+    identity = ["-c", "user.name=charlm tests", "-c", "user.email=tests@charlm.invalid"]
+    run(["git", *identity, "commit", "-qm", message], ws)
+
+
 def charlm_generate(model: str, cwd: Path, length: int, tracking_uri: str | None = None) -> str:
     """`charlm generate` from a model directory or a registry URI, with unpickling forbidden."""
     env = {"MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false"}

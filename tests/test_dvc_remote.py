@@ -6,19 +6,16 @@ from pathlib import Path
 import pytest
 
 from charlm.io import sha256_file
-from tests.conftest import charlm_generate, run
+from tests.conftest import charlm_generate, git_commit, run
 
 pytestmark = pytest.mark.slow
-
-GIT_USER = ["-c", "user.name=charlm tests", "-c", "user.email=tests@charlm.invalid"]
 
 
 def test_teammate_pulls_and_reproduces_nothing(tiny_pipeline: Path, tmp_path: Path) -> None:
     ws = tiny_pipeline
     remote = tmp_path / "team-remote"
     run(["dvc", "remote", "add", "-d", "team", str(remote)], ws)
-    run(["git", "add", "-A"], ws)
-    run(["git", *GIT_USER, "commit", "-qm", "tiny pipeline"], ws)
+    git_commit(ws, "tiny pipeline")
     pushed = run(["dvc", "push"], ws).stdout
     assert "pushed" in pushed
 

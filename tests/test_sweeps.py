@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run, tiny_overrides, workspace_store
-from tests.test_dvc_remote import GIT_USER
+from tests.conftest import git_commit, run, tiny_overrides, workspace_store
 
 pytestmark = pytest.mark.slow
 
@@ -36,8 +35,7 @@ def test_queued_grid_runs_two_at_a_time_and_joins_mlflow(
     overrides["models"] = {"m": {"cell": "lstm"}}
     ws = workspace(overrides)
     run(["dvc", "repro", "vocab"], ws)  # shared by every experiment: restored from the cache
-    run(["git", "add", "-A"], ws)
-    run(["git", *GIT_USER, "commit", "-qm", "sweep base"], ws)
+    git_commit(ws, "sweep base")
     assert not (ws / "mlflow.db").exists()
 
     grid = ["-S", "models.m.cell=rnn,lstm", "-S", "model.hidden_size=16,32"]
