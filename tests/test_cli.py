@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import REPO, run
 
 
@@ -19,6 +21,7 @@ def test_params_subcommand_reports_errors(tmp_path: Path) -> None:
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow  # creating and migrating a new store takes seconds
 def test_tracking_subcommand_creates_the_store(tmp_path: Path) -> None:
     out = run(["charlm", "tracking"], tmp_path, env={"MLFLOW_TRACKING_URI": ""}).stdout
     assert f"sqlite:///{tmp_path.resolve()}/mlflow.db" in out

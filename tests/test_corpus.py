@@ -9,7 +9,9 @@ import pytest
 
 from charlm.corpus import clean, read_documents, strip_gutenberg
 from charlm.errors import DataError
-from charlm.params import PrepareConfig
+from charlm.params import PrepareConfig, load_params
+from charlm.splits import split_documents
+from tests.conftest import REPO
 
 CFG = PrepareConfig(include=("*.txt",))
 
@@ -77,3 +79,21 @@ def test_empty_corpus_and_no_match(tmp_path: Path) -> None:
         read_documents(tmp_path, CFG)
     with pytest.raises(DataError, match="does not exist"):
         read_documents(tmp_path / "missing", CFG)
+
+
+@pytest.mark.slow
+def test_default_corpus_prepares_into_whole_modern_plays(default_corpus: Path) -> None:
+    """The default params on the real default corpus: the modern-spelling works only, held-out
+    splits made of whole plays near their fractions of the text, the prompts in the vocabulary."""
+    params = load_params(REPO / "params.yaml")
+    docs = read_documents(default_corpus, params.prepare)
+    assert len(docs) == 42
+    assert all(d.name.endswith("_gut.txt") for d in docs)  # no First Folio (_gut_f) copies
+    splits = split_documents(docs, params.prepare, params.seed)
+    names = [{d.name for d in split.documents} for split in splits.values()]
+    assert sum(len(n) for n in names) == 42 and len(set.union(*names)) == 42  # each play in one split
+    total = sum(len(split.text) for split in splits.values())
+    for name, fraction in (("val", params.prepare.val_fraction), ("test", params.prepare.test_fraction)):
+        assert fraction <= len(splits[name].text) / total < fraction + 0.05
+    train_chars = set(splits["train"].text)
+    assert all(set(prompt) <= train_chars for prompt in params.generate.prompts)

@@ -3,7 +3,6 @@
 import hashlib
 import http.server
 import os
-import socket
 import tarfile
 import threading
 from collections.abc import Iterator
@@ -14,6 +13,7 @@ import pytest
 from charlm.errors import FetchError
 from charlm.fetch import fetch
 from charlm.params import FetchConfig
+from tests.conftest import free_port
 
 
 def sha(data: bytes) -> str:
@@ -95,12 +95,6 @@ def test_url_download_verifies_hash(tmp_path: Path, http_dir: tuple[str, Path]) 
         fetch(FetchConfig(source="url", url=f"{base}/input.txt", sha256=sha(b"x")), tmp_path / "raw2")
     assert not (tmp_path / "raw2").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".raw")]  # no staging left over
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_unreachable_url_fails_with_message(tmp_path: Path) -> None:

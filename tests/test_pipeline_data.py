@@ -16,11 +16,11 @@ pytestmark = pytest.mark.slow
 Workspace = Callable[[dict[str, Any]], Path]
 
 
-def test_data_stages_reproduce_then_stay_up_to_date(workspace: Workspace, corpus_slice: Path) -> None:
-    ws = workspace(tiny_overrides(corpus_slice))
+def test_data_stages_reproduce_then_stay_up_to_date(workspace: Workspace, tiny_corpus: Path) -> None:
+    ws = workspace(tiny_overrides(tiny_corpus))
     run(["dvc", "repro", "vocab"], ws)
 
-    text = corpus_slice.read_text()
+    text = tiny_corpus.read_text()
     prepared = {name: (ws / "data/prepared" / f"{name}.txt").read_text() for name in ("train", "val", "test")}
     assert prepared["train"] + prepared["val"] + prepared["test"] == text
     vocab = Vocabulary.load(ws / "data/vocab.json")
@@ -48,8 +48,8 @@ def test_bad_corpus_fails_cleanly_without_partial_outputs(workspace: Workspace, 
     assert not (ws / "metrics/prepare.json").exists()
 
 
-def test_bad_params_fail_before_any_work(workspace: Workspace, corpus_slice: Path) -> None:
-    ws = workspace({**tiny_overrides(corpus_slice), "vocab": {"min_cuont": 2}})
+def test_bad_params_fail_before_any_work(workspace: Workspace, tiny_corpus: Path) -> None:
+    ws = workspace({**tiny_overrides(tiny_corpus), "vocab": {"min_cuont": 2}})
     proc = run(["dvc", "repro", "vocab"], ws, check=False)
     assert proc.returncode != 0
     assert "vocab.min_cuont: unknown key (did you mean 'min_count'?)" in proc.stderr + proc.stdout

@@ -6,7 +6,7 @@ tagged with its DVC experiment name so `dvc exp show` and MLflow can be joined.
 
 import csv
 import io
-import time
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,22 +16,13 @@ from tests.conftest import git_commit, run, tiny_overrides, workspace_store
 
 pytestmark = pytest.mark.slow
 
-
-def wait_for_queue(ws: Path, timeout: float = 400) -> str:
-    deadline = time.monotonic() + timeout
-    while True:
-        status = run(["dvc", "queue", "status"], ws).stdout
-        tasks = [line for line in status.splitlines()[1:] if line and not line.startswith("Worker")]
-        if not any(word in line for line in tasks for word in ("Queued", "Running")):
-            return status
-        assert time.monotonic() < deadline, f"queue still busy after {timeout} s:\n{status}"
-        time.sleep(5)  # each status call costs a DVC start-up, on the experiments' CPUs
+SWEEP_TIMEOUT_S = 400
 
 
 def test_queued_grid_runs_two_at_a_time_and_joins_mlflow(
-    workspace: Callable[..., Path], corpus_slice: Path
+    workspace: Callable[..., Path], tiny_corpus: Path
 ) -> None:
-    overrides = tiny_overrides(corpus_slice)
+    overrides = tiny_overrides(tiny_corpus)
     overrides["models"] = {"m": {"cell": "lstm"}}
     ws = workspace(overrides)
     run(["dvc", "repro", "vocab"], ws)  # shared by every experiment: restored from the cache
@@ -43,10 +34,13 @@ def test_queued_grid_runs_two_at_a_time_and_joins_mlflow(
     queued = run(["dvc", "exp", "run", "--queue", "register", *grid], ws).stdout
     assert queued.count("Queued experiment") == 4
     try:
-        run(["dvc", "queue", "start", "-j", "2"], ws)
-        status = wait_for_queue(ws)
+        # `--run-all` starts the queue's workers and follows each task until the queue is done.
+        run(["dvc", "exp", "run", "--run-all", "-j", "2"], ws, timeout=SWEEP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the queued grid did not finish within {SWEEP_TIMEOUT_S} s")
     finally:
         run(["dvc", "queue", "stop", "--kill"], ws, check=False)
+    status = run(["dvc", "queue", "status"], ws).stdout
     assert status.count("Success") == 4, status + run(["dvc", "queue", "logs", "-h"], ws).stdout
 
     table = list(csv.DictReader(io.StringIO(run(["dvc", "exp", "show", "--csv"], ws).stdout)))

@@ -1,6 +1,5 @@
 """tracking: URI resolution, one-time store creation, fail-fast on a dead server, curve files."""
 
-import socket
 import time
 from pathlib import Path
 
@@ -8,6 +7,7 @@ import pytest
 
 from charlm.errors import CharlmError
 from charlm.tracking import RunTracker, connect, tracking_uri
+from tests.conftest import free_port
 
 
 def test_default_uri_is_absolute_and_honours_dvc_root(
@@ -24,9 +24,7 @@ def test_default_uri_is_absolute_and_honours_dvc_root(
 
 
 def test_unreachable_server_fails_fast_naming_the_uri(monkeypatch: pytest.MonkeyPatch) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     for key in (
         "MLFLOW_HTTP_REQUEST_MAX_RETRIES",
         "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR",

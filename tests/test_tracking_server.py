@@ -14,14 +14,14 @@ pytestmark = pytest.mark.slow
 
 
 def test_pipeline_logs_and_registers_on_a_tracking_server(
-    workspace: Callable[..., Path], corpus_slice: Path, tmp_path: Path
+    workspace: Callable[..., Path], tiny_corpus: Path, tmp_path: Path
 ) -> None:
     port = free_port()
     server = f"http://127.0.0.1:{port}"
     make = ["make", "--no-print-directory", "-C", str(REPO), "server"]
     settings = [f"SERVER_DIR={tmp_path / 'server'}", f"SERVER_PORT={port}"]
     with background_server([*make, *settings], tmp_path, f"{server}/health"):
-        overrides = tiny_overrides(corpus_slice)
+        overrides = tiny_overrides(tiny_corpus)
         overrides["models"] = {"lstm": {"cell": "lstm"}}
         ws = workspace(overrides)
         # Up to `register`: training, evaluation and registration all talk to the server.
