@@ -9,12 +9,13 @@ in capitals, a colon, a few lines, a blank line), so the prompts the pipeline sa
 import random
 
 SPEAKERS = ("ROMEO", "JULIET", "NURSE", "MERCUTIO", "FIRST CITIZEN", "KING HENRY", "QUEEN", "LADY ANNE")
-WORDS = (
+VOCABULARY = (
     "the and to of my a i you that in is not for with me it be your his this but he have as thou so "
     "him will what by thy all are her do no shall if or our we come now good more lord love then sir "
     "well let here upon how they speak night day heart death king fair sweet yet tell make know hath "
     "give hear must go see ever eyes blood grace doth honour noble gentle true fear peace words hand"
-).split()
+)
+WORDS = VOCABULARY.split()
 PUNCTUATION = (".", ".", ",", ";", "!", "?")
 
 

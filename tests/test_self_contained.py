@@ -13,6 +13,7 @@ from tests.conftest import REPO
 
 PROJECT_VARIABLE = re.compile(r"CHARLM_[A-Z0-9_]+")
 
+
 def _height(node: ast.expr, names: dict[str, int]) -> int | None:
     """How many directory levels above a module's own file `node` points, when it is a path built
     from `__file__` (Path(__file__).resolve().parents[1] is 2); None for anything else."""
