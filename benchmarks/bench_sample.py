@@ -26,7 +26,7 @@ def main() -> None:
     vocab = Vocabulary.build("".join(chr(32 + i) for i in range(84)))
     config = dataclasses.replace(load_params(args.params).models[args.model].model, vocab_size=len(vocab))
     model = CharLM(config).eval()
-    options = SamplingOptions(length=args.length, temperature=0.8, seed=0)
+    options = SamplingOptions(length=args.length, temperature=0.8, top_p=None, seed=0)  # no filtering
     print(f"{config}, batch 1, {args.length} characters, threads={torch.get_num_threads()}")
 
     start = time.perf_counter()

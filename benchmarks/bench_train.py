@@ -95,10 +95,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         client = connect(f"sqlite:///{tmp}/mlflow.db")
         trainer = Trainer(run, 0, TrainData(train_ids, val_ids, vocab), Path(tmp) / "ckpt")
-        curves = {Path(tmp) / "train.csv": ["train_loss_nats"], Path(tmp) / "val.csv": ["val_bpc"]}
-        tracker = RunTracker.start(client, "bench", "bench", {}, {}, curves)
+        curves = {"train": Path(tmp) / "train.csv", "val": Path(tmp) / "val.csv"}
+        tracker = RunTracker.start(client, "bench", "bench", {}, {})
         start = time.perf_counter()
-        trainer.fit(tracker, Path(tmp) / "best")
+        trainer.fit(tracker, Path(tmp) / "best", curves)
         total = time.perf_counter() - start
         state = trainer.state
     overall = state.tokens_seen / total

@@ -1,34 +1,25 @@
 """Stage compare: one table and one chart comparing every model, plus merged curves for DVC plots."""
 
-import argparse
-from pathlib import Path
-
 from charlm import io
 from charlm.errors import run_cli
 from charlm.params import load_params
 from charlm.report import comparison_table, merge_curves, plot_comparison, to_markdown
+from charlm.stage import stage_args
 from charlm.tracking import connect, experiment_id, stage_tags
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--train-metrics", type=Path, required=True, help="directory of train metrics JSON")
-    parser.add_argument(
-        "--eval-metrics", type=Path, required=True, help="directory of evaluation metrics JSON"
+    args = stage_args(
+        __doc__,
+        "train_metrics",
+        "eval_metrics",
+        "train_curves",
+        "val_curves",
+        "out_train",
+        "out_val",
+        "table",
+        "chart",
     )
-    parser.add_argument(
-        "--train-curves", type=Path, required=True, help="directory of per-model training curves"
-    )
-    parser.add_argument(
-        "--val-curves", type=Path, required=True, help="directory of per-model validation curves"
-    )
-    parser.add_argument("--out-train", type=Path, required=True, help="merged training curves CSV")
-    parser.add_argument("--out-val", type=Path, required=True, help="merged validation curves CSV")
-    parser.add_argument(
-        "--table", type=Path, required=True, help="comparison CSV (a Markdown twin is written beside it)"
-    )
-    parser.add_argument("--chart", type=Path, required=True, help="comparison PNG")
-    args = parser.parse_args()
     params = load_params()
 
     merge_curves(args.train_curves, args.out_train)

@@ -1,8 +1,5 @@
 """Stage evaluate@<model>: full passes over val and test, with unigram/bigram reference points."""
 
-import argparse
-from pathlib import Path
-
 import numpy as np
 
 from charlm import io
@@ -12,18 +9,13 @@ from charlm.device import autocast_dtype, select_device
 from charlm.errors import run_cli
 from charlm.evaluation import evaluate, split_report
 from charlm.params import load_params
-from charlm.tracking import attach_run, connect, log_metrics, stage_tags
+from charlm.stage import stage_args
+from charlm.tracking import connect, log_metrics, model_run, stage_tags
 from charlm.vocab import Vocabulary
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--model", required=True, help="a name under `models:` in params.yaml")
-    parser.add_argument("--model-dir", type=Path, required=True)
-    parser.add_argument("--vocab", type=Path, required=True)
-    parser.add_argument("--encoded", type=Path, required=True)
-    parser.add_argument("--metrics", type=Path, required=True)
-    args = parser.parse_args()
+    args = stage_args(__doc__, "model_dir", "vocab", "encoded", "metrics", model=True)
     params = load_params()
     cfg, train = params.evaluate, params.models[args.model].train
 
@@ -43,17 +35,11 @@ def main() -> None:
 
     client = connect()
     tags = {**stage_tags(f"evaluate@{args.model}"), "charlm.model": args.model}
-    run_id, created = attach_run(
-        client,
-        loaded.info.get("mlflow_run_id"),
-        params.tracking.experiment,
-        f"{args.model} (evaluation)",
-        tags,
-    )
-    log_metrics(client, run_id, report)
-    client.set_tag(run_id, "test.sha256", report["test_sha256"])
-    if created:
-        client.set_terminated(run_id)
+    training_run = loaded.info.get("mlflow_run_id")
+    run_name = f"{args.model} (evaluation)"
+    with model_run(client, training_run, params.tracking.experiment, run_name, tags) as (run_id, created):
+        log_metrics(client, run_id, report)
+        client.set_tag(run_id, "test.sha256", report["test_sha256"])
     report["mlflow_run_id"] = run_id
     report["mlflow_run"] = "new" if created else "training"
     io.write_json(args.metrics, report)

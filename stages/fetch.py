@@ -1,17 +1,13 @@
 """Stage fetch: obtain the raw corpus named by the `fetch` params into the raw data directory."""
 
-import argparse
-from pathlib import Path
-
 from charlm.errors import run_cli
 from charlm.fetch import fetch
 from charlm.params import load_params
+from charlm.stage import stage_args
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--out", type=Path, required=True, help="raw corpus directory (paths.raw)")
-    args = parser.parse_args()
+    args = stage_args(__doc__, "out")
     params = load_params()
     for path in fetch(params.fetch, args.out):
         print(f"fetch: {path} ({path.stat().st_size:,} bytes)")

@@ -1,22 +1,16 @@
 """Stage generate@<model>: sample text from a trained model and log it to MLflow."""
 
-import argparse
-from pathlib import Path
-
 from charlm import io
 from charlm.checkpoint import load_model_dir
 from charlm.errors import run_cli
 from charlm.params import load_params
 from charlm.sample import generate
-from charlm.tracking import attach_run, connect, stage_tags
+from charlm.stage import stage_args
+from charlm.tracking import connect, model_run, stage_tags
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--model", required=True, help="a name under `models:` in params.yaml")
-    parser.add_argument("--model-dir", type=Path, required=True)
-    parser.add_argument("--out", type=Path, required=True, help="samples text file")
-    args = parser.parse_args()
+    args = stage_args(__doc__, "model_dir", "out", model=True)
     params = load_params()
     cfg = params.generate
 
@@ -33,12 +27,10 @@ def main() -> None:
 
     client = connect()
     tags = {**stage_tags(f"generate@{args.model}"), "charlm.model": args.model}
-    run_id, created = attach_run(
-        client, loaded.info.get("mlflow_run_id"), params.tracking.experiment, f"{args.model} (samples)", tags
-    )
-    client.log_text(run_id, "\n".join(blocks), f"samples/{args.out.name}")
-    if created:
-        client.set_terminated(run_id)
+    training_run = loaded.info.get("mlflow_run_id")
+    run_name = f"{args.model} (samples)"
+    with model_run(client, training_run, params.tracking.experiment, run_name, tags) as (run_id, _):
+        client.log_text(run_id, "\n".join(blocks), f"samples/{args.out.name}")
     print(blocks[0])
 
 

@@ -1,21 +1,15 @@
 """Stage prepare: select and clean the raw documents, then split them into train/val/test text."""
 
-import argparse
-from pathlib import Path
-
 from charlm import io
 from charlm.corpus import read_documents
 from charlm.errors import run_cli
 from charlm.params import load_params
 from charlm.splits import check_lengths, split_documents, summary
+from charlm.stage import stage_args
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--raw", type=Path, required=True, help="raw corpus directory (paths.raw)")
-    parser.add_argument("--out", type=Path, required=True, help="prepared splits directory (paths.prepared)")
-    parser.add_argument("--metrics", type=Path, required=True, help="split statistics JSON")
-    args = parser.parse_args()
+    args = stage_args(__doc__, "raw", "out", "metrics")
     params = load_params()
 
     docs = read_documents(args.raw, params.prepare)

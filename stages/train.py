@@ -3,30 +3,22 @@
 With `distributed` asking for several processes, the stage re-runs itself under torchrun.
 """
 
-import argparse
-from pathlib import Path
-
 import numpy as np
 
 from charlm import distributed
 from charlm.errors import ParamsError, run_cli
 from charlm.params import flatten, load_params
+from charlm.stage import stage_args
 from charlm.tracking import connect, stage_tags
-from charlm.train import TrainData, TrainOutputs, data_hash, run_training
+from charlm.train import TrainData
+from charlm.train_stage import TrainOutputs, run_training
 from charlm.vocab import Vocabulary
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--model", required=True, help="a name under `models:` in params.yaml")
-    parser.add_argument("--vocab", type=Path, required=True)
-    parser.add_argument("--encoded", type=Path, required=True, help="directory of encoded splits")
-    parser.add_argument("--out", type=Path, required=True, help="model directory to write")
-    parser.add_argument("--checkpoints", type=Path, required=True, help="resumable state directory")
-    parser.add_argument("--metrics", type=Path, required=True)
-    parser.add_argument("--train-curve", type=Path, required=True)
-    parser.add_argument("--val-curve", type=Path, required=True)
-    args = parser.parse_args()
+    args = stage_args(
+        __doc__, "vocab", "encoded", "out", "checkpoints", "metrics", "train_curve", "val_curve", model=True
+    )
     params = load_params()
     if args.model not in params.models:
         raise ParamsError(f"models.{args.model}: no such model (have {', '.join(params.models)})")
@@ -42,7 +34,7 @@ def main() -> None:
     tags = {
         **stage_tags(f"train@{run.name}"),
         "charlm.model": run.name,
-        "data.sha256": data_hash(data),
+        "data.sha256": data.sha256,
         "vocab.sha256": vocab.hash,
     }
     mlflow_params = {

@@ -1,24 +1,15 @@
 """Stage vocab: build the vocabulary from the training split and encode every split to .npy."""
 
-import argparse
-from pathlib import Path
-
 from charlm import io
 from charlm.errors import run_cli
 from charlm.params import load_params
 from charlm.splits import SPLITS
+from charlm.stage import stage_args
 from charlm.vocab import Vocabulary, oov_rate
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--prepared", type=Path, required=True, help="prepared splits directory")
-    parser.add_argument("--vocab", type=Path, required=True, help="vocabulary JSON to write (paths.vocab)")
-    parser.add_argument(
-        "--encoded", type=Path, required=True, help="encoded splits directory (paths.encoded)"
-    )
-    parser.add_argument("--metrics", type=Path, required=True, help="vocabulary metrics JSON")
-    args = parser.parse_args()
+    args = stage_args(__doc__, "prepared", "vocab", "encoded", "metrics")
     params = load_params()
 
     texts = {name: (args.prepared / f"{name}.txt").read_text(encoding="utf-8") for name in SPLITS}

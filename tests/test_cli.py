@@ -26,3 +26,42 @@ def test_tracking_subcommand_creates_the_store(tmp_path: Path) -> None:
     out = run(["charlm", "tracking"], tmp_path, env={"MLFLOW_TRACKING_URI": ""}).stdout
     assert f"sqlite:///{tmp_path.resolve()}/mlflow.db" in out
     assert (tmp_path / "mlflow.db").stat().st_size > 0
+
+
+def test_generate_checks_the_request_before_printing(tmp_path: Path) -> None:
+    import torch
+
+    from charlm.checkpoint import save_model_dir
+    from charlm.model import CharLM
+    from charlm.params import ModelConfig
+    from charlm.vocab import Vocabulary
+
+    vocab = Vocabulary.build("hi there\n")
+    torch.manual_seed(0)
+    model = CharLM(
+        ModelConfig(cell="gru", embedding_size=8, hidden_size=8, num_layers=1, vocab_size=len(vocab))
+    )
+    save_model_dir(tmp_path / "m", model, vocab, {"name": "m"})
+    base = ["charlm", "generate", "--model", str(tmp_path / "m"), "--length", "12", "--seed", "1"]
+
+    bad = run([*base, "--prompt", "\U0001f600hi"], tmp_path, check=False)
+    assert bad.returncode == 2 and bad.stdout == ""
+    assert "not in the model's vocabulary: ['\U0001f600']" in bad.stderr
+    out = run([*base, "--prompt", "hi"], tmp_path).stdout
+    assert out.startswith("hi") and len(out) == len("hi") + 12 + 1
+
+
+def test_generate_options_are_the_sampling_options() -> None:
+    """`charlm generate` offers exactly the fields of SamplingOptions, with their defaults in --help."""
+    import dataclasses
+
+    from charlm.cli import build_parser
+    from charlm.params import SamplingOptions
+
+    generate = build_parser()._subparsers._group_actions[0].choices["generate"]  # type: ignore[union-attr]
+    options = {a.dest: a for a in generate._actions if a.dest not in ("help", "model", "prompt")}
+    fields = {f.name: f.default for f in dataclasses.fields(SamplingOptions)}
+    assert options.keys() == fields.keys()
+    for name, default in fields.items():
+        assert options[name].default is None and f"(default: {default}" in options[name].help
+    assert options["unknown"].choices == ("error", "unk")

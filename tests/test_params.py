@@ -71,8 +71,8 @@ def test_missing_section_and_missing_key(raw_params: dict[str, Any]) -> None:
     with pytest.raises(ParamsError, match="vocab: missing section"):
         parse_params(raw_params)
     raw_params["vocab"] = {}
-    del raw_params["paths"]["raw"]
-    with pytest.raises(ParamsError, match=r"paths\.raw: missing \(required\)"):
+    del raw_params["prepare"]["include"]
+    with pytest.raises(ParamsError, match=r"prepare\.include: missing \(required\)"):
         parse_params(raw_params)
 
 

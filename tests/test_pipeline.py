@@ -53,7 +53,7 @@ def test_whole_pipeline_ends_with_a_loadable_champion(tiny_pipeline: Path) -> No
     assert table[0].startswith("model,test_bpc,val_bpc") and len(table) == 3
     assert (ws / "plots/comparison.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     decision = json.loads((ws / "metrics/register.json").read_text())
-    assert decision["promoted"] and decision["champion_version"] == 1
+    assert decision["promoted"] and decision["champion"] == decision["version"] == 1
     client = workspace_store(ws)
     assert int(client.get_model_version_by_alias("charlm", "champion").version) == 1
     charlm_generate("models:/charlm@champion", ws, 30, tracking_uri=f"sqlite:///{ws / 'mlflow.db'}")

@@ -8,8 +8,8 @@ import torch
 
 from charlm.checkpoint import save_model_dir
 from charlm.model import CharLM
-from charlm.params import ModelConfig, RegisterConfig, SamplingOptions
-from charlm.registry import Candidate, pick_best, register
+from charlm.params import GenerateConfig, ModelConfig, RegisterConfig
+from charlm.registry import Candidate, Decision, pick_best, register
 from charlm.vocab import Vocabulary
 
 VOCAB = Vocabulary.build("abcdefgh \n")
@@ -32,8 +32,9 @@ def champion(client: Any) -> int:
     return int(client.get_model_version_by_alias("charlm", "champion").version)
 
 
-def do_register(client: Any, candidate: Candidate, cfg: RegisterConfig | None = None) -> dict[str, Any]:
-    return register(client, candidate, cfg or RegisterConfig(), "test", {}, SamplingOptions(length=20), 100)
+def do_register(client: Any, candidate: Candidate, cfg: RegisterConfig | None = None) -> Decision:
+    generate = GenerateConfig(length=20, temperature=0.6, top_k=4, max_request_chars=100)  # not the defaults
+    return register(client, candidate, cfg or RegisterConfig(), generate, "test", {})
 
 
 def test_pick_best_by_val_bpc_then_size(tmp_path: Path) -> None:
@@ -46,29 +47,29 @@ def test_pick_best_by_val_bpc_then_size(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_champion_moves_only_when_beaten_on_the_same_test_data(tmp_path: Path, mlflow_client: Any) -> None:
     first = do_register(mlflow_client, make_candidate(tmp_path, 1, test_bpc=2.0))
-    assert first["promoted"] and first["candidate_version"] == 1 and champion(mlflow_client) == 1
-    assert "first" in first["verdict"]
+    assert first.promoted and first.version == first.champion == 1 and champion(mlflow_client) == 1
+    assert "first" in first.verdict and first.champion_before is None
 
     again = do_register(mlflow_client, make_candidate(tmp_path, 1, test_bpc=2.0))
-    assert not again["new_version"] and again["candidate_version"] == 1 and champion(mlflow_client) == 1
+    assert not again.new_version and again.version == 1 and champion(mlflow_client) == 1
     assert len(mlflow_client.search_model_versions("name='charlm'")) == 1  # re-run added nothing
 
     worse = do_register(mlflow_client, make_candidate(tmp_path, 2, test_bpc=2.5))
-    assert worse["candidate_version"] == 2 and not worse["promoted"] and champion(mlflow_client) == 1
-    assert "does not beat" in worse["verdict"]
-    assert mlflow_client.get_model_version("charlm", "2").tags["charlm.decision"] == worse["verdict"]
+    assert worse.version == 2 and not worse.promoted and worse.champion == champion(mlflow_client) == 1
+    assert "does not beat" in worse.verdict
+    assert mlflow_client.get_model_version("charlm", "2").tags["charlm.decision"] == worse.verdict
 
     elsewhere = do_register(mlflow_client, make_candidate(tmp_path, 3, test_bpc=0.5, test_sha256=SHA_B))
-    assert not elsewhere["promoted"] and champion(mlflow_client) == 1
-    assert "other test data" in elsewhere["verdict"]
+    assert not elsewhere.promoted and champion(mlflow_client) == 1
+    assert "other test data" in elsewhere.verdict
 
     better = do_register(mlflow_client, make_candidate(tmp_path, 4, test_bpc=1.5))
-    assert better["promoted"] and champion(mlflow_client) == better["candidate_version"] == 4
-    assert better["champion_version_before"] == 1 and better["champion_test_bpc_before"] == 2.0
+    assert better.promoted and champion(mlflow_client) == better.version == 4
+    assert better.champion_before == 1 and "beats the champion's 2.0000" in better.verdict
 
     forced = do_register(
         mlflow_client,
         make_candidate(tmp_path, 3, test_bpc=0.5, test_sha256=SHA_B),
         RegisterConfig(on_new_test_data="promote"),
     )
-    assert forced["promoted"] and champion(mlflow_client) == 3
+    assert forced.promoted and champion(mlflow_client) == 3

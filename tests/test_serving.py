@@ -28,8 +28,8 @@ def test_pyfunc_round_trip_without_pickle(champion_uri: str) -> None:
     model = mlflow.pyfunc.load_model(champion_uri)
     rows = pd.DataFrame(
         [
-            {"prompt": "abc", "max_new_chars": 30, "seed": 3},
-            {"prompt": "h" * 5000, "max_new_chars": 5, "seed": 4},
+            {"prompt": "abc", "length": 30, "seed": 3},
+            {"prompt": "h" * 5000, "length": 5, "seed": 4},
         ]
     )
     out = model.predict(rows)
@@ -39,7 +39,7 @@ def test_pyfunc_round_trip_without_pickle(champion_uri: str) -> None:
     for bad in (
         {"prompt": "xyz", "seed": 1},
         {"prompt": "a", "temperature": 0.0},
-        {"prompt": "a", "max_new_chars": 101},
+        {"prompt": "a", "length": 101},
     ):
         with pytest.raises(MlflowException, match="invalid request"):
             model.predict(pd.DataFrame([bad]))
@@ -54,6 +54,11 @@ def test_charlm_generate_streams_from_the_registry(champion_uri: str, tmp_path: 
     first = run(cmd, tmp_path, env=env).stdout
     assert first.startswith("ab") and len(first.rstrip("\n")) == 42
     assert run(cmd, tmp_path, env=env).stdout == first
+    # The command samples as the served model does: its logged defaults fill what is not given.
+    served = mlflow.pyfunc.load_model(champion_uri).predict(
+        pd.DataFrame([{"prompt": "ab", "length": 40, "seed": 5}])
+    )
+    assert first == f"ab{served[0]}\n"
     missing = run(
         ["charlm", "generate", "--model", "models:/nothing@champion", "--prompt", "a"],
         tmp_path,
@@ -76,12 +81,12 @@ def test_mlflow_models_serve_answers_invocations(champion_uri: str, tmp_path: Pa
         [*cmd, "-h", "127.0.0.1", "-p", str(port)], tmp_path, f"http://127.0.0.1:{port}/ping"
     ):
         url = f"http://127.0.0.1:{port}/invocations"
-        request = {"dataframe_records": [{"prompt": "abc", "max_new_chars": 25, "seed": 11}]}
+        request = {"dataframe_records": [{"prompt": "abc", "length": 25, "seed": 11}]}
         status, body = http_json(url, request)
         assert status == 200
         (text,) = body["predictions"]
         assert len(text) == 25 and set(text) <= set(VOCAB.itos[1:])
         assert http_json(url, request)[1] == body  # the seed is honoured
-        status, body = http_json(url, {"dataframe_records": [{"prompt": "abc", "max_new_chars": 10**6}]})
-        assert status == 400 and "max_new_chars" in json.dumps(body)
+        status, body = http_json(url, {"dataframe_records": [{"prompt": "abc", "length": 10**6}]})
+        assert status == 400 and "length: at most 100 per request" in json.dumps(body)
         assert http_json(url, request)[0] == 200  # still serving after a bad request

@@ -1,12 +1,13 @@
 """tracking: URI resolution, one-time store creation, fail-fast on a dead server, curve files."""
 
+import contextlib
 import time
 from pathlib import Path
 
 import pytest
 
-from charlm.errors import CharlmError
-from charlm.tracking import RunTracker, connect, tracking_uri
+from charlm.errors import CharlmError, TrainingInterrupted
+from charlm.tracking import RunTracker, connect, ending, experiment_id, model_run, tracking_uri
 from tests.conftest import free_port
 
 
@@ -38,23 +39,56 @@ def test_unreachable_server_fails_fast_naming_the_uri(monkeypatch: pytest.Monkey
     assert time.monotonic() - start < 30
 
 
-def test_tracker_writes_curves_and_metrics(tmp_path: Path, mlflow_client) -> None:  # type: ignore[no-untyped-def]
-    curves = {tmp_path / "train.csv": ["loss"], tmp_path / "val.csv": ["bpc"]}
-    tracker = RunTracker.start(mlflow_client, "exp", "m", {"a.b": 1}, {"k": "v"}, curves)
+def test_tracker_sends_metrics_at_flush_and_logs_files(tmp_path: Path, mlflow_client) -> None:  # type: ignore[no-untyped-def]
+    tracker = RunTracker.start(mlflow_client, "exp", "m", {"a.b": 1}, {"k": "v"})
     tracker.log(1, {"loss": 2.5})
+    assert mlflow_client.get_metric_history(tracker.run_id, "loss") == []  # waits for the checkpoint
+    tracker.flush()
     tracker.log(2, {"loss": 2.0, "bpc": 3.0})
-    tracker.finish({"best": 1.5}, tmp_path / "metrics.json")
-    assert (tmp_path / "train.csv").read_text() == "step,loss\n1,2.5\n2,2.0\n"
-    assert (tmp_path / "val.csv").read_text() == "step,bpc\n2,3.0\n"
+    (tmp_path / "metrics.json").write_text("{}")
+    with ending(mlflow_client, tracker.run_id):
+        tracker.finish({"best": 1.5}, [tmp_path / "metrics.json"])
     run = mlflow_client.get_run(tracker.run_id)
     assert run.info.status == "FINISHED" and run.data.metrics == {"loss": 2.0, "bpc": 3.0, "best": 1.5}
-    assert run.data.params == {"a.b": "1"}
+    assert [m.step for m in mlflow_client.get_metric_history(tracker.run_id, "loss")] == [1, 2]
+    assert run.data.params == {"a.b": "1"} and run.data.tags["k"] == "v"
+    assert [a.path for a in mlflow_client.list_artifacts(tracker.run_id, tmp_path.name)] == [
+        f"{tmp_path.name}/metrics.json"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        (None, "FINISHED"),
+        (TrainingInterrupted(15), "KILLED"),
+        (KeyboardInterrupt(), "KILLED"),
+        (OSError(), "FAILED"),
+    ],
+)
+def test_a_run_ends_as_its_block_does(mlflow_client, error: BaseException | None, status: str) -> None:  # type: ignore[no-untyped-def]
+    run_id = mlflow_client.create_run(experiment_id(mlflow_client, "exp")).info.run_id
+    with contextlib.suppress(type(error) if error else ()), ending(mlflow_client, run_id):
+        if error:
+            raise error
+    assert mlflow_client.get_run(run_id).info.status == status
+
+
+def test_model_run_reuses_the_training_run_or_makes_one(mlflow_client) -> None:  # type: ignore[no-untyped-def]
+    training = mlflow_client.create_run(experiment_id(mlflow_client, "exp")).info.run_id
+    with model_run(mlflow_client, training, "exp", "m (evaluation)", {}) as (run_id, created):
+        assert (run_id, created) == (training, False)
+    assert mlflow_client.get_run(training).info.status == "RUNNING"  # not this stage's to end
+    with model_run(mlflow_client, "gone", "exp", "m (evaluation)", {"k": "v"}) as (run_id, created):
+        assert created and run_id != "gone"
+    made = mlflow_client.get_run(run_id)
+    assert made.info.status == "FINISHED" and made.data.tags["charlm.training_run"] == "gone"
 
 
 def test_orphaned_running_runs_are_marked_killed(mlflow_client) -> None:  # type: ignore[no-untyped-def]
     import subprocess
 
-    from charlm.tracking import end_orphaned_runs, experiment_id, owner_tags
+    from charlm.tracking import end_orphaned_runs, owner_tags
 
     dead = subprocess.Popen(["true"])
     dead.wait()

@@ -13,19 +13,13 @@ import pytest
 import torch
 
 from charlm.checkpoint import load_model_dir, load_tensors
+from charlm.errors import TrainingInterrupted
 from charlm.params import ModelConfig, ModelRun, SamplingOptions, TrainConfig
+from charlm.recipe import lr_at
 from charlm.sample import generate
-from charlm.train import (
-    STATE_FILE,
-    Batches,
-    TrainData,
-    Trainer,
-    TrainingDiverged,
-    TrainingInterrupted,
-    TrainOutputs,
-    lr_at,
-    run_training,
-)
+from charlm.streams import Batches
+from charlm.train import STATE_FILE, TrainData, Trainer, TrainingDiverged
+from charlm.train_stage import TrainOutputs, run_training
 
 TINY_MODEL = ModelConfig(cell="lstm", embedding_size=16, hidden_size=32, num_layers=2, dropout=0.1)
 TINY_TRAIN = TrainConfig(

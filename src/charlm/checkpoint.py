@@ -18,10 +18,10 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+from safetensors.torch import load_model, save_file, save_model
 
 from charlm import io
-from charlm.errors import CharlmError, DataError, ParamsError
+from charlm.errors import CharlmError, DataError
 from charlm.model import CharLM
 from charlm.params import ModelConfig
 from charlm.vocab import Vocabulary
@@ -30,7 +30,7 @@ MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 VOCAB_FILE = "vocab.json"
 MODEL_FORMAT = "charlm-model/1"
-STATE_FORMAT = "charlm-train-state/1"
+STATE_FORMAT = "charlm-train-state/2"
 
 
 def parameters(model: CharLM) -> dict[str, torch.Tensor]:
@@ -100,7 +100,7 @@ def save_model_dir(directory: Path, model: CharLM, vocab: Vocabulary, info: dict
         **info,
     }
     with io.replace_dir(directory) as staging:
-        save_tensors(staging / MODEL_FILE, parameters(model), {"format": MODEL_FORMAT})
+        save_model(model, str(staging / MODEL_FILE), metadata={"meta": json.dumps({"format": MODEL_FORMAT})})
         io.write_json(staging / CONFIG_FILE, config)
         vocab.save(staging / VOCAB_FILE)
 
@@ -135,13 +135,78 @@ def load_model_dir(
             )
     try:
         model_config = ModelConfig(**config["model"])
-    except (TypeError, ParamsError) as err:
+    except (TypeError, ValueError) as err:  # pydantic's ValidationError is a ValueError
         raise DataError(f"{directory / CONFIG_FILE}: invalid model config ({err})") from None
     if model_config.vocab_size != len(own_vocab):
         raise DataError(
             f"{directory}: model vocab_size {model_config.vocab_size} != vocabulary size {len(own_vocab)}"
         )
     model = CharLM(model_config)
-    tensors, _ = load_tensors(directory / MODEL_FILE)
-    load_parameters(model, tensors, str(directory / MODEL_FILE))
+    weights = directory / MODEL_FILE
+    if not weights.is_file():
+        raise DataError(f"{weights}: no such file")
+    try:
+        load_model(model, weights)  # strict: every parameter, nothing else, each of its shape
+    except (SafetensorError, OSError) as err:
+        raise DataError(
+            f"{weights}: not a readable safetensors file (truncated or foreign?): {err}"
+        ) from None
+    except RuntimeError as err:
+        raise DataError(f"{weights}: weights do not fit the model: {' '.join(str(err).split())}") from None
     return LoadedModel(model=model.to(device).eval(), vocab=own_vocab, info=config)
+
+
+def save_state(
+    path: Path,
+    model: CharLM,
+    optimizer: torch.optim.Optimizer,
+    tensors: dict[str, torch.Tensor],
+    meta: dict[str, Any],
+) -> None:
+    """A resumable training state: weights, optimizer moments, the caller's `tensors` (hidden
+    state, RNG states) and its JSON `meta`, in one atomically written file."""
+    everything = {f"model.{k}": v for k, v in parameters(model).items()} | tensors
+    opt = optimizer.state_dict()
+    scalars: dict[str, dict[str, Any]] = {}
+    for pid, pstate in opt["state"].items():
+        for key, value in pstate.items():
+            if torch.is_tensor(value):
+                everything[f"optim.{pid}.{key}"] = value.detach().cpu()
+            else:
+                scalars.setdefault(str(pid), {})[key] = value
+    optimizer_meta = {"param_groups": opt["param_groups"], "scalars": scalars}
+    save_tensors(path, everything, {"format": STATE_FORMAT, **meta, "optimizer": optimizer_meta})
+
+
+def load_state(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
+    """A training state's tensors and meta, or None when there is none to resume from."""
+    if not path.exists():
+        return None
+    tensors, meta = load_tensors(path)
+    if meta.get("format") != STATE_FORMAT:
+        raise DataError(
+            f"{path}: not a training state of this charlm ({STATE_FORMAT}); delete it to start afresh"
+        )
+    return tensors, meta
+
+
+def restore_state(
+    model: CharLM,
+    optimizer: torch.optim.Optimizer,
+    tensors: dict[str, torch.Tensor],
+    meta: dict[str, Any],
+    source: str,
+) -> None:
+    """Put the weights and optimizer moments of a loaded state back into `model` and `optimizer`."""
+    load_parameters(
+        model, {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}, source
+    )
+    device = next(model.parameters()).device
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in tensors.items():
+        if key.startswith("optim."):
+            _, pid, name = key.split(".", 2)
+            state.setdefault(int(pid), {})[name] = value.to(device) if name != "step" else value
+    for pid, values in meta["optimizer"]["scalars"].items():
+        state.setdefault(int(pid), {}).update(values)
+    optimizer.load_state_dict({"state": state, "param_groups": meta["optimizer"]["param_groups"]})

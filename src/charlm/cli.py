@@ -8,20 +8,27 @@ charlm tracking                               create (once) and check the MLflow
 """
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
+from typing import Literal, get_args, get_origin
 
 from charlm.checkpoint import LoadedModel
 from charlm.errors import CharlmError, run_cli
 from charlm.params import SamplingOptions, flatten, load_params
+from charlm.validation import base_type, build
+
+SAMPLING = SamplingOptions.__pydantic_fields__
 
 
-def load_any_model(model: str) -> LoadedModel:
-    """A model directory, or an MLflow model URI (models:/name@alias, models:/name/3, runs:/id/model)."""
+def load_any_model(model: str) -> tuple[LoadedModel, SamplingOptions]:
+    """A model and its default sampling options: from a model directory (the library's defaults),
+    or from an MLflow model URI (models:/name@alias, models:/name/3, runs:/id/model), sampling as
+    that model serves."""
     if Path(model).is_dir():
         from charlm.checkpoint import load_model_dir
 
-        return load_model_dir(Path(model))
+        return load_model_dir(Path(model)), SamplingOptions()
     if not model.startswith(("models:/", "runs:/")):
         raise CharlmError(
             f"--model {model!r}: neither a model directory nor an MLflow models:/ or runs:/ URI"
@@ -33,20 +40,22 @@ def load_any_model(model: str) -> LoadedModel:
 
     connect()
     try:
-        pyfunc = mlflow.pyfunc.load_model(model)
+        served = mlflow.pyfunc.load_model(model).unwrap_python_model()
     except MlflowException as err:
         raise CharlmError(f"--model {model}: cannot load from MLflow ({str(err).splitlines()[0]})") from None
-    return pyfunc.unwrap_python_model().loaded
+    return served.loaded, served.defaults
 
 
 def cmd_generate(args: argparse.Namespace) -> None:
     from charlm.sample import generate
 
-    # Built first, so out-of-range values fail before any model is loaded.
-    options = SamplingOptions(args.length, args.temperature, args.top_k, args.top_p, args.seed, args.unknown)
-    loaded = load_any_model(args.model)
+    given = {name: getattr(args, name) for name in SAMPLING if getattr(args, name) is not None}
+    build(SamplingOptions, given)  # out-of-range values fail before any model is loaded
+    loaded, defaults = load_any_model(args.model)
+    options = build(SamplingOptions, dataclasses.asdict(defaults) | given)
+    chars = generate(loaded.model, loaded.vocab, args.prompt, options)  # checks the prompt too
     sys.stdout.write(args.prompt)
-    for char in generate(loaded.model, loaded.vocab, args.prompt, options):
+    for char in chars:
         sys.stdout.write(char)
         sys.stdout.flush()
     sys.stdout.write("\n")
@@ -70,6 +79,20 @@ def cmd_tracking(args: argparse.Namespace) -> None:
     print(f"MLflow tracking store ready: {uri}")
 
 
+def add_sampling_options(parser: argparse.ArgumentParser) -> None:
+    """One option per SamplingOptions field, with its type, choices, description and default."""
+    for field in dataclasses.fields(SamplingOptions):
+        info = SAMPLING[field.name]
+        choices = get_args(info.annotation) if get_origin(info.annotation) is Literal else None
+        kind = base_type(info.annotation)
+        parser.add_argument(
+            f"--{field.name.replace('_', '-')}",
+            type=None if kind is str else kind,
+            choices=choices,
+            help=f"{info.description} (default: {field.default}, or as a registry model serves)",
+        )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="charlm", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -81,17 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--model", required=True, help="models/<name>, models:/charlm@champion or models:/charlm/<version>"
     )
     p.add_argument("--prompt", required=True)
-    p.add_argument("--length", type=int, default=500, help="characters to generate")
-    p.add_argument("--temperature", type=float, default=0.8)
-    p.add_argument("--top-k", type=int, default=None)
-    p.add_argument("--top-p", type=float, default=None)
-    p.add_argument("--seed", type=int, default=None, help="fix for reproducible text")
-    p.add_argument(
-        "--unknown",
-        choices=["error", "unk"],
-        default="error",
-        help="prompt characters outside the vocabulary",
-    )
+    add_sampling_options(p)
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("params", help="validate params.yaml and show each model's settings")

@@ -5,6 +5,7 @@ a corrupt file, an unreachable server). Entry points print its message on one li
 non-zero instead of dumping a stack trace; genuine bugs still surface with their traceback.
 """
 
+import signal
 import sys
 from collections.abc import Callable
 
@@ -33,6 +34,14 @@ class LockedError(CharlmError):
     def __init__(self, path: str, holder: str) -> None:
         super().__init__(f"{path} is locked by process {holder}")
         self.path, self.holder = path, holder
+
+
+class TrainingInterrupted(CharlmError):
+    """SIGINT/SIGTERM arrived during training; a checkpoint was written first."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"interrupted by {signal.Signals(signum).name}; checkpoint saved, rerun to resume")
+        self.exit_code = 128 + signum
 
 
 def run_cli(main: Callable[[], None]) -> None:

@@ -1,8 +1,8 @@
 """Deterministic evaluation: one full pass over a split with the hidden state carried.
 
-The split is laid out as B parallel streams (as in training) and read in chunks of T; every
-target position of every stream is scored exactly once, so the result does not depend on random
-batches. Only the last `len % B` characters, which do not fill a stream, are left out.
+The split is laid out as B parallel streams (`charlm.streams`, as in training) and read in chunks
+of T; every target position of every stream is scored exactly once, so the result does not depend
+on random batches.
 """
 
 import math
@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 
 from charlm.device import autocast
-from charlm.errors import DataError
 from charlm.model import CharLM
+from charlm.streams import streams
 from charlm.vocab import oov_rate
 
 LN2 = math.log(2)
@@ -33,15 +33,6 @@ class EvalResult:
     @property
     def perplexity(self) -> float:
         return math.exp(self.loss_nats)
-
-
-def streams(ids: np.ndarray, batch_size: int, device: torch.device) -> torch.Tensor:
-    """Lay `ids` out as (B, L) contiguous streams: row b continues where row b-1 ends."""
-    length = len(ids) // batch_size
-    if length < 2:
-        raise DataError(f"{len(ids)} characters are too few for {batch_size} streams of at least 2")
-    data = torch.from_numpy(ids[: batch_size * length].astype(np.int64))
-    return data.view(batch_size, length).to(device)  # (B, L)
 
 
 @torch.no_grad()

@@ -9,16 +9,18 @@ decision says why.
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from charlm import checkpoint
 from charlm.errors import CharlmError
-from charlm.params import RegisterConfig, SamplingOptions
-from charlm.tracking import attach_run, store_lock
-from charlm.vocab import Vocabulary
+from charlm.params import GenerateConfig, RegisterConfig
+from charlm.tracking import model_run, store_lock
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 TAG_MODEL_SHA = "charlm.model_sha256"
 TAG_TEST_SHA = "charlm.test_sha256"
@@ -98,14 +100,14 @@ def decide(
     )
 
 
-def _find_version(client: Any, name: str, model_sha: str) -> Any | None:
+def _find_version(client: "MlflowClient", name: str, model_sha: str) -> Any | None:
     for version in client.search_model_versions(f"name='{name}'"):
         if version.tags.get(TAG_MODEL_SHA) == model_sha:
             return version
     return None
 
 
-def _champion(client: Any, cfg: RegisterConfig) -> Any | None:
+def _champion(client: "MlflowClient", cfg: RegisterConfig) -> Any | None:
     from mlflow.exceptions import MlflowException
 
     try:
@@ -114,83 +116,39 @@ def _champion(client: Any, cfg: RegisterConfig) -> Any | None:
         return None
 
 
-def example_prompt(model_dir: Path, wanted: str) -> str:
-    """`wanted` if the model knows all its characters, else a few characters it does know."""
-    vocab = Vocabulary.load(model_dir / checkpoint.VOCAB_FILE)
-    return wanted if not vocab.unknown_chars(wanted) else "".join(vocab.itos[1:4])
+@dataclass(frozen=True)
+class Decision:
+    """What registration did: the candidate's version, and whether it is now the champion."""
 
-
-def log_pyfunc(
-    candidate: Candidate, run_id: str, defaults: SamplingOptions, max_request_chars: int, prompt: str
-) -> str:
-    """Log the candidate as a models-from-code pyfunc in `run_id`; returns its model URI."""
-    import mlflow
-    import pandas as pd
-    from mlflow.models import ModelSignature
-    from mlflow.types import ColSpec, Schema
-
-    from charlm import serving
-
-    package = Path(serving.__file__).parent
-    inputs = Schema(
-        [ColSpec("string", "prompt")]
-        + [ColSpec(t, n, required=False) for n, t in serving.OPTIONAL_INPUTS.items()]
-    )
-    signature = ModelSignature(inputs=inputs, outputs=Schema([ColSpec("string")]))
-    example = pd.DataFrame(
-        [
-            {
-                "prompt": example_prompt(candidate.model_dir, prompt),
-                "max_new_chars": 40,
-                "temperature": 0.8,
-                "seed": 0,
-            }
-        ]
-    )
-    with mlflow.start_run(run_id=run_id):
-        info = mlflow.pyfunc.log_model(
-            name="model",
-            python_model=str(package / "mlflow_model.py"),
-            artifacts={serving.MODEL_DIR_ARTIFACT: str(candidate.model_dir)},
-            code_paths=[str(package)],
-            model_config={"defaults": asdict(defaults), "max_request_chars": max_request_chars},
-            signature=signature,
-            input_example=example,
-            pip_requirements=_requirements(),
-        )
-    return info.model_uri
-
-
-def _requirements() -> list[str]:
-    from importlib.metadata import version
-
-    return [
-        f"{pkg}=={version(pkg)}" for pkg in ("mlflow", "torch", "numpy", "pandas", "safetensors", "pyyaml")
-    ]
+    candidate: str
+    version: int
+    new_version: bool
+    promoted: bool
+    verdict: str
+    champion_before: int | None
+    champion: int
 
 
 def register(
-    client: Any,
+    client: "MlflowClient",
     candidate: Candidate,
     cfg: RegisterConfig,
+    generate: GenerateConfig,
     experiment: str,
     tags: dict[str, str],
-    defaults: SamplingOptions,
-    max_request_chars: int,
-    prompt: str = "ROMEO:",
-) -> dict[str, Any]:
-    """Register the candidate (once) and move the alias if it wins; returns the decision record."""
+) -> Decision:
+    """Register the candidate (once) and move the alias if it wins."""
+    import mlflow
+
+    from charlm.serving import log_model
+
     model_sha = candidate.model_sha256
     version = _find_version(client, cfg.model_name, model_sha)
+    new_version = version is None
     if version is None:
-        import mlflow
-
-        run_id, created = attach_run(
-            client, candidate.run_id, experiment, f"{candidate.name} (registration)", tags
-        )
-        model_uri = log_pyfunc(candidate, run_id, defaults, max_request_chars, prompt)
-        if created:
-            client.set_terminated(run_id)
+        run_name = f"{candidate.name} (registration)"
+        with model_run(client, candidate.run_id, experiment, run_name, tags) as (run_id, _):
+            model_uri = log_model(candidate.model_dir, run_id, generate)
         version = mlflow.register_model(model_uri, cfg.model_name, await_registration_for=60)
         for key, value in {
             TAG_MODEL_SHA: model_sha,
@@ -200,9 +158,6 @@ def register(
             "charlm.model": candidate.name,
         }.items():
             client.set_model_version_tag(cfg.model_name, version.version, key, value)
-        new_version = True
-    else:
-        new_version = False
     # Read the champion and move the alias as one step: queued experiments register concurrently.
     with store_lock(client.tracking_uri):
         champion = _champion(client, cfg)
@@ -210,18 +165,12 @@ def register(
         if promote:
             client.set_registered_model_alias(cfg.model_name, cfg.alias, version.version)
         client.set_model_version_tag(cfg.model_name, version.version, TAG_DECISION, reason)
-    return {
-        "candidate": candidate.name,
-        "candidate_version": int(version.version),
-        "new_version": new_version,
-        "candidate_test_bpc": candidate.test_bpc,
-        "candidate_val_bpc": candidate.val_bpc,
-        "champion_version_before": int(champion.version) if champion else None,
-        "champion_test_bpc_before": float(champion.tags[TAG_TEST_BPC])
-        if champion and TAG_TEST_BPC in champion.tags
-        else None,
-        "metric": "test_bpc",
-        "promoted": promote,
-        "verdict": reason,
-        "champion_version": int(version.version) if promote else int(champion.version),
-    }
+    return Decision(
+        candidate=candidate.name,
+        version=int(version.version),
+        new_version=new_version,
+        promoted=promote,
+        verdict=reason,
+        champion_before=int(champion.version) if champion else None,
+        champion=int((version if promote else champion).version),
+    )

@@ -13,7 +13,6 @@ import pandas as pd
 
 from charlm import io
 from charlm.errors import DataError
-from charlm.tracking import write_curves
 
 # Columns of the comparison, in order: (source, metric key).
 TABLE_COLUMNS = [
@@ -43,7 +42,7 @@ def merge_curves(directory: Path, out: Path) -> list[str]:
             reader = csv.DictReader(f)
             columns += [c for c in reader.fieldnames or [] if c not in columns]
             rows += [{"model": path.stem, **row} for row in reader]
-    write_curves(out, columns, rows)  # type: ignore[arg-type]
+    io.write_csv(out, columns, ([row.get(c, "") for c in columns] for row in rows))
     return [f.stem for f in files]
 
 

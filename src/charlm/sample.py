@@ -48,14 +48,18 @@ def filter_logits(logits: torch.Tensor, top_k: int | None, top_p: float | None) 
     return logits
 
 
-@torch.no_grad()
 def generate(model: CharLM, vocab: Vocabulary, prompt: str, options: SamplingOptions) -> Iterator[str]:
-    """Yield the generated characters one at a time (the prompt itself is not repeated)."""
+    """Check the request, then return an iterator over the generated characters (the prompt itself
+    is not repeated). Bad requests raise here, before a caller has shown anything."""
     if options.top_k is not None and options.top_k > len(vocab):
         raise SamplingError(f"top_k: must be in 1..{len(vocab)} (the vocabulary size), got {options.top_k}")
     device = next(model.parameters()).device
-    idx = encode_prompt(prompt, vocab, options.unknown).to(device)
-    generator = torch.Generator(device=device)
+    return _sample(model, vocab, encode_prompt(prompt, vocab, options.unknown).to(device), options)
+
+
+@torch.no_grad()
+def _sample(model: CharLM, vocab: Vocabulary, idx: torch.Tensor, options: SamplingOptions) -> Iterator[str]:
+    generator = torch.Generator(device=idx.device)
     if options.seed is not None:
         generator.manual_seed(options.seed)
     else:

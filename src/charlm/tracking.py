@@ -1,17 +1,16 @@
-"""Run tracking: MLflow runs and DVC metrics/plots files, fed by one `log()` call per metric.
+"""MLflow tracking: the store, the runs each stage logs to, and how they end.
 
-The training loop reports a metric once; `RunTracker` records it in memory, appends it to the DVC
-plots files and, at each flush (every checkpoint), sends it to MLflow. Flushing only at
-checkpoints keeps MLflow consistent with the resumable state: after a crash, the resumed run
-continues from exactly the steps MLflow already holds.
+A training run's metrics wait in `RunTracker` and go to MLflow at each flush (every checkpoint).
+Flushing only at checkpoints keeps MLflow consistent with the resumable state: after a crash, the
+resumed run continues from exactly the steps MLflow already holds. Later stages log a model's
+results to its training run (`model_run`); every run a stage creates is ended as the stage ends:
+FINISHED, KILLED on an interrupt, FAILED on an error (`ending`).
 
 Tracking URI: `MLFLOW_TRACKING_URI` when set, else the embedded SQLite database `mlflow.db` at the
 workspace root, as an absolute URI (DVC runs queued experiments in a temporary copy and tells
 stages the real root in `DVC_ROOT`).
 """
 
-import csv
-import io as _io
 import os
 import socket
 import subprocess
@@ -19,10 +18,13 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from charlm import io
-from charlm.errors import CharlmError
+from charlm.errors import CharlmError, TrainingInterrupted
+
+if TYPE_CHECKING:  # importing MLflow takes seconds: stages import it only when they track
+    from mlflow import MlflowClient
 
 DB_FILE = "mlflow.db"
 # Fail fast on an unreachable server: MLflow's own defaults retry for minutes.
@@ -31,7 +33,6 @@ HTTP_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
 }
-MAX_BATCH = 1000  # MLflow's limit of metrics per log_batch call
 
 
 def workspace_root() -> Path:
@@ -42,7 +43,7 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{workspace_root() / DB_FILE}"
 
 
-def connect(uri: str | None = None) -> Any:
+def connect(uri: str | None = None) -> "MlflowClient":
     """An MlflowClient for `uri`, checked to answer; the SQLite schema is created under a lock.
 
     Two processes creating a new SQLite database at once corrupt it, so the first access (which
@@ -51,13 +52,12 @@ def connect(uri: str | None = None) -> Any:
     for key, value in HTTP_DEFAULTS.items():
         os.environ.setdefault(key, value)
     import mlflow
-    from mlflow.tracking import MlflowClient
 
     uri = uri or tracking_uri()
     try:
         # Building the client already opens (and on first use migrates) the store.
         with store_lock(uri):
-            client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+            client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
             client.search_experiments(max_results=1)
     except Exception as err:  # MLflow raises many types here: connection, HTTP, SQL errors
         raise CharlmError(
@@ -86,35 +86,53 @@ def _first_line(err: BaseException) -> str:
     return text.splitlines()[0][:300]
 
 
-def experiment_id(client: Any, name: str) -> str:
+def experiment_id(client: "MlflowClient", name: str) -> str:
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
         return experiment.experiment_id
     return client.create_experiment(name)
 
 
-def attach_run(
-    client: Any, run_id: str | None, experiment: str, run_name: str, tags: dict[str, str]
-) -> tuple[str, bool]:
-    """The run to log a model's later results to: its training run when this store has it.
+@contextmanager
+def ending(client: "MlflowClient", run_id: str) -> Iterator[None]:
+    """End run `run_id` with the block: FINISHED, KILLED on an interrupt, FAILED on an error."""
+    try:
+        yield
+    except (KeyboardInterrupt, TrainingInterrupted):
+        client.set_terminated(run_id, status="KILLED")
+        raise
+    except BaseException:
+        client.set_terminated(run_id, status="FAILED")
+        raise
+    client.set_terminated(run_id)
 
-    After `dvc pull` or a fresh tracking store the training run is elsewhere; then a new run is
-    created and tagged so. Returns (run id, whether it was created here and must be ended).
+
+@contextmanager
+def model_run(
+    client: "MlflowClient", run_id: str | None, experiment: str, run_name: str, tags: dict[str, str]
+) -> Iterator[tuple[str, bool]]:
+    """The run to log a model's later results to, and whether it was created here.
+
+    That is its training run when this store has it, left as it is. After `dvc pull` or on a fresh
+    tracking store the training run is elsewhere; then a new run, tagged so, lives as the block.
     """
     from mlflow.exceptions import MlflowException
 
     if run_id:
         try:
             client.get_run(run_id)
-            return run_id, False
         except MlflowException:
             pass
+        else:
+            yield run_id, False
+            return
     note = {
         "charlm.training_run": run_id or "unknown",
         "charlm.note": "training run not in this tracking store",
     }
-    run = client.create_run(experiment_id(client, experiment), run_name=run_name, tags={**tags, **note})
-    return run.info.run_id, True
+    created = client.create_run(experiment_id(client, experiment), run_name=run_name, tags={**tags, **note})
+    with ending(client, created.info.run_id):
+        yield created.info.run_id, True
 
 
 def _process_alive(pid: int) -> bool:
@@ -132,7 +150,7 @@ def owner_tags() -> dict[str, str]:
     return {"charlm.host": socket.gethostname(), "charlm.pid": str(os.getpid())}
 
 
-def end_orphaned_runs(client: Any, experiment: str) -> list[str]:
+def end_orphaned_runs(client: "MlflowClient", experiment: str) -> list[str]:
     """Mark KILLED the runs this host left RUNNING from processes that no longer exist."""
     found = client.get_experiment_by_name(experiment)
     if found is None:
@@ -148,14 +166,13 @@ def end_orphaned_runs(client: Any, experiment: str) -> list[str]:
     return ended
 
 
-def log_metrics(client: Any, run_id: str, metrics: dict[str, Any], step: int = 0) -> None:
-    """Log the numeric entries of `metrics` in one batch."""
+def log_metrics(client: "MlflowClient", run_id: str, metrics: dict[str, Any], step: int = 0) -> None:
+    """Log the numeric entries of `metrics` in one batch (MLflow splits it as its limits need)."""
     from mlflow.entities import Metric
 
     now = int(time.time() * 1000)
     numbers = [Metric(k, float(v), now, step) for k, v in metrics.items() if isinstance(v, int | float)]
-    for i in range(0, len(numbers), MAX_BATCH):
-        client.log_batch(run_id, metrics=numbers[i : i + MAX_BATCH])
+    client.log_batch(run_id, metrics=numbers)
 
 
 def git_commit() -> str:
@@ -174,96 +191,56 @@ def stage_tags(stage: str) -> dict[str, str]:
     return tags
 
 
-def write_curves(path: Path, columns: list[str], rows: list[dict[str, float]]) -> None:
-    buffer = _io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    io.write_text(path, buffer.getvalue())
-
-
 class RunTracker:
-    """One MLflow run plus the DVC curves of one model's training.
+    """The MLflow run of one model's training; metrics wait here until the next checkpoint."""
 
-    `curves` maps each DVC plots file to the metric names it holds (its first column is `step`);
-    a metric logged at a step goes to the file that lists it.
-    """
-
-    def __init__(
-        self, client: Any, run_id: str, curves: dict[Path, list[str]], history: dict[str, list] | None = None
-    ):
+    def __init__(self, client: "MlflowClient", run_id: str) -> None:
         self.client = client
         self.run_id = run_id
-        self.curves = curves
-        # metric name -> [[step, value], ...]; JSON-friendly so checkpoints can carry it.
-        self.history: dict[str, list[list[float]]] = history or {}
         self._pending: list[Any] = []
 
     @classmethod
     def start(
         cls,
-        client: Any,
+        client: "MlflowClient",
         experiment: str,
         run_name: str,
         params: dict[str, Any],
         tags: dict[str, str],
-        curves: dict[Path, list[str]],
     ) -> "RunTracker":
+        from mlflow.entities import Param
+
         run = client.create_run(
             experiment_id(client, experiment), run_name=run_name, tags={**tags, **owner_tags()}
         )
-        from mlflow.entities import Param
-
-        items = [Param(k, str(v)[:6000]) for k, v in params.items()]
-        for i in range(0, len(items), 100):  # MLflow accepts at most 100 params per batch
-            client.log_batch(run.info.run_id, params=items[i : i + 100])
-        return cls(client, run.info.run_id, curves)
+        client.log_batch(run.info.run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
+        return cls(client, run.info.run_id)
 
     @classmethod
-    def resume(cls, client: Any, state: dict[str, Any], curves: dict[Path, list[str]]) -> "RunTracker":
+    def resume(cls, client: "MlflowClient", run_id: str) -> "RunTracker":
         """Continue the run a checkpoint recorded (it may have been left RUNNING by a killed process)."""
-        client.update_run(state["run_id"], status="RUNNING")
+        client.update_run(run_id, status="RUNNING")
         for key, value in owner_tags().items():
-            client.set_tag(state["run_id"], key, value)
-        return cls(client, state["run_id"], curves, state["history"])
-
-    def state(self) -> dict[str, Any]:
-        return {"run_id": self.run_id, "history": self.history}
+            client.set_tag(run_id, key, value)
+        return cls(client, run_id)
 
     def log(self, step: int, metrics: dict[str, float]) -> None:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        for key, value in metrics.items():
-            self.history.setdefault(key, []).append([step, value])
-            self._pending.append(Metric(key, value, now, step))
+        self._pending += [Metric(key, value, now, step) for key, value in metrics.items()]
 
     def flush(self) -> None:
-        """Send pending metrics to MLflow and rewrite the curve files from the full history."""
-        for i in range(0, len(self._pending), MAX_BATCH):
-            self.client.log_batch(self.run_id, metrics=self._pending[i : i + MAX_BATCH])
-        self._pending = []
-        for path, names in self.curves.items():
-            rows: dict[int, dict[str, float]] = {}
-            for name in names:
-                for step, value in self.history.get(name, []):
-                    rows.setdefault(int(step), {"step": int(step)})[name] = value
-            write_curves(path, ["step", *names], [rows[s] for s in sorted(rows)])
+        """Send the pending metrics to MLflow."""
+        if self._pending:
+            self.client.log_batch(self.run_id, metrics=self._pending)
+            self._pending = []
 
-    def finish(self, summary: dict[str, float], metrics_path: Path, status: str = "FINISHED") -> None:
-        """Flush, write the DVC metrics file, log the summary and files, and close the run."""
+    def finish(self, summary: dict[str, float], files: list[Path]) -> None:
+        """Flush, then log the summary metrics and the DVC metrics and plots files."""
         self.flush()
-        io.write_json(metrics_path, summary)
         log_metrics(self.client, self.run_id, summary)
-        for path in [metrics_path, *self.curves]:
+        for path in files:
             # Keep the DVC layout (metrics/train/x.json, plots/val/x.csv): names repeat across folders.
             folder = path.parent.as_posix() if not path.is_absolute() else path.parent.name
             self.client.log_artifact(self.run_id, str(path), artifact_path=folder)
-        self.client.set_terminated(self.run_id, status=status)
-
-    def end(self, status: str) -> None:
-        """Close the run without a summary (KILLED, FAILED), keeping what was flushed."""
-        try:
-            self.flush()
-        finally:
-            self.client.set_terminated(self.run_id, status=status)
