@@ -278,10 +278,12 @@ def _new_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def mlflow_client(tmp_path: Path, _new_store: Path) -> Any:
-    """A real MLflow client on a fresh SQLite database of its own in the test's directory."""
+def mlflow_client(tmp_path: Path, _new_store: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A real MLflow client on a fresh SQLite database of its own in the test's directory (also
+    the working directory, where MLflow puts the artifacts of a SQLite store)."""
     from charlm.tracking import connect
 
+    monkeypatch.chdir(tmp_path)
     shutil.copyfile(_new_store, tmp_path / "mlflow.db")
     return connect(f"sqlite:///{tmp_path / 'mlflow.db'}")
 
