@@ -5,10 +5,9 @@ from collections.abc import Callable
 import pytest
 import torch
 
-from charlm.device import autocast_dtype, native_bf16, select_device
+from charlm.device import CPU_BF16_PROBES, autocast_dtype, native_bf16, select_device
 from charlm.errors import CharlmError
 
-CPU_BF16_PROBES = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
 Machine = Callable[..., None]
 
 

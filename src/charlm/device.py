@@ -7,6 +7,9 @@ import torch
 
 from charlm.errors import CharlmError
 
+# Private but stable torch helpers; oneDNN's bf16 RNN kernels need AVX512-BF16 or AMX.
+CPU_BF16_PROBES = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+
 
 def select_device(name: str) -> torch.device:
     """`auto` picks cuda, then mps, then cpu; a named device must be available."""
@@ -27,9 +30,7 @@ def native_bf16(device: torch.device) -> bool:
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     if device.type == "cpu":
-        # Private but stable helpers; oneDNN's bf16 RNN kernels need AVX512-BF16 or AMX.
-        checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-        return any(getattr(torch.cpu, check, lambda: False)() for check in checks)
+        return any(getattr(torch.cpu, probe, lambda: False)() for probe in CPU_BF16_PROBES)
     return False
 
 

@@ -143,23 +143,24 @@ def register(
     from charlm.serving import log_model
 
     model_sha = candidate.model_sha256
-    version = _find_version(client, cfg.model_name, model_sha)
-    new_version = version is None
-    if version is None:
-        run_name = f"{candidate.name} (registration)"
-        with model_run(client, candidate.run_id, experiment, run_name, tags) as (run_id, _):
-            model_uri = log_model(candidate.model_dir, run_id, generate)
-        version = mlflow.register_model(model_uri, cfg.model_name, await_registration_for=60)
-        for key, value in {
-            TAG_MODEL_SHA: model_sha,
-            TAG_TEST_SHA: candidate.test_sha256,
-            TAG_TEST_BPC: f"{candidate.test_bpc:.6f}",
-            TAG_VAL_BPC: f"{candidate.val_bpc:.6f}",
-            "charlm.model": candidate.name,
-        }.items():
-            client.set_model_version_tag(cfg.model_name, version.version, key, value)
-    # Read the champion and move the alias as one step: queued experiments register concurrently.
+    # One step from lookup to alias: queued experiments register concurrently, and two of them must
+    # neither add the same weights twice nor promote a worse model.
     with store_lock(client.tracking_uri):
+        version = _find_version(client, cfg.model_name, model_sha)
+        new_version = version is None
+        if version is None:
+            run_name = f"{candidate.name} (registration)"
+            with model_run(client, candidate.run_id, experiment, run_name, tags) as (run_id, _):
+                model_uri = log_model(candidate.model_dir, run_id, generate)
+            version = mlflow.register_model(model_uri, cfg.model_name, await_registration_for=60)
+            for key, value in {
+                TAG_MODEL_SHA: model_sha,
+                TAG_TEST_SHA: candidate.test_sha256,
+                TAG_TEST_BPC: f"{candidate.test_bpc:.6f}",
+                TAG_VAL_BPC: f"{candidate.val_bpc:.6f}",
+                "charlm.model": candidate.name,
+            }.items():
+                client.set_model_version_tag(cfg.model_name, version.version, key, value)
         champion = _champion(client, cfg)
         promote, reason = decide(candidate, dict(champion.tags) if champion else None, cfg)
         if promote:

@@ -71,9 +71,9 @@ def run_training(
         trainer = Trainer(run, seed, data, out.checkpoint_dir, world)
         best_dir = out.checkpoint_dir / BEST_DIR
         curves = {"train": out.train_curve, "val": out.val_curve}
+        resumed = trainer.load_state()
+        world.agree(trainer.state.step, RESUME_STEP)
         if not world.is_main:
-            trainer.load_state()
-            world.agree(trainer.state.step, RESUME_STEP)
             trainer.fit(None, best_dir, curves)
             return trainer.summary()
         assert client is not None, "rank 0 tracks the run"
@@ -82,8 +82,6 @@ def run_training(
                 f"train: MLflow run {run_id} was left RUNNING by a dead process; marked KILLED",
                 file=sys.stderr,
             )
-        resumed = trainer.load_state()
-        world.agree(trainer.state.step, RESUME_STEP)
         if resumed:
             print(f"train: resuming {run.name} from step {trainer.state.step}", file=sys.stderr)
             tracker = RunTracker.resume(client, trainer.state.run_id)
