@@ -190,3 +190,18 @@ def test_a_second_trainer_on_the_same_checkpoints_refuses(
     assert f"checkpoints/lstm is in use by training process {os.getpid()}" in str(info.value)
     assert mlflow_client.search_experiments(filter_string="name = 'test'") == []  # refused before any run
     assert train(tmp_path, tiny_data, mlflow_client, tiny_run(max_steps=5))["steps"] == 5  # free again
+
+
+def test_a_state_from_another_version_is_not_resumed_and_a_foreign_file_is_refused(
+    tmp_path: Path, tiny_data: TrainData, mlflow_client: Any
+) -> None:
+    from charlm.checkpoint import save_tensors
+    from charlm.errors import DataError
+
+    state = outputs(tmp_path).checkpoint_dir / STATE_FILE
+    old = {"format": "charlm-train-state/1", "fingerprint": "old", "trainer": {"step": 5, "finished": False}}
+    save_tensors(state, {"w": torch.zeros(1)}, old)
+    assert train(tmp_path, tiny_data, mlflow_client, tiny_run(max_steps=10))["steps"] == 10  # afresh
+    save_tensors(state, {"w": torch.zeros(1)}, {"format": "something else"})
+    with pytest.raises(DataError, match="not a charlm training state"):
+        train(tmp_path, tiny_data, mlflow_client, tiny_run(max_steps=10))

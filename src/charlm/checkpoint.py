@@ -179,14 +179,13 @@ def save_state(
 
 
 def load_state(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
-    """A training state's tensors and meta, or None when there is none to resume from."""
+    """A training state's tensors and meta (of any charlm version: its fingerprint tells whether it
+    can be resumed), or None when there is none."""
     if not path.exists():
         return None
     tensors, meta = load_tensors(path)
-    if meta.get("format") != STATE_FORMAT:
-        raise DataError(
-            f"{path}: not a training state of this charlm ({STATE_FORMAT}); delete it to start afresh"
-        )
+    if not str(meta.get("format")).startswith(STATE_FORMAT.split("/")[0]):
+        raise DataError(f"{path}: not a charlm training state")
     return tensors, meta
 
 

@@ -77,8 +77,9 @@ CURVES = {"train": TrainPoint, "val": ValPoint}
 
 
 def fingerprint(run: ModelRun, seed: int, data: TrainData) -> str:
-    """Identifies what a checkpoint was trained on; a mismatch means start afresh, not resume."""
-    setup = [dataclasses.asdict(run), seed, data.vocab.hash, data.sha256]
+    """Identifies what a checkpoint was trained on, and in which state format; a mismatch means
+    start afresh, not resume."""
+    setup = [dataclasses.asdict(run), seed, data.vocab.hash, data.sha256, checkpoint.STATE_FORMAT]
     return hashlib.sha256(json.dumps(setup, sort_keys=True).encode()).hexdigest()
 
 
@@ -163,7 +164,7 @@ class Trainer:
             return False
         tensors, meta = loaded
         if meta["fingerprint"] != self.fingerprint or meta["trainer"]["finished"]:
-            reason = "finished" if meta["trainer"]["finished"] else "made with other params or data"
+            reason = "finished" if meta["trainer"]["finished"] else "made with other params, data or version"
             if self.world.is_main:
                 print(f"train: {path} was {reason}; training from scratch", file=sys.stderr)
             return False
