@@ -27,11 +27,13 @@ def main() -> None:
     for split in ("val", "test"):
         result = evaluate(loaded.model, ids[split], cfg.batch_size, cfg.seq_len, device, dtype)
         report.update(split_report(split, result, ids[split]))
+        report[f"{split}_sha256"] = io.sha256_file(
+            args.encoded / f"{split}.npy"
+        )  # what the bpc is comparable on
     vocab_size = len(loaded.vocab)
     report["unigram_test_bpc"] = unigram_bpc(ids["train"], ids["test"], vocab_size)
     report["bigram_test_bpc"] = bigram_bpc(ids["train"], ids["test"], vocab_size)
     report["num_params"] = loaded.model.num_parameters()
-    report["test_sha256"] = io.sha256_file(args.encoded / "test.npy")
 
     client = connect()
     tags = {**stage_tags(f"evaluate@{args.model}"), "charlm.model": args.model}
@@ -39,13 +41,14 @@ def main() -> None:
     run_name = f"{args.model} (evaluation)"
     with model_run(client, training_run, params.tracking.experiment, run_name, tags) as (run_id, created):
         log_metrics(client, run_id, report)
-        client.set_tag(run_id, "test.sha256", report["test_sha256"])
+        for split in ("val", "test"):
+            client.set_tag(run_id, f"{split}.sha256", report[f"{split}_sha256"])
     report["mlflow_run_id"] = run_id
     report["mlflow_run"] = "new" if created else "training"
     io.write_json(args.metrics, report)
     print(
-        f"evaluate: {args.model}: test {report['test_bpc']:.4f} bpc (unigram {report['unigram_test_bpc']:.3f},"
-        f" bigram {report['bigram_test_bpc']:.3f}), val {report['val_bpc']:.4f} bpc; MLflow run {run_id} ({report['mlflow_run']})"
+        f"evaluate: {args.model}: val {report['val_bpc']:.4f} bpc, test {report['test_bpc']:.4f} bpc (unigram"
+        f" {report['unigram_test_bpc']:.3f}, bigram {report['bigram_test_bpc']:.3f}); MLflow run {run_id} ({report['mlflow_run']})"
     )
 
 

@@ -35,6 +35,7 @@ def _error(raw: dict[str, Any], overrides: dict[str, Any]) -> str:
         ({"train": {"learning_rate": 0}}, "train.learning_rate: must be > 0"),
         ({"model": {"cell": "transformer"}}, "model.cell: must be one of 'rnn', 'lstm', 'gru'"),
         ({"model": {"dropout": 1.5}}, "model.dropout: must be in [0, 1)"),
+        ({"train": {"beta2": 1.0}}, "train.beta2: must be in [0, 1), got 1.0"),
         (
             {"model": {"tie_weights": True}},
             "model.tie_weights: must be false unless embedding_size == hidden_size",

@@ -50,7 +50,7 @@ def test_whole_pipeline_ends_with_a_loadable_champion(tiny_pipeline: Path) -> No
     assert {r["model"] for r in rows} == {"rnn", "lstm"} and {r["step"] for r in rows} == {"10", "20", "30"}
 
     table = (ws / "metrics/comparison.csv").read_text().splitlines()
-    assert table[0].startswith("model,test_bpc,val_bpc") and len(table) == 3
+    assert table[0].startswith("model,val_bpc,test_bpc") and len(table) == 3
     assert (ws / "plots/comparison.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     decision = json.loads((ws / "metrics/register.json").read_text())
     assert decision["promoted"] and decision["champion"] == decision["version"] == 1

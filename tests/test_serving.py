@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def champion_uri(tmp_path: Path, mlflow_client: Any, monkeypatch: pytest.MonkeyPatch) -> str:
-    do_register(mlflow_client, make_candidate(tmp_path, 1, test_bpc=2.0))
+    do_register(mlflow_client, make_candidate(tmp_path, 1, val_bpc=2.0))
     monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     return "models:/charlm@champion"

@@ -68,5 +68,5 @@ def test_queued_grid_runs_two_at_a_time_and_joins_mlflow(
 
     # Registrations ran concurrently; the champion is still the best of the four.
     champion = client.get_model_version_by_alias("charlm", "champion")
-    best = min(experiments.values(), key=lambda row: float(row["test_bpc"]))
-    assert champion.tags["charlm.test_bpc"] == f"{float(best['test_bpc']):.6f}"
+    best = min(experiments.values(), key=lambda row: float(row["val_bpc"]))
+    assert champion.tags["charlm.val_bpc"] == f"{float(best['val_bpc']):.6f}"

@@ -14,8 +14,9 @@ import torch
 
 from charlm.checkpoint import load_model_dir, load_tensors
 from charlm.errors import TrainingInterrupted
+from charlm.model import CharLM
 from charlm.params import ModelConfig, ModelRun, SamplingOptions, TrainConfig
-from charlm.recipe import lr_at
+from charlm.recipe import lr_at, make_optimizer
 from charlm.sample import generate
 from charlm.streams import Batches
 from charlm.train import STATE_FILE, TrainData, Trainer, TrainingDiverged
@@ -60,6 +61,15 @@ def test_lr_schedule_warms_up_then_decays_to_floor() -> None:
     assert lr_at(110, cfg) == pytest.approx(0.1)
     lrs = [lr_at(s, cfg) for s in range(10, 110)]
     assert all(a >= b for a, b in itertools.pairwise(lrs))
+
+
+def test_optimizer_takes_its_settings_from_the_train_section() -> None:
+    cfg = TrainConfig(learning_rate=0.5, weight_decay=0.2, beta1=0.8, beta2=0.95)
+    optimizer = make_optimizer(CharLM(dataclasses.replace(TINY_MODEL, vocab_size=10)), cfg)
+    decay, no_decay = optimizer.param_groups
+    assert decay["weight_decay"] == 0.2 and no_decay["weight_decay"] == 0.0  # biases are not decayed
+    assert all(p.dim() >= 2 for p in decay["params"]) and all(p.dim() == 1 for p in no_decay["params"])
+    assert decay["betas"] == (0.8, 0.95) and decay["lr"] == 0.5
 
 
 def test_batches_are_streams_with_shifted_targets() -> None:

@@ -122,13 +122,13 @@ class TrainConfig:
     learning_rate: PositiveFloat = 2e-3
     min_lr_ratio: Annotated[float, Field(ge=0, le=1)] = 0.1  # cosine decay ends at lr * min_lr_ratio
     weight_decay: Annotated[float, Field(ge=0)] = 0.01
+    beta1: Annotated[float, Field(ge=0, lt=1)] = 0.9  # AdamW's moment decay rates
+    beta2: Annotated[float, Field(ge=0, lt=1)] = 0.99
     warmup_steps: Annotated[int, Field(ge=0)] = 100
     max_steps: Positive = 2000
     grad_clip: PositiveFloat = 1.0
     eval_interval: Positive = 250
-    patience: Annotated[int, Field(ge=0)] = (
-        0  # evaluations without improvement before stopping; 0 disables it
-    )
+    patience: Annotated[int, Field(ge=0)] = 0  # evaluations without improvement before stopping; 0: never
     checkpoint_interval: Positive = 250
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     precision: Literal["auto", "fp32", "bf16"] = "auto"
@@ -189,9 +189,9 @@ class GenerateConfig(SamplingOptions):
 class RegisterConfig:
     model_name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][\w.-]*$")] = "charlm"  # registered model
     alias: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]*$")] = "champion"
-    # When the champion was evaluated on other test data the two cannot be compared:
+    # When the champion was validated on other data the two cannot be compared:
     # keep the champion (default) or promote the new candidate anyway.
-    on_new_test_data: Literal["keep", "promote"] = "keep"
+    on_new_val_data: Literal["keep", "promote"] = "keep"
 
 
 @section

@@ -1,10 +1,11 @@
 """Model registry: choose the best model, register it once, and move the champion alias fairly.
 
-The best candidate has the lowest validation bits per char (ties: fewer parameters). It is logged
-as a pyfunc model and registered once per distinct weights (a content hash tags each version, so
-rerunning with nothing new adds no version). The alias moves only when the candidate beats the
-champion on the same test data (same test-split hash); otherwise the champion stays and the
-decision says why.
+Models are chosen on validation data only. The best candidate has the lowest validation bits per
+char (ties: fewer parameters). It is logged as a pyfunc model and registered once per distinct
+weights (a content hash tags each version, so rerunning with nothing new adds no version). The
+alias moves only when the candidate beats the champion's validation bpc on the same validation data
+(same val-split hash); otherwise the champion stays and the decision says why. The test bpc is
+tagged beside it for reporting and never decides, so a sweep cannot select on the test split.
 """
 
 import hashlib
@@ -23,9 +24,10 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
 
 TAG_MODEL_SHA = "charlm.model_sha256"
+TAG_VAL_SHA = "charlm.val_sha256"
+TAG_VAL_BPC = "charlm.val_bpc"
 TAG_TEST_SHA = "charlm.test_sha256"
 TAG_TEST_BPC = "charlm.test_bpc"
-TAG_VAL_BPC = "charlm.val_bpc"
 TAG_DECISION = "charlm.decision"
 
 
@@ -36,6 +38,7 @@ class Candidate:
     val_bpc: float
     test_bpc: float
     num_params: int
+    val_sha256: str
     test_sha256: str
     run_id: str | None
 
@@ -62,6 +65,7 @@ def load_candidate(name: str, model_dir: Path, eval_metrics: Path) -> Candidate:
         val_bpc=float(report["val_bpc"]),
         test_bpc=float(report["test_bpc"]),
         num_params=int(report["num_params"]),
+        val_sha256=str(report["val_sha256"]),
         test_sha256=str(report["test_sha256"]),
         run_id=config.get("mlflow_run_id"),
     )
@@ -81,23 +85,21 @@ def decide(
         return True, "no champion yet: the candidate becomes the first"
     if champion_tags.get(TAG_MODEL_SHA) == candidate.model_sha256:
         return False, "the candidate already is the champion"
-    if champion_tags.get(TAG_TEST_SHA) != candidate.test_sha256:
-        if cfg.on_new_test_data == "promote":
+    if champion_tags.get(TAG_VAL_SHA) != candidate.val_sha256:
+        if cfg.on_new_val_data == "promote":
             return (
                 True,
-                "the champion was evaluated on other test data; promoted (register.on_new_test_data: promote)",
+                "the champion was validated on other data; promoted (register.on_new_val_data: promote)",
             )
         return False, (
-            "the champion was evaluated on other test data, so the two are not comparable; champion kept"
-            " (set register.on_new_test_data: promote to replace it)"
+            "the champion was validated on other data, so the two are not comparable; champion kept"
+            " (set register.on_new_val_data: promote to replace it)"
         )
-    champion_bpc = float(champion_tags[TAG_TEST_BPC])
-    if candidate.test_bpc < champion_bpc:
-        return True, f"test bpc {candidate.test_bpc:.4f} beats the champion's {champion_bpc:.4f}"
-    return (
-        False,
-        f"test bpc {candidate.test_bpc:.4f} does not beat the champion's {champion_bpc:.4f}; champion kept",
-    )
+    champion_bpc = float(champion_tags[TAG_VAL_BPC])
+    verdict = f"val bpc {candidate.val_bpc:.4f} {{}} the champion's {champion_bpc:.4f}"
+    if candidate.val_bpc < champion_bpc:
+        return True, verdict.format("beats")
+    return False, verdict.format("does not beat") + "; champion kept"
 
 
 def _find_version(client: "MlflowClient", name: str, model_sha: str) -> Any | None:
@@ -155,9 +157,10 @@ def register(
             version = mlflow.register_model(model_uri, cfg.model_name, await_registration_for=60)
             for key, value in {
                 TAG_MODEL_SHA: model_sha,
+                TAG_VAL_SHA: candidate.val_sha256,
+                TAG_VAL_BPC: f"{candidate.val_bpc:.6f}",
                 TAG_TEST_SHA: candidate.test_sha256,
                 TAG_TEST_BPC: f"{candidate.test_bpc:.6f}",
-                TAG_VAL_BPC: f"{candidate.val_bpc:.6f}",
                 "charlm.model": candidate.name,
             }.items():
                 client.set_model_version_tag(cfg.model_name, version.version, key, value)

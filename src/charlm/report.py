@@ -16,8 +16,8 @@ from charlm.errors import DataError
 
 # Columns of the comparison, in order: (source, metric key).
 TABLE_COLUMNS = [
-    ("eval", "test_bpc"),
     ("eval", "val_bpc"),
+    ("eval", "test_bpc"),
     ("eval", "test_loss_nats"),
     ("eval", "test_perplexity"),
     ("eval", "test_accuracy"),
@@ -54,7 +54,7 @@ def _read_json(path: Path) -> dict[str, object]:
 
 
 def comparison_table(models: list[str], train_dir: Path, eval_dir: Path) -> pd.DataFrame:
-    """One row per model, best test bits per char first."""
+    """One row per model, best validation bits per char first (the order models are chosen in)."""
     rows = []
     for name in models:
         sources = {
@@ -62,7 +62,7 @@ def comparison_table(models: list[str], train_dir: Path, eval_dir: Path) -> pd.D
             "eval": _read_json(eval_dir / f"{name}.json"),
         }
         rows.append({"model": name, **{key: sources[src][key] for src, key in TABLE_COLUMNS}})
-    return pd.DataFrame(rows).sort_values(["test_bpc", "num_params"]).reset_index(drop=True)
+    return pd.DataFrame(rows).sort_values(["val_bpc", "num_params"]).reset_index(drop=True)
 
 
 def to_markdown(table: pd.DataFrame) -> str:
