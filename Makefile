@@ -13,11 +13,15 @@ SERVER_HOST ?= 127.0.0.1
 SERVER_PORT ?= 5000
 # Any other `mlflow server` options, e.g. --app-name basic-auth --allowed-hosts mlflow.example.com
 SERVER_OPTS ?=
+# `make bench-quality`: tiny shakespeare as a local path (default: the benchmark downloads it from
+# its canonical URL, pinned by sha256), and the training seconds each side gets.
+CORPUS ?=
+BUDGET ?= 300
 
 # Stage commands in dvc.yaml call `python`: make them find the project's environment.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup run test test-fast lint format ui server bench clean
+.PHONY: setup run test test-fast lint format ui server bench bench-quality clean
 
 setup: $(STAMP)
 
@@ -56,6 +60,9 @@ server: setup  ## MLflow tracking server for a team (local only unless SERVER_HO
 bench: setup  ## training and sampling throughput (params.yaml's lstm)
 	$(BIN)/python benchmarks/bench_train.py
 	$(BIN)/python benchmarks/bench_sample.py
+
+bench-quality: setup  ## held-out loss at equal training time: charlm's Trainer against a plain LSTM loop
+	$(BIN)/python benchmarks/bench_quality.py $(if $(CORPUS),--corpus "$(CORPUS)") --budget $(BUDGET)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,179 @@
+"""Quality at equal CPU time: charlm's Trainer against a plain LSTM loop on tiny shakespeare.
+
+Both train in this process, one after the other, for the same wall-clock budget on the same split
+as nanoGPT's `shakespeare_char`: the first 90% of the file. Both are scored on the last 111,540
+characters by `charlm.evaluation.evaluate` (a full stateful pass in params.yaml's `evaluate`
+layout), in nats per character, from their final weights.
+
+- The Trainer runs params.yaml's `lstm` recipe with `--dropout` (a 1 MB corpus is seen several
+  times, so it needs some). Its validation passes (over the held-out text) and checkpoints count
+  inside its budget: its step count is planned from a timed trial of its own steps, one
+  validation and one checkpoint, and the printout says how long it really took.
+- The plain loop is the recipe nanoGPT-style comparisons start from: embedding 256 -> nn.LSTM
+  2 x 256 (dropout 0.1 between layers) -> linear; AdamW (lr 2e-3, weight decay 0.01); 32 stateful
+  streams x 128 characters; gradient clipping at 1.0; cosine decay to 10% over the elapsed share of
+  the budget; it stops when the budget is spent.
+"""
+
+import argparse
+import dataclasses
+import math
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from charlm.device import autocast, autocast_dtype, select_device
+from charlm.evaluation import evaluate
+from charlm.fetch import fetch
+from charlm.model import detach_hidden
+from charlm.params import EvaluateConfig, FetchConfig, ModelRun, load_params
+from charlm.streams import Batches
+from charlm.train import TrainData, Trainer
+from charlm.vocab import Vocabulary
+
+TINY_SHAKESPEARE_URL = (
+    "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
+)
+TINY_SHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
+TRAIN_FRACTION = 0.9  # nanoGPT's shakespeare_char: train on the first 90%, validate on the rest
+
+
+def read_corpus(corpus: str, cache: Path) -> str:
+    """The benchmark text from a local path or a URL, checked against tiny shakespeare's sha256."""
+    source = "url" if corpus.startswith(("http://", "https://")) else "local"
+    location = {"url": corpus} if source == "url" else {"path": corpus}
+    cfg = FetchConfig(source=source, sha256=TINY_SHAKESPEARE_SHA256, **location)
+    (path,) = fetch(cfg, cache)
+    return path.read_text(encoding="utf-8")
+
+
+class PlainLSTM(nn.Module):
+    def __init__(self, vocab_size: int) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, 256)
+        self.rnn = nn.LSTM(256, 256, num_layers=2, dropout=0.1, batch_first=True)
+        self.head = nn.Linear(256, vocab_size)
+
+    def forward(
+        self, idx: torch.Tensor, hidden: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        out, hidden = self.rnn(self.embedding(idx), hidden)  # (B, T, H)
+        return self.head(out), hidden  # (B, T, V)
+
+
+def plain_loop(
+    data: TrainData, budget: float, seed: int, device: torch.device, dtype: torch.dtype | None
+) -> tuple[PlainLSTM, int, float]:
+    """Train the reference for `budget` seconds; returns the model, its steps and its seconds."""
+    torch.manual_seed(seed)
+    model = PlainLSTM(len(data.vocab)).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.01)
+    batches = Batches(data.train, 32, 128, device)
+    hidden, step, start = None, 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < budget:
+        lr = 2e-3 * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * elapsed / budget)))
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        x, y, new_epoch = batches.get(step)
+        with autocast(device, dtype):
+            logits, hidden = model(x, None if new_epoch else hidden)  # (B, T, V)
+        loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        hidden = detach_hidden(hidden)
+        step += 1
+    return model, step, time.perf_counter() - start
+
+
+def planned_steps(run: ModelRun, seed: int, data: TrainData, budget: float, workdir: Path) -> int:
+    """How many Trainer steps fit in `budget`, its validation passes and checkpoints included."""
+    trainer = Trainer(run, seed, data, workdir / "trial")
+    for step in range(5):  # warm-up, not timed
+        trainer.train_step(step)
+    start = time.perf_counter()
+    for step in range(5, 35):
+        trainer.train_step(step)
+    per_step = (time.perf_counter() - start) / 30
+    start = time.perf_counter()
+    trainer.validate()
+    per_eval = time.perf_counter() - start
+    start = time.perf_counter()
+    trainer.save_state()
+    per_checkpoint = time.perf_counter() - start
+    cfg = run.train
+    # The final step validates and checkpoints once more; the rest is spread over the steps.
+    spread = per_step + per_eval / cfg.eval_interval + per_checkpoint / cfg.checkpoint_interval
+    return max(int((budget - per_eval - per_checkpoint) / spread), cfg.warmup_steps + 1)
+
+
+def pipeline_run(run: ModelRun, seed: int, data: TrainData, budget: float) -> tuple[Trainer, float]:
+    """Train params.yaml's recipe for about `budget` seconds; returns the trainer and its seconds."""
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        steps = planned_steps(run, seed, data, budget, workdir)
+        run = dataclasses.replace(run, train=dataclasses.replace(run.train, max_steps=steps))
+        trainer = Trainer(run, seed, data, workdir / "checkpoints")
+        curves = {"train": workdir / "train.csv", "val": workdir / "val.csv"}
+        start = time.perf_counter()
+        trainer.fit(None, workdir / "best", curves)
+        return trainer, time.perf_counter() - start
+
+
+def score(
+    model: nn.Module, ids: np.ndarray, cfg: EvaluateConfig, device: torch.device, dtype: torch.dtype | None
+) -> tuple[float, int]:
+    result = evaluate(model, ids, cfg.batch_size, cfg.seq_len, device, dtype)  # type: ignore[arg-type]
+    return result.loss_nats, result.chars
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--corpus", default=TINY_SHAKESPEARE_URL, help="tiny shakespeare: a path or its URL")
+    parser.add_argument("--budget", type=float, default=300.0, help="training seconds for each side")
+    parser.add_argument("--dropout", type=float, default=0.1, help="the Trainer's model.dropout")
+    parser.add_argument("--params", default="params.yaml")
+    args = parser.parse_args()
+
+    params = load_params(args.params)
+    run = params.models["lstm"]
+    run = dataclasses.replace(run, model=dataclasses.replace(run.model, dropout=args.dropout))
+    device = select_device(run.train.device)
+    dtype = autocast_dtype(run.train.precision, device)
+    with tempfile.TemporaryDirectory() as tmp:
+        text = read_corpus(args.corpus, Path(tmp) / "corpus")
+    cut = int(len(text) * TRAIN_FRACTION)
+    vocab = Vocabulary.build(text[:cut])
+    data = TrainData(train=vocab.encode(text[:cut]), val=vocab.encode(text[cut:]), vocab=vocab)
+    print(
+        f"{len(text):,} chars: train {cut:,}, held out {len(text) - cut:,}; vocabulary {len(vocab)};"
+        f" device={device} precision={'bf16' if dtype else 'fp32'} threads={torch.get_num_threads()}"
+    )
+    print(f"budget {args.budget:.0f} s each; charlm lstm: {run.model}")
+
+    trainer, trainer_s = pipeline_run(run, params.seed, data, args.budget)
+    ours, chars = score(trainer.model, data.val, params.evaluate, device, dtype)
+    state = trainer.state
+    print(
+        f"charlm Trainer: {state.step:,} steps ({state.tokens_seen:,} chars) in {trainer_s:.0f} s,"
+        f" validation and checkpoints included: held-out loss {ours:.4f} nats/char"
+    )
+    model, steps, plain_s = plain_loop(data, args.budget, params.seed, device, dtype)
+    theirs, _ = score(model, data.val, params.evaluate, device, dtype)
+    print(
+        f"plain loop:     {steps:,} steps ({steps * 32 * 128:,} chars) in {plain_s:.0f} s:"
+        f" held-out loss {theirs:.4f} nats/char"
+    )
+    print(f"difference (charlm - plain): {ours - theirs:+.4f} nats/char over {chars:,} scored characters")
+
+
+if __name__ == "__main__":
+    main()
