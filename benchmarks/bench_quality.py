@@ -41,6 +41,7 @@ TINY_SHAKESPEARE_URL = (
 )
 TINY_SHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
 TRAIN_FRACTION = 0.9  # nanoGPT's shakespeare_char: train on the first 90%, validate on the rest
+PLAIN_LR, PLAIN_BATCH, PLAIN_SEQ_LEN = 2e-3, 32, 128  # the plain loop's recipe
 
 
 def read_corpus(corpus: str, cache: Path) -> str:
@@ -72,11 +73,11 @@ def plain_loop(
     """Train the reference for `budget` seconds; returns the model, its steps and its seconds."""
     torch.manual_seed(seed)
     model = PlainLSTM(len(data.vocab)).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.01)
-    batches = Batches(data.train, 32, 128, device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=PLAIN_LR, weight_decay=0.01)
+    batches = Batches(data.train, PLAIN_BATCH, PLAIN_SEQ_LEN, device)
     hidden, step, start = None, 0, time.perf_counter()
     while (elapsed := time.perf_counter() - start) < budget:
-        lr = 2e-3 * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * elapsed / budget)))
+        lr = PLAIN_LR * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * elapsed / budget)))
         for group in optimizer.param_groups:
             group["lr"] = lr
         x, y, new_epoch = batches.get(step)
@@ -169,7 +170,7 @@ def main() -> None:
     model, steps, plain_s = plain_loop(data, args.budget, params.seed, device, dtype)
     theirs, _ = score(model, data.val, params.evaluate, device, dtype)
     print(
-        f"plain loop:     {steps:,} steps ({steps * 32 * 128:,} chars) in {plain_s:.0f} s:"
+        f"plain loop:     {steps:,} steps ({steps * PLAIN_BATCH * PLAIN_SEQ_LEN:,} chars) in {plain_s:.0f} s:"
         f" held-out loss {theirs:.4f} nats/char"
     )
     print(f"difference (charlm - plain): {ours - theirs:+.4f} nats/char over {chars:,} scored characters")
