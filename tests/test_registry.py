@@ -1,20 +1,24 @@
 """registry: the best candidate is registered once; `champion` moves only for a fair improvement,
 judged on validation data; the test bpc is recorded and never decides."""
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 
-from charlm.checkpoint import save_model_dir
+from charlm.checkpoint import load_model_dir, save_model_dir
 from charlm.model import CharLM
-from charlm.params import GenerateConfig, ModelConfig, RegisterConfig
+from charlm.params import FetchConfig, GenerateConfig, ModelConfig, RegisterConfig
 from charlm.registry import Candidate, Decision, pick_best, register
+from charlm.sample import generate
 from charlm.vocab import Vocabulary
 
 VOCAB = Vocabulary.build("abcdefgh \n")
-SHA_A, SHA_B = "a" * 64, "b" * 64
+SHA_A, SHA_B, SHA_C = "a" * 64, "b" * 64, "c" * 64
+BASELINES = {"unigram_val_bpc": 3.5, "unigram_test_bpc": 3.6, "bigram_val_bpc": 3.1, "bigram_test_bpc": 3.2}
+FETCH = FetchConfig(source="local", path="corpus/*.txt")
 
 
 def make_candidate(
@@ -27,7 +31,16 @@ def make_candidate(
     directory = root / f"model{seed}"
     save_model_dir(directory, model, VOCAB, {"name": f"m{seed}"})
     return Candidate(
-        f"m{seed}", directory, val_bpc, test_bpc, model.num_parameters(), val_sha256, SHA_B, None
+        name=f"m{seed}",
+        model_dir=directory,
+        val_bpc=val_bpc,
+        test_bpc=test_bpc,
+        num_params=model.num_parameters(),
+        train_sha256=SHA_C,
+        val_sha256=val_sha256,
+        test_sha256=SHA_B,
+        run_id=None,
+        baselines=BASELINES,
     )
 
 
@@ -36,8 +49,10 @@ def champion(client: Any) -> int:
 
 
 def do_register(client: Any, candidate: Candidate, cfg: RegisterConfig | None = None) -> Decision:
-    generate = GenerateConfig(length=20, temperature=0.6, top_k=4, max_request_chars=100)  # not the defaults
-    return register(client, candidate, cfg or RegisterConfig(), generate, "test", {})
+    generate = GenerateConfig(
+        prompts=("ab",), length=20, temperature=0.6, top_k=4, max_request_chars=100, seed=5
+    )  # not the defaults
+    return register(client, candidate, cfg or RegisterConfig(), generate, FETCH, "test", {})
 
 
 def test_pick_best_by_val_bpc_then_size(tmp_path: Path) -> None:
@@ -46,7 +61,7 @@ def test_pick_best_by_val_bpc_then_size(tmp_path: Path) -> None:
         make_candidate(tmp_path, 2, 2.5, test_bpc=1.0),
     )
     assert pick_best([a, b]) is a
-    small = Candidate("small", a.model_dir, 2.0, 2.0, a.num_params - 1, SHA_A, SHA_B, None)
+    small = dataclasses.replace(a, name="small", num_params=a.num_params - 1)
     assert pick_best([a, small]) is small
 
 
@@ -84,3 +99,41 @@ def test_champion_moves_only_when_beaten_on_the_same_validation_data(
         RegisterConfig(on_new_val_data="promote"),
     )
     assert forced.promoted and champion(mlflow_client) == 3
+
+
+@pytest.mark.slow
+def test_every_version_carries_a_model_card_and_a_linked_logged_model(
+    tmp_path: Path, mlflow_client: Any
+) -> None:
+    first = do_register(mlflow_client, make_candidate(tmp_path, 1, val_bpc=2.0, test_bpc=2.25))
+    worse = do_register(mlflow_client, make_candidate(tmp_path, 2, val_bpc=2.5))
+    card = mlflow_client.get_model_version("charlm", str(first.version)).description
+    loaded = load_model_dir(tmp_path / "model1")
+    options = GenerateConfig(length=20, temperature=0.6, top_k=4, seed=5).options()
+    sample = "ab" + "".join(generate(loaded.model, loaded.vocab, "ab", options))  # as the card says
+    for expected in (
+        "# charlm v1: m1",
+        "GRU, 1 layer(s) x 8 hidden, embedding input (8 wide)",
+        "a vocabulary of 11 characters",
+        "`corpus/*.txt`",
+        f"| train | `{SHA_C}` |",
+        f"| val | `{SHA_A}` |",
+        f"| test | `{SHA_B}` |",
+        "| this model | 2.0000 | 2.2500 |",
+        "| bigram baseline (add-one, train split) | 3.1000 | 3.2000 |",
+        "| unigram baseline (add-one, train split) | 3.5000 | 3.6000 |",
+        "**Champion** (`@champion`): no champion yet",
+        f"~~~text\n{sample}\n~~~",
+        'mlflow.pyfunc.load_model("models:/charlm/1")',
+        "charlm generate --model models:/charlm/1",
+        "charlm serve --model models:/charlm/1",
+    ):
+        assert expected in card, expected
+    second = mlflow_client.get_model_version("charlm", str(worse.version)).description
+    assert "Not the champion: val bpc 2.5000 does not beat the champion's 2.0000" in second
+
+    logged = mlflow_client.search_logged_models(
+        experiment_ids=[mlflow_client.get_experiment_by_name("test").experiment_id]
+    )
+    metrics = sorted((m.key, m.value) for lm in logged if lm.name == "model" for m in lm.metrics or [])
+    assert ("test_bpc", 2.25) in metrics and ("val_bpc", 2.0) in metrics and ("val_bpc", 2.5) in metrics

@@ -1,4 +1,7 @@
-"""sample: filtering is exact, seeds reproduce, the carried state equals re-feeding the prefix."""
+"""sample: filtering and sampling are exact per row, seeds reproduce alone or in any batch, the
+carried state equals re-feeding the prefix."""
+
+from collections import Counter
 
 import pytest
 import torch
@@ -6,33 +9,76 @@ import torch
 from charlm.errors import ParamsError
 from charlm.model import CharLM
 from charlm.params import ModelConfig, SamplingOptions
-from charlm.sample import SamplingError, filter_logits, generate
-from charlm.vocab import Vocabulary
+from charlm.sample import Decoder, SamplingError, generate, request, sample_next
+from charlm.vocab import UNK_ID, Vocabulary
 
 VOCAB = Vocabulary.build("abcdefgh \n")
 
 
-@pytest.fixture(scope="module")
-def model() -> CharLM:
+def tiny_model(cell: str) -> CharLM:
     torch.manual_seed(0)
     return CharLM(
-        ModelConfig(cell="gru", embedding_size=8, hidden_size=16, num_layers=2, vocab_size=len(VOCAB))
+        ModelConfig(cell=cell, embedding_size=8, hidden_size=16, num_layers=2, vocab_size=len(VOCAB))
     ).eval()
 
 
-def test_top_k_keeps_the_k_largest() -> None:
-    logits = torch.tensor([1.0, 5.0, 3.0, 4.0, 2.0])
-    kept = torch.isfinite(filter_logits(logits, top_k=2, top_p=None))
-    assert kept.tolist() == [False, True, False, True, False]
+@pytest.fixture(scope="module")
+def model() -> CharLM:
+    return tiny_model("gru")
+
+
+def frequencies(
+    logits: list[float], temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None
+) -> dict[int, float]:
+    """How often each id is drawn for evenly spaced uniforms: the sampled distribution, exactly."""
+    n, vocab = 10_000, len(logits)
+
+    def column(value: float) -> torch.Tensor:
+        return torch.full((n, 1), value)
+
+    ids = sample_next(
+        torch.tensor(logits).expand(n, vocab),
+        column(temperature),
+        column(vocab if top_k is None else top_k),
+        column(2.0 if top_p is None else top_p),
+        (torch.arange(n) + 0.5) / n,
+    )
+    return {i: count / n for i, count in sorted(Counter(ids.tolist()).items())}
+
+
+def test_top_k_keeps_the_k_largest_with_their_renormalised_probabilities() -> None:
+    freq = frequencies([9.0, 1.0, 5.0, 3.0, 4.0, 2.0], top_k=2)  # id 0 is <unk>: never drawn
+    expected = torch.softmax(torch.tensor([5.0, 4.0]), -1).tolist()
+    assert list(freq) == [2, 4] and freq[2] == pytest.approx(expected[0], abs=1e-3)
 
 
 def test_top_p_keeps_the_smallest_nucleus() -> None:
-    probs = torch.tensor([0.5, 0.3, 0.15, 0.05])
-    logits = probs.log()
-    assert torch.isfinite(filter_logits(logits, None, top_p=0.5)).tolist() == [True, False, False, False]
-    assert torch.isfinite(filter_logits(logits, None, top_p=0.8)).tolist() == [True, True, False, False]
-    assert torch.isfinite(filter_logits(logits, None, top_p=0.81)).tolist() == [True, True, True, False]
-    assert torch.isfinite(filter_logits(logits, None, top_p=1.0)).all()
+    logits = [0.0, *torch.tensor([0.5, 0.3, 0.15, 0.05]).log().tolist()]
+    assert list(frequencies(logits, top_p=0.5)) == [1]
+    assert list(frequencies(logits, top_p=0.8)) == [1, 2]
+    assert list(frequencies(logits, top_p=0.81)) == [1, 2, 3]
+    full = frequencies(logits, top_p=1.0)
+    assert full == frequencies(logits) and full[4] == pytest.approx(0.05, abs=1e-3)
+
+
+def test_temperature_scales_the_logits() -> None:
+    logits = [0.0, 2.0, 1.0, 0.0]
+    freq = frequencies(logits, temperature=0.5)
+    expected = torch.softmax(torch.tensor(logits[1:]) / 0.5, -1).tolist()
+    assert [freq[i] for i in (1, 2, 3)] == pytest.approx(expected, abs=1e-3) and UNK_ID not in freq
+
+
+def test_each_row_samples_with_its_own_settings() -> None:
+    logits = torch.tensor([[0.0, 3.0, 2.0, 1.0]] * 3)
+    u = torch.tensor([0.99, 0.99, 0.99])
+    ids = sample_next(
+        logits,
+        torch.tensor([[1.0], [1.0], [100.0]]),
+        torch.tensor([[1], [4], [4]]),
+        torch.tensor([[2.0], [2.0], [2.0]]),
+        u,
+    )
+    assert ids.tolist() == [1, 3, 3]  # greedy; the tail; near-uniform at a high temperature
 
 
 def test_same_seed_same_text_and_unk_never_sampled(model: CharLM) -> None:
@@ -43,6 +89,21 @@ def test_same_seed_same_text_and_unk_never_sampled(model: CharLM) -> None:
     assert first != "".join(
         generate(model, VOCAB, "abc", SamplingOptions(length=200, temperature=1.5, seed=8))
     )
+
+
+def test_a_seeded_row_gives_the_same_text_alone_or_batched(model: CharLM) -> None:
+    options = SamplingOptions(length=150, temperature=1.2, top_k=6, seed=11)
+    alone = "".join(generate(model, VOCAB, "abc", options))
+    decoder = Decoder(model, VOCAB)
+    for n, prompt in enumerate(["h", "gg\nab", "a" * 40]):  # other prompts, lengths and options
+        decoder.add(request(VOCAB, prompt, SamplingOptions(length=40 + 100 * n, top_p=0.9, seed=n)))
+    for _ in range(7):  # it joins a batch that is already running...
+        decoder.step()
+    row = decoder.add(request(VOCAB, "abc", options))
+    decoder.add(request(VOCAB, "b", SamplingOptions(length=300)))  # ...and outlives some rows
+    while not row.done:
+        decoder.step()
+    assert "".join(row.chars) == alone and len(decoder.rows) == 2
 
 
 def test_carried_state_matches_refeeding_the_whole_prefix(model: CharLM) -> None:

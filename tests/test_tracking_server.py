@@ -35,6 +35,9 @@ def test_pipeline_logs_and_registers_on_a_tracking_server(
             return body
 
         experiment = api("experiments/get-by-name", experiment_name="charlm")["experiment"]
+        # The UI opens a model-training experiment on its runs, not on the GenAI overview.
+        kind = {t["key"]: t["value"] for t in experiment["tags"]}["mlflow.experimentKind"]
+        assert kind == "custom_model_development"
         runs = api("runs/search", {"experiment_ids": [experiment["experiment_id"]]})["runs"]
         (lstm,) = runs
         assert lstm["info"]["status"] == "FINISHED"
@@ -53,4 +56,14 @@ def test_pipeline_logs_and_registers_on_a_tracking_server(
         assert version["version"] == "1" and version["status"] == "READY"
         tags = {t["key"]: t["value"] for t in version["tags"]}
         assert tags["charlm.model"] == "lstm" and tags["charlm.decision"].startswith("no champion yet")
+        card = version["description"]  # the model card, markdown
+        assert card.startswith("# charlm v1: lstm\n") and "| this model | " in card
+        assert "**Champion** (`@champion`): no champion yet" in card and "~~~text\nROMEO:" in card
+        # The Models tab: the logged model, linked to its validation and test bpc.
+        found = api("logged-models/search", {"experiment_ids": [experiment["experiment_id"]]})["models"]
+        (logged,) = found
+        assert logged["info"]["model_id"] in version["source"]  # the registered version is this model
+        linked = {(m["key"], m["value"]) for m in logged["data"]["metrics"]}
+        evaluated = json.loads((ws / "metrics/eval/lstm.json").read_text())
+        assert {("val_bpc", evaluated["val_bpc"]), ("test_bpc", evaluated["test_bpc"])} <= linked, linked
         charlm_generate("models:/charlm@champion", tmp_path, 10, tracking_uri=server)

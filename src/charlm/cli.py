@@ -3,12 +3,15 @@
 charlm generate --model MODEL --prompt TEXT   stream generated text; MODEL is a model
                                               directory (models/lstm) or an MLflow URI
                                               (models:/charlm@champion, models:/charlm/3)
+charlm serve [--model MODEL] [--port 5001]    serve a registered model over HTTP (default: the
+                                              champion), continuously batched, one worker per core
 charlm params [--file params.yaml]            validate params, show each model's settings
 charlm tracking                               create (once) and check the MLflow store
 """
 
 import argparse
 import dataclasses
+import os
 import sys
 from pathlib import Path
 from typing import Literal, get_args, get_origin
@@ -61,6 +64,17 @@ def cmd_generate(args: argparse.Namespace) -> None:
     sys.stdout.write("\n")
 
 
+def cmd_serve(args: argparse.Namespace) -> None:
+    from charlm.serving import serve_command
+
+    if args.model is None:
+        register = load_params().register
+        args.model = f"models:/{register.model_name}@{register.alias}"
+    cmd, env = serve_command(args.model, args.host, args.port, args.workers, args.threads)
+    print(f"serving {args.model} on http://{args.host}:{args.port}/invocations", flush=True)
+    os.execve(cmd[0], cmd, env)  # the server takes this process: Ctrl-C stops it directly
+
+
 def cmd_params(args: argparse.Namespace) -> None:
     params = load_params(args.file)
     print(f"{args.file}: valid; seed {params.seed}")
@@ -77,6 +91,13 @@ def cmd_tracking(args: argparse.Namespace) -> None:
     uri = tracking_uri()
     connect(uri)
     print(f"MLflow tracking store ready: {uri}")
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
 
 
 def add_sampling_options(parser: argparse.ArgumentParser) -> None:
@@ -106,6 +127,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompt", required=True)
     add_sampling_options(p)
     p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("serve", help="serve a model with `mlflow models serve`, workers sized to the cores")
+    p.add_argument("--model", help="an MLflow model URI (default: params.yaml's registered model and alias)")
+    p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: loopback only)")
+    p.add_argument("--port", type=int, default=5001)
+    p.add_argument("--workers", type=positive_int, help="server processes (default: cores // threads)")
+    p.add_argument("--threads", type=positive_int, default=1, help="torch threads per worker (default: 1)")
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("params", help="validate params.yaml and show each model's settings")
     p.add_argument("--file", type=Path, default=Path("params.yaml"))

@@ -1,7 +1,6 @@
 """Device and precision selection: CUDA, then MPS, then CPU; bf16 autocast where it is native."""
 
 import contextlib
-from collections.abc import Iterator
 
 import torch
 
@@ -52,22 +51,3 @@ def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.Abst
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
-
-
-@contextlib.contextmanager
-def small_batch_rnn_kernels(batch_size: int) -> Iterator[None]:
-    """Use PyTorch's native RNN kernels instead of oneDNN's for tiny CPU batches.
-
-    oneDNN's RNN primitive has a high fixed cost per call, which dominates when sampling one
-    character at a time; the native kernels are several times faster there.
-    """
-    if batch_size > 4:
-        yield
-        return
-    # Set the flag alone: torch.backends.mkldnn.flags() also resets TF32 and warns about it.
-    previous = torch.backends.mkldnn.enabled
-    torch.backends.mkldnn.enabled = False
-    try:
-        yield
-    finally:
-        torch.backends.mkldnn.enabled = previous

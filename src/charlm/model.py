@@ -14,6 +14,9 @@ from charlm.params import ModelConfig
 Hidden = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 
 CELLS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+# One step of each cell on the same weights, outside the module: `nn.LSTM` on the CPU goes through
+# oneDNN's RNN primitive, whose fixed cost per call dominates a one-character step.
+CELL_STEPS = {"rnn": torch.rnn_tanh_cell, "lstm": torch.lstm_cell, "gru": torch.gru_cell}
 
 
 class CharLM(nn.Module):
@@ -51,6 +54,32 @@ class CharLM(nn.Module):
         out, hidden = self.rnn(self.drop(x), hidden)  # (B, T, H)
         logits = self.head(self.drop(out))  # (B, T, V)
         return logits, hidden
+
+    def step(self, idx: torch.Tensor, hidden: Hidden) -> tuple[torch.Tensor, Hidden]:
+        """One character for each of B streams: idx (B,) -> logits (B, V) and the next hidden state.
+
+        The same function as `forward` over T = 1, computed layer by layer with the cells' fused
+        kernels and the functional forms of the other layers (a module call costs more than a
+        one-row lookup); inference only (no dropout).
+        """
+        if self.embedding is not None:
+            x = self.embedding.weight.index_select(0, idx)  # (B, E)
+        else:
+            x = F.one_hot(idx, self.config.vocab_size).to(self.head.weight.dtype)  # (B, V)
+        cell = CELL_STEPS[self.config.cell]
+        states = hidden_tensors(hidden)  # each (num_layers, B, H)
+        out: list[list[torch.Tensor]] = [[] for _ in states]
+        for layer, weights in enumerate(self.rnn.all_weights):  # [w_ih, w_hh, b_ih, b_hh] per layer
+            if isinstance(hidden, tuple):
+                h, c = cell(x, (states[0][layer], states[1][layer]), *weights)
+                out[0].append(h)
+                out[1].append(c)
+                x = h
+            else:
+                x = cell(x, states[0][layer], *weights)
+                out[0].append(x)
+        logits = F.linear(x, self.head.weight, self.head.bias)  # (B, V)
+        return logits, hidden_from_tensors([torch.stack(layers) for layers in out])
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())  # tied weights are counted once

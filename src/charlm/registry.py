@@ -6,18 +6,20 @@ weights (a content hash tags each version, so rerunning with nothing new adds no
 alias moves only when the candidate beats the champion's validation bpc on the same validation data
 (same val-split hash); otherwise the champion stays and the decision says why. The test bpc is
 tagged beside it for reporting and never decides, so a sweep cannot select on the test split.
+Each registration writes the version's model card (`charlm.card`) as its description, and links
+the logged model to its validation and test bpc, so the experiment's Models tab lists both.
 """
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from charlm import checkpoint
 from charlm.errors import CharlmError
-from charlm.params import GenerateConfig, RegisterConfig
+from charlm.params import FetchConfig, GenerateConfig, RegisterConfig
 from charlm.tracking import model_run, store_lock
 
 if TYPE_CHECKING:
@@ -38,9 +40,12 @@ class Candidate:
     val_bpc: float
     test_bpc: float
     num_params: int
+    train_sha256: str
     val_sha256: str
     test_sha256: str
     run_id: str | None
+    # unigram_val_bpc, unigram_test_bpc, bigram_val_bpc, bigram_test_bpc
+    baselines: dict[str, float] = field(hash=False)
 
     @cached_property
     def model_sha256(self) -> str:
@@ -65,9 +70,15 @@ def load_candidate(name: str, model_dir: Path, eval_metrics: Path) -> Candidate:
         val_bpc=float(report["val_bpc"]),
         test_bpc=float(report["test_bpc"]),
         num_params=int(report["num_params"]),
+        train_sha256=str(report["train_sha256"]),
         val_sha256=str(report["val_sha256"]),
         test_sha256=str(report["test_sha256"]),
         run_id=config.get("mlflow_run_id"),
+        baselines={
+            f"{model}_{split}_bpc": float(report[f"{model}_{split}_bpc"])
+            for model in ("unigram", "bigram")
+            for split in ("val", "test")
+        },
     )
 
 
@@ -136,12 +147,14 @@ def register(
     candidate: Candidate,
     cfg: RegisterConfig,
     generate: GenerateConfig,
+    fetch: FetchConfig,
     experiment: str,
     tags: dict[str, str],
 ) -> Decision:
-    """Register the candidate (once) and move the alias if it wins."""
+    """Register the candidate (once), move the alias if it wins, and write its model card."""
     import mlflow
 
+    from charlm.card import model_card
     from charlm.serving import log_model
 
     model_sha = candidate.model_sha256
@@ -153,8 +166,10 @@ def register(
         if version is None:
             run_name = f"{candidate.name} (registration)"
             with model_run(client, candidate.run_id, experiment, run_name, tags) as (run_id, _):
-                model_uri = log_model(candidate.model_dir, run_id, generate)
-            version = mlflow.register_model(model_uri, cfg.model_name, await_registration_for=60)
+                logged = log_model(candidate.model_dir, run_id, generate)
+                for key, value in {"val_bpc": candidate.val_bpc, "test_bpc": candidate.test_bpc}.items():
+                    client.log_metric(run_id, key, value, model_id=logged.model_id)
+            version = mlflow.register_model(logged.model_uri, cfg.model_name, await_registration_for=60)
             for key, value in {
                 TAG_MODEL_SHA: model_sha,
                 TAG_VAL_SHA: candidate.val_sha256,
@@ -169,12 +184,15 @@ def register(
         if promote:
             client.set_registered_model_alias(cfg.model_name, cfg.alias, version.version)
         client.set_model_version_tag(cfg.model_name, version.version, TAG_DECISION, reason)
-    return Decision(
-        candidate=candidate.name,
-        version=int(version.version),
-        new_version=new_version,
-        promoted=promote,
-        verdict=reason,
-        champion_before=int(champion.version) if champion else None,
-        champion=int((version if promote else champion).version),
-    )
+        decision = Decision(
+            candidate=candidate.name,
+            version=int(version.version),
+            new_version=new_version,
+            promoted=promote,
+            verdict=reason,
+            champion_before=int(champion.version) if champion else None,
+            champion=int((version if promote else champion).version),
+        )
+        card = model_card(candidate, decision, cfg.model_name, cfg.alias, fetch, generate)
+        client.update_model_version(cfg.model_name, version.version, description=card)
+    return decision

@@ -1,16 +1,21 @@
-"""Text generation: temperature, top-k and top-p (nucleus) sampling with the hidden state carried.
+"""Text generation: batched temperature, top-k and top-p (nucleus) sampling with the state carried.
 
-The prompt is fed once; after that each new character costs one step of the recurrent cell, so
-generating n characters is O(n) whatever the prompt length. `<unk>` is never sampled.
+Every generation is a row of a `Decoder`: it joins with its own prompt and sampling options, then
+all rows advance together, one character each per model step, and each leaves when it has its
+length. A row's prompt is fed once, on its own; after that each character costs one step of the
+recurrent cell, shared with every other row. A row draws its random numbers from its own
+generator, in blocks that depend on its seed alone, so a seeded row gives the same text alone or
+in any batch.
+`<unk>` is never sampled.
 """
 
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 import torch
 
-from charlm.device import small_batch_rnn_kernels
 from charlm.errors import CharlmError
-from charlm.model import CharLM
+from charlm.model import CharLM, hidden_from_tensors, hidden_tensors
 from charlm.params import SamplingOptions
 from charlm.vocab import UNK_ID, Vocabulary
 
@@ -19,58 +24,179 @@ class SamplingError(CharlmError):
     """A sampling request that cannot be served: bad values or characters the model never saw."""
 
 
-def encode_prompt(prompt: str, vocab: Vocabulary, unknown: str) -> torch.Tensor:
+@dataclass(frozen=True)
+class Request:
+    """A checked generation request: the encoded prompt and how to sample."""
+
+    prompt: torch.Tensor  # (1, T) token ids
+    options: SamplingOptions
+
+
+def request(vocab: Vocabulary, prompt: str, options: SamplingOptions) -> Request:
+    """Check a prompt and its options against the vocabulary; bad requests raise SamplingError."""
     if not prompt:
         raise SamplingError("the prompt is empty; give at least one character to start from")
+    if options.top_k is not None and options.top_k > len(vocab):
+        raise SamplingError(f"top_k: must be in 1..{len(vocab)} (the vocabulary size), got {options.top_k}")
     missing = vocab.unknown_chars(prompt)
-    if missing and unknown == "error":
+    if missing and options.unknown == "error":
         raise SamplingError(
             f"prompt characters not in the model's vocabulary: {missing!r}"
             " (set unknown to 'unk' to map them to <unk>)"
         )
-    return torch.from_numpy(vocab.encode(prompt).astype("int64")).view(1, -1)  # (1, T)
+    return Request(torch.from_numpy(vocab.encode(prompt).astype("int64")).view(1, -1), options)
 
 
-def filter_logits(logits: torch.Tensor, top_k: int | None, top_p: float | None) -> torch.Tensor:
-    """Set to -inf every logit outside the top-k and outside the top-p nucleus. logits: (V,)."""
-    if top_k is None and (top_p is None or top_p >= 1):
-        return logits
-    logits = logits.clone()
-    if top_k is not None and top_k < logits.numel():
-        kth = torch.topk(logits, top_k).values[-1]
-        logits[logits < kth] = float("-inf")
-    if top_p is not None and top_p < 1:
-        sorted_logits, order = torch.sort(logits, descending=True)
-        cumulative = torch.softmax(sorted_logits, -1).cumsum(-1)
-        # Drop a token when the tokens before it already reach top_p (the first always stays).
-        drop = cumulative - torch.softmax(sorted_logits, -1) >= top_p
-        logits[order[drop]] = float("-inf")
-    return logits
+class Draws:
+    """A row's random numbers in [0, 1), from its own generator, drawn a block at a time.
+
+    The blocks depend on the seed alone, never on the batch, so neither does the sequence.
+    """
+
+    BLOCK = 256
+
+    def __init__(self, seed: int | None) -> None:
+        self.generator = torch.Generator()
+        if seed is None:
+            self.generator.seed()
+        else:
+            self.generator.manual_seed(seed)
+        self.block: list[float] = []
+        self.used = 0
+
+    def next(self) -> float:
+        if self.used == len(self.block):
+            self.block, self.used = torch.rand(self.BLOCK, generator=self.generator).tolist(), 0
+        self.used += 1
+        return self.block[self.used - 1]
+
+
+def sample_next(
+    logits: torch.Tensor,
+    temperature: torch.Tensor,
+    top_k: torch.Tensor | None,
+    top_p: torch.Tensor | None,
+    u: torch.Tensor,
+) -> torch.Tensor:
+    """One character id per row by inverse-CDF sampling of the filtered distribution.
+
+    logits (B, V); temperature, top_k, top_p (B, 1) per row (None: no row filters that way; a
+    row's top_k = V or top_p > 1 leaves it unfiltered); u (B,) uniform draws. The top-p nucleus is
+    taken over the top-k survivors.
+    """
+    logits = logits.float() / temperature
+    logits[:, UNK_ID] = float("-inf")
+    ranked, order = logits.sort(dim=-1, descending=True)  # (B, V)
+    if top_k is not None:
+        ranks = torch.arange(ranked.size(1), device=ranked.device)  # (V,)
+        ranked = ranked.masked_fill(ranks >= top_k, float("-inf"))
+    probs = torch.softmax(ranked, -1)
+    if top_p is not None:
+        # Drop a character when the ones ranked before it already reach top_p (the first stays).
+        probs = probs.masked_fill(probs.cumsum(-1) - probs >= top_p, 0.0)
+    cdf = probs.cumsum(-1)  # (B, V)
+    pick = torch.searchsorted(cdf, (u.to(cdf) * cdf[:, -1]).unsqueeze(1))  # (B, 1)
+    return order.gather(1, pick.clamp_(max=ranked.size(1) - 1)).squeeze(1)  # (B,)
+
+
+@dataclass(eq=False)
+class Row:
+    """One generation in a decoder: its options, its draws and the characters so far."""
+
+    options: SamplingOptions
+    draws: Draws
+    chars: list[str] = field(default_factory=list)
+
+    @property
+    def done(self) -> bool:
+        return len(self.chars) >= self.options.length
+
+
+class Decoder:
+    """A running batch of generations over one model. Not thread-safe: one thread drives it."""
+
+    def __init__(self, model: CharLM, vocab: Vocabulary) -> None:
+        self.model = model.eval()
+        self.vocab = vocab
+        self.device = next(model.parameters()).device
+        self.rows: list[Row] = []
+        self.logits: torch.Tensor | None = None  # (B, V): the next character's logits per row
+        self.hidden: list[torch.Tensor] = []  # each (num_layers, B, H)
+        self.settings: tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None] | None = None
+
+    @torch.inference_mode()
+    def add(self, req: Request) -> Row:
+        """Feed a request's prompt (alone, so its state does not depend on the batch) and join."""
+        logits, hidden = self.model(req.prompt.to(self.device))  # (1, T, V)
+        row = Row(req.options, Draws(req.options.seed))
+        self.rows.append(row)
+        last = logits[:, -1]  # (1, V)
+        self.logits = last if self.logits is None else torch.cat([self.logits, last])
+        tensors = hidden_tensors(hidden)  # each (num_layers, 1, H)
+        if self.hidden:
+            tensors = [torch.cat(pair, 1) for pair in zip(self.hidden, tensors, strict=True)]
+        self.hidden = tensors
+        self.settings = None
+        return row
+
+    @torch.inference_mode()
+    def remove(self, leaving: set[Row]) -> None:
+        """Take rows out of the batch (finished, or abandoned by their caller)."""
+        keep = [i for i, row in enumerate(self.rows) if row not in leaving]
+        if len(keep) == len(self.rows):
+            return
+        self.rows = [self.rows[i] for i in keep]
+        if not keep:
+            self.logits, self.hidden = None, []
+        else:
+            index = torch.tensor(keep, device=self.device)
+            assert self.logits is not None
+            self.logits = self.logits.index_select(0, index)
+            self.hidden = [h.index_select(1, index) for h in self.hidden]
+        self.settings = None
+
+    def _settings(self) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        if self.settings is None:
+            options = [row.options for row in self.rows]
+            temperature = torch.tensor([o.temperature for o in options], device=self.device).unsqueeze(1)
+            top_k = top_p = None  # each only when some row asks for it
+            if any(o.top_k is not None for o in options):
+                k = [len(self.vocab) if o.top_k is None else o.top_k for o in options]
+                top_k = torch.tensor(k, device=self.device).unsqueeze(1)
+            if any(o.top_p is not None and o.top_p < 1 for o in options):
+                p = [2.0 if o.top_p is None or o.top_p >= 1 else o.top_p for o in options]
+                top_p = torch.tensor(p, device=self.device).unsqueeze(1)
+            self.settings = (temperature, top_k, top_p)  # each (B, 1)
+        return self.settings
+
+    @torch.inference_mode()
+    def step(self) -> list[Row]:
+        """Give every row its next character; rows that reach their length leave and are returned."""
+        if not self.rows:
+            return []
+        assert self.logits is not None
+        u = torch.tensor([row.draws.next() for row in self.rows], device=self.device)
+        ids = sample_next(self.logits, *self._settings(), u)  # (B,)
+        for row, i in zip(self.rows, ids.tolist(), strict=True):
+            row.chars.append(self.vocab.itos[i])
+        finished = [row for row in self.rows if row.done]
+        if finished:
+            ids = ids[[not row.done for row in self.rows]]
+            self.remove(set(finished))
+        if self.rows:
+            self.logits, hidden = self.model.step(ids, hidden_from_tensors(self.hidden))
+            self.hidden = hidden_tensors(hidden)
+        return finished
 
 
 def generate(model: CharLM, vocab: Vocabulary, prompt: str, options: SamplingOptions) -> Iterator[str]:
     """Check the request, then return an iterator over the generated characters (the prompt itself
     is not repeated). Bad requests raise here, before a caller has shown anything."""
-    if options.top_k is not None and options.top_k > len(vocab):
-        raise SamplingError(f"top_k: must be in 1..{len(vocab)} (the vocabulary size), got {options.top_k}")
-    device = next(model.parameters()).device
-    return _sample(model, vocab, encode_prompt(prompt, vocab, options.unknown).to(device), options)
+    return _stream(Decoder(model, vocab), request(vocab, prompt, options))
 
 
-@torch.no_grad()
-def _sample(model: CharLM, vocab: Vocabulary, idx: torch.Tensor, options: SamplingOptions) -> Iterator[str]:
-    generator = torch.Generator(device=idx.device)
-    if options.seed is not None:
-        generator.manual_seed(options.seed)
-    else:
-        generator.seed()
-    model.eval()
-    with small_batch_rnn_kernels(1):
-        logits, hidden = model(idx)  # (1, T, V)
-        for _ in range(options.length):
-            last = logits[0, -1].float() / options.temperature  # (V,)
-            last[UNK_ID] = float("-inf")
-            probs = torch.softmax(filter_logits(last, options.top_k, options.top_p), -1)
-            next_id = torch.multinomial(probs, 1, generator=generator)  # (1,)
-            yield vocab.itos[int(next_id)]
-            logits, hidden = model(next_id.view(1, 1), hidden)
+def _stream(decoder: Decoder, req: Request) -> Iterator[str]:
+    row = decoder.add(req)
+    while not row.done:
+        decoder.step()
+        yield row.chars[-1]

@@ -8,26 +8,38 @@ Input rows: `prompt` (required) and, optionally, any field of `SamplingOptions` 
 `temperature`, `top_k`, `top_p`, `seed`, `unknown`); the signature is derived from that class and
 missing values take the defaults logged with the model. The output is one generated text per row.
 Invalid requests raise an MLflow error with INVALID_PARAMETER_VALUE, which the scoring server
-answers with HTTP 400 while it keeps serving.
+answers with HTTP 400 while it keeps serving; no row of a bad request starts generating.
+
+`predict` is thread-safe: the scoring server calls it from several threads at once, and every
+call's rows join one continuously batched generation (`charlm.batching`). A request still running
+when the scoring server's own timeout (MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT) passes leaves the
+batch and is answered 504. The scoring server runs `predict` in its event loop's default thread
+pool, `min(32, cores + 4)` threads, and each waiting request holds one, so that is how many
+requests one worker batches at once.
 """
 
 import dataclasses
 import math
+import os
+import sys
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import mlflow.pyfunc
 import pandas as pd
+from mlflow.environment_variables import MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
-from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+from mlflow.models.model import ModelInfo
+from mlflow.protos.databricks_pb2 import DEADLINE_EXCEEDED, INVALID_PARAMETER_VALUE
 from mlflow.types import ColSpec, Schema
 
+from charlm.batching import Batcher
 from charlm.checkpoint import VOCAB_FILE, LoadedModel, load_model_dir
 from charlm.errors import CharlmError
 from charlm.params import GenerateConfig, SamplingOptions
-from charlm.sample import generate
+from charlm.sample import request
 from charlm.validation import base_type, build
 from charlm.vocab import Vocabulary
 
@@ -73,23 +85,25 @@ class CharLMModel(mlflow.pyfunc.PythonModel):
         config = context.model_config or {}
         self.defaults = build(SamplingOptions, config.get("defaults", {}))
         self.max_request_chars = int(config.get("max_request_chars", GenerateConfig().max_request_chars))
+        self.batcher = Batcher(self.loaded.model, self.loaded.vocab)
 
     def predict(
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
     ) -> list[str]:
-        try:
+        vocab = self.loaded.vocab
+        try:  # every row is checked before any joins the batch
             requests = [
-                generate(
-                    self.loaded.model,
-                    self.loaded.vocab,
-                    str(row["prompt"]),
-                    request_options(self.defaults, row, self.max_request_chars),
+                request(
+                    vocab, str(row["prompt"]), request_options(self.defaults, row, self.max_request_chars)
                 )
                 for row in model_input.to_dict("records")
-            ]  # every row is checked before any is generated
-            return ["".join(chars) for chars in requests]
+            ]
         except (CharlmError, KeyError, TypeError, ValueError) as err:
             raise MlflowException(f"invalid request: {err}", error_code=INVALID_PARAMETER_VALUE) from None
+        try:
+            return self.batcher.submit(requests, timeout_s=MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT.get())
+        except TimeoutError as err:
+            raise MlflowException(str(err), error_code=DEADLINE_EXCEEDED) from None
 
 
 def example_prompt(model_dir: Path, wanted: str) -> str:
@@ -98,9 +112,9 @@ def example_prompt(model_dir: Path, wanted: str) -> str:
     return wanted if not vocab.unknown_chars(wanted) else "".join(vocab.itos[1:4])
 
 
-def log_model(model_dir: Path, run_id: str, cfg: GenerateConfig) -> str:
+def log_model(model_dir: Path, run_id: str, cfg: GenerateConfig) -> ModelInfo:
     """Log a model directory as a models-from-code pyfunc in `run_id`, sampling by default as the
-    generate stage does; returns its model URI."""
+    generate stage does; returns MLflow's record of it (model URI, logged model id)."""
     package = Path(__file__).parent
     example = {"prompt": example_prompt(model_dir, cfg.prompts[0]), "length": 40, "seed": 0}
     defaults = dataclasses.asdict(cfg.options())
@@ -115,4 +129,36 @@ def log_model(model_dir: Path, run_id: str, cfg: GenerateConfig) -> str:
             input_example=pd.DataFrame([example]),
             pip_requirements=[f"{pkg}=={version(pkg)}" for pkg in REQUIREMENTS],
         )
-    return info.model_uri
+    return info
+
+
+def serve_command(
+    model_uri: str,
+    host: str,
+    port: int,
+    workers: int | None = None,
+    threads: int = 1,
+) -> tuple[list[str], dict[str, str]]:
+    """`mlflow models serve` for a charlm model, and its environment.
+
+    Each worker is a process with its own model and batch, running `threads` torch threads; by
+    default there are as many workers as the cores hold, because torch processes whose threads
+    outnumber the cores slow each other down several-fold. One thread per worker measured best
+    under concurrent load (benchmarks/bench_serve.py): two workers of one thread each keep the
+    HTTP handling of each worker off the other's core.
+    """
+    from charlm.tracking import tracking_uri
+
+    cores = os.cpu_count() or 1
+    workers = workers or max(1, cores // threads)
+    if workers * threads > cores:
+        print(
+            f"serve: {workers} workers x {threads} torch threads oversubscribe {cores} cores",
+            file=sys.stderr,
+        )
+    cmd = [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local"]
+    cmd += ["-h", host, "-p", str(port), "-w", str(workers)]
+    # The scoring server starts `uvicorn` by name: find it beside this interpreter.
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    env = {**os.environ, "PATH": path, "MLFLOW_TRACKING_URI": tracking_uri(), "OMP_NUM_THREADS": str(threads)}
+    return cmd, env

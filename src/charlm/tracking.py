@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # importing MLflow takes seconds: stages import it only when 
     from mlflow import MlflowClient
 
 DB_FILE = "mlflow.db"
+EXPERIMENT_KIND, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
 # Fail fast on an unreachable server: MLflow's own defaults retry for minutes.
 HTTP_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
@@ -87,10 +88,14 @@ def _first_line(err: BaseException) -> str:
 
 
 def experiment_id(client: "MlflowClient", name: str) -> str:
+    """The experiment's id, created if needed and marked as model training (MLflow 3's UI otherwise
+    opens an experiment on its GenAI overview, with the runs one click further)."""
     experiment = client.get_experiment_by_name(name)
-    if experiment is not None:
-        return experiment.experiment_id
-    return client.create_experiment(name)
+    if experiment is None:
+        return client.create_experiment(name, tags={EXPERIMENT_KIND: MODEL_TRAINING})
+    if EXPERIMENT_KIND not in experiment.tags:  # created before the tag existed
+        client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND, MODEL_TRAINING)
+    return experiment.experiment_id
 
 
 @contextmanager

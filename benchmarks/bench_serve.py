@@ -1,0 +1,190 @@
+"""Serving throughput: the real scoring server under 1, 8 and 32 concurrent clients.
+
+Starts `charlm serve` (`mlflow models serve` with charlm's worker, thread and concurrency sizing)
+on a free loopback port and runs one bounded load after another: each client sends requests back to back
+for `--seconds`, and every `--invalid-every`-th request is invalid (a prompt character the model
+does not know), which the server must answer 400. The 32-client load runs twice, so the server's
+memory can be compared across two consecutive loads. Prints requests/s, generated chars/s, p50 and
+p95 latency of the valid requests, the 400s, any other errors and the server's peak RSS (all its
+processes), then the ratios the serving targets are stated in. Traffic goes only to loopback.
+"""
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+
+import numpy as np
+import psutil
+
+from charlm.params import load_params
+from charlm.serving import serve_command
+
+LOADS = (1, 8, 32, 32)
+
+
+@dataclass
+class Load:
+    clients: int
+    seconds: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+    chars: int = 0
+    refused: int = 0  # the intended 400s
+    errors: list[str] = field(default_factory=list)
+    peak_rss: int = 0
+
+    @property
+    def chars_per_s(self) -> float:
+        return self.chars / self.seconds
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def post(url: str, rows: list[dict[str, object]]) -> tuple[int, bytes]:
+    body = json.dumps({"dataframe_records": rows}).encode()
+    request = urllib.request.Request(url, body, {"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read()
+
+
+def client(url: str, load: Load, lock: threading.Lock, until: float, length: int, invalid_every: int) -> None:
+    sent = 0
+    while time.monotonic() < until:
+        sent += 1
+        invalid = invalid_every > 0 and sent % invalid_every == 0
+        row = {"prompt": "\u2603" if invalid else "ROMEO:", "length": length}
+        start = time.monotonic()
+        status, body = post(url, [row])
+        elapsed = time.monotonic() - start
+        with lock:
+            if invalid and status == 400:
+                load.refused += 1
+            elif not invalid and status == 200:
+                load.latencies.append(elapsed)
+                load.chars += len(json.loads(body)["predictions"][0])
+            else:
+                load.errors.append(f"{status}: {body[:200]!r}")
+
+
+def tree_rss(process: psutil.Process) -> int:
+    total = 0
+    for proc in [process, *process.children(recursive=True)]:
+        with contextlib.suppress(psutil.NoSuchProcess):  # a process may end between the two calls
+            total += proc.memory_info().rss
+    return total
+
+
+def run_load(
+    url: str, server: psutil.Process, load: Load, seconds: float, length: int, invalid_every: int
+) -> None:
+    lock = threading.Lock()
+    start = time.monotonic()
+    until = start + seconds
+    threads = [
+        threading.Thread(target=client, args=(url, load, lock, until, length, invalid_every))
+        for _ in range(load.clients)
+    ]
+    for thread in threads:
+        thread.start()
+    while any(thread.is_alive() for thread in threads):
+        load.peak_rss = max(load.peak_rss, tree_rss(server))
+        time.sleep(0.2)
+    load.seconds = time.monotonic() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    register = load_params().register
+    parser.add_argument("--model", default=f"models:/{register.model_name}@{register.alias}")
+    parser.add_argument("--seconds", type=float, default=20.0, help="duration of each load")
+    parser.add_argument("--length", type=int, default=200, help="characters per request")
+    parser.add_argument(
+        "--invalid-every", type=int, default=10, help="every n-th request is invalid (0: none)"
+    )
+    parser.add_argument("--workers", type=int, help="server processes (default: charlm serve's)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads per worker (default: charlm serve's)"
+    )
+    args = parser.parse_args()
+
+    port = free_port()
+    cmd, env = serve_command(args.model, "127.0.0.1", port, args.workers, args.threads)
+    # Its own process group: `mlflow models serve` runs uvicorn, which runs the workers.
+    server = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                urllib.request.urlopen(f"{base}/ping", timeout=2).close()
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(f"the server did not start: {' '.join(cmd)}") from None
+                time.sleep(0.5)
+        print(f"{args.model}: `{' '.join(cmd[1:])}`, OMP_NUM_THREADS={env['OMP_NUM_THREADS']}")
+        print(
+            f"requests of {args.length} characters; every {args.invalid_every}th invalid; {args.seconds:g} s per load"
+        )
+        post(f"{base}/invocations", [{"prompt": "ROMEO:", "length": 20}])  # warm up every code path once
+        loads = []
+        header = f"{'clients':>7} {'req/s':>7} {'chars/s':>9} {'p50 s':>7} {'p95 s':>7} {'400s':>5} {'errors':>6} {'peak RSS':>9}"
+        print(header)
+        for clients in LOADS:
+            load = Load(clients)
+            run_load(
+                f"{base}/invocations",
+                psutil.Process(server.pid),
+                load,
+                args.seconds,
+                args.length,
+                args.invalid_every,
+            )
+            loads.append(load)
+            done = len(load.latencies) + load.refused + len(load.errors)
+            p50, p95 = np.percentile(load.latencies, [50, 95]) if load.latencies else (float("nan"),) * 2
+            print(
+                f"{clients:>7} {done / load.seconds:>7.1f} {load.chars / load.seconds:>9,.0f} {p50:>7.3f} {p95:>7.3f}"
+                f" {load.refused:>5} {len(load.errors):>6} {load.peak_rss / 2**20:>6.0f} MiB"
+            )
+            for error in load.errors[:3]:
+                print(f"        error {error}")
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+    one, eight, first32, second32 = loads
+    p95_ratio = np.percentile(eight.latencies, 95) / np.percentile(one.latencies, 50)
+    print(
+        f"8 clients:  {eight.chars_per_s / one.chars_per_s:.1f}x the 1-client chars/s; p95 {p95_ratio:.2f}x the 1-client p50"
+    )
+    print(
+        f"32 clients: {first32.chars_per_s / one.chars_per_s:.1f}x, then {second32.chars_per_s / one.chars_per_s:.1f}x"
+        " the 1-client chars/s"
+    )
+    print(
+        f"peak RSS over the two 32-client loads: {first32.peak_rss / 2**20:.0f} MiB, then {second32.peak_rss / 2**20:.0f} MiB"
+    )
+
+
+if __name__ == "__main__":
+    main()
