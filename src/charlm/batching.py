@@ -3,8 +3,8 @@
 The batching thread owns a `Decoder` and is the only thread that runs the model. Requests that
 arrive while others are generating join the running batch before its next step, and each row
 leaves when it has its length, so concurrent callers share every model step. A caller that stops
-waiting (its timeout) marks its job abandoned and the thread drops its rows at the next step. An
-error inside the thread fails the jobs in the batch, not the thread.
+waiting (its timeout) marks its job abandoned and the thread drops its rows at the next step. A job
+that cannot join fails alone; an error in a step fails the jobs in the batch, never the thread.
 """
 
 import queue
