@@ -170,10 +170,10 @@ class Decoder:
         return self.settings
 
     @torch.inference_mode()
-    def step(self) -> list[Row]:
-        """Give every row its next character; rows that reach their length leave and are returned."""
+    def step(self) -> None:
+        """Give every row its next character; rows that reach their length leave the batch."""
         if not self.rows:
-            return []
+            return
         assert self.logits is not None
         u = torch.tensor([row.draws.next() for row in self.rows], device=self.device)
         ids = sample_next(self.logits, *self._settings(), u)  # (B,)
@@ -186,7 +186,6 @@ class Decoder:
         if self.rows:
             self.logits, hidden = self.model.step(ids, hidden_from_tensors(self.hidden))
             self.hidden = hidden_tensors(hidden)
-        return finished
 
 
 def generate(model: CharLM, vocab: Vocabulary, prompt: str, options: SamplingOptions) -> Iterator[str]:
