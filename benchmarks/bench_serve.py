@@ -1,16 +1,20 @@
 """Serving throughput: the real scoring server under 1, 8 and 32 concurrent clients.
 
-Starts `charlm serve` (`mlflow models serve` with charlm's worker, thread and concurrency sizing)
-on a free loopback port and runs one bounded load after another: each client sends requests back to back
-for `--seconds`, and every `--invalid-every`-th request is invalid (a prompt character the model
-does not know), which the server must answer 400. The 32-client load runs twice, so the server's
-memory can be compared across two consecutive loads. Prints requests/s, generated chars/s, p50 and
-p95 latency of the valid requests, the 400s, any other errors and the server's peak RSS (all its
+Starts `charlm serve` (`mlflow models serve` with charlm's worker, thread and event-loop setup)
+on a free loopback port and runs one bounded load after another. Each client keeps one keep-alive
+connection, as HTTP client libraries do, and sends requests back to back; every
+`--invalid-every`-th request is invalid (a prompt character the model does not know), which the
+server must answer 400. Clients join one after another over `--ramp-s`, as they would arrive (all
+at once, the first worker to wake would accept every connection), and only requests sent after
+the ramp, for `--seconds`, are measured. The 32-client load runs twice, so the server's memory can
+be compared across two consecutive loads. Prints requests/s, generated chars/s, p50 and p95
+latency of the valid requests, the 400s, any other errors and the server's peak RSS (all its
 processes), then the ratios the serving targets are stated in. Traffic goes only to loopback.
 """
 
 import argparse
 import contextlib
+import http.client
 import json
 import os
 import signal
@@ -18,7 +22,6 @@ import socket
 import subprocess
 import threading
 import time
-import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 
@@ -29,12 +32,15 @@ from charlm.params import load_params
 from charlm.serving import serve_command
 
 LOADS = (1, 8, 32, 32)
+JSON = {"Content-Type": "application/json"}
 
 
 @dataclass
 class Load:
     clients: int
-    seconds: float = 0.0
+    since: float  # requests sent from here on are measured...
+    until: float  # ...and none are sent after this
+    seconds: float = 0.0  # from `since` to the last answer
     latencies: list[float] = field(default_factory=list)
     chars: int = 0
     refused: int = 0  # the intended 400s
@@ -52,33 +58,35 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def post(url: str, rows: list[dict[str, object]]) -> tuple[int, bytes]:
-    body = json.dumps({"dataframe_records": rows}).encode()
-    request = urllib.request.Request(url, body, {"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=120) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as err:
-        return err.code, err.read()
+def post(conn: http.client.HTTPConnection, rows: list[dict[str, object]]) -> tuple[int, bytes]:
+    conn.request("POST", "/invocations", json.dumps({"dataframe_records": rows}), JSON)
+    response = conn.getresponse()
+    return response.status, response.read()
 
 
-def client(url: str, load: Load, lock: threading.Lock, until: float, length: int, invalid_every: int) -> None:
+def client(
+    port: int, load: Load, lock: threading.Lock, join_at: float, length: int, invalid_every: int
+) -> None:
+    time.sleep(max(0.0, join_at - time.monotonic()))
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
     sent = 0
-    while time.monotonic() < until:
+    while (start := time.monotonic()) < load.until:
         sent += 1
         invalid = invalid_every > 0 and sent % invalid_every == 0
         row = {"prompt": "\u2603" if invalid else "ROMEO:", "length": length}
-        start = time.monotonic()
-        status, body = post(url, [row])
+        status, body = post(conn, [row])
         elapsed = time.monotonic() - start
+        measured = start >= load.since
         with lock:
             if invalid and status == 400:
-                load.refused += 1
+                load.refused += measured
             elif not invalid and status == 200:
-                load.latencies.append(elapsed)
-                load.chars += len(json.loads(body)["predictions"][0])
+                if measured:
+                    load.latencies.append(elapsed)
+                    load.chars += len(json.loads(body)["predictions"][0])
             else:
                 load.errors.append(f"{status}: {body[:200]!r}")
+    conn.close()
 
 
 def tree_rss(process: psutil.Process) -> int:
@@ -90,21 +98,30 @@ def tree_rss(process: psutil.Process) -> int:
 
 
 def run_load(
-    url: str, server: psutil.Process, load: Load, seconds: float, length: int, invalid_every: int
-) -> None:
+    port: int,
+    server: psutil.Process,
+    clients: int,
+    ramp_s: float,
+    seconds: float,
+    length: int,
+    invalid_every: int,
+) -> Load:
     lock = threading.Lock()
     start = time.monotonic()
-    until = start + seconds
+    load = Load(clients, since=start + ramp_s, until=start + ramp_s + seconds)
     threads = [
-        threading.Thread(target=client, args=(url, load, lock, until, length, invalid_every))
-        for _ in range(load.clients)
+        threading.Thread(
+            target=client, args=(port, load, lock, start + ramp_s * i / clients, length, invalid_every)
+        )
+        for i in range(clients)
     ]
     for thread in threads:
         thread.start()
     while any(thread.is_alive() for thread in threads):
         load.peak_rss = max(load.peak_rss, tree_rss(server))
         time.sleep(0.2)
-    load.seconds = time.monotonic() - start
+    load.seconds = time.monotonic() - load.since
+    return load
 
 
 def main() -> None:
@@ -113,7 +130,8 @@ def main() -> None:
     )
     register = load_params().register
     parser.add_argument("--model", default=f"models:/{register.model_name}@{register.alias}")
-    parser.add_argument("--seconds", type=float, default=20.0, help="duration of each load")
+    parser.add_argument("--seconds", type=float, default=20.0, help="measured duration of each load")
+    parser.add_argument("--ramp-s", type=float, default=2.0, help="clients join over this long first")
     parser.add_argument("--length", type=int, default=200, help="characters per request")
     parser.add_argument(
         "--invalid-every", type=int, default=10, help="every n-th request is invalid (0: none)"
@@ -143,24 +161,27 @@ def main() -> None:
                 time.sleep(0.5)
         print(f"{args.model}: `{' '.join(cmd[1:])}`, OMP_NUM_THREADS={env['OMP_NUM_THREADS']}")
         print(
-            f"requests of {args.length} characters; every {args.invalid_every}th invalid; {args.seconds:g} s per load"
+            f"requests of {args.length} characters; every {args.invalid_every}th invalid;"
+            f" clients join over {args.ramp_s:g} s, then {args.seconds:g} s measured per load"
         )
-        post(f"{base}/invocations", [{"prompt": "ROMEO:", "length": 20}])  # warm up every code path once
+        warm_up = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        post(warm_up, [{"prompt": "ROMEO:", "length": 20}])  # every code path once
+        warm_up.close()
         loads = []
         header = f"{'clients':>7} {'req/s':>7} {'chars/s':>9} {'p50 s':>7} {'p95 s':>7} {'400s':>5} {'errors':>6} {'peak RSS':>9}"
         print(header)
         for clients in LOADS:
-            load = Load(clients)
-            run_load(
-                f"{base}/invocations",
+            load = run_load(
+                port,
                 psutil.Process(server.pid),
-                load,
+                clients,
+                args.ramp_s,
                 args.seconds,
                 args.length,
                 args.invalid_every,
             )
             loads.append(load)
-            done = len(load.latencies) + load.refused + len(load.errors)
+            done = len(load.latencies) + load.refused
             p50, p95 = np.percentile(load.latencies, [50, 95]) if load.latencies else (float("nan"),) * 2
             print(
                 f"{clients:>7} {done / load.seconds:>7.1f} {load.chars / load.seconds:>9,.0f} {p50:>7.3f} {p95:>7.3f}"

@@ -9,7 +9,7 @@ import torch
 from charlm.errors import ParamsError
 from charlm.model import CharLM
 from charlm.params import ModelConfig, SamplingOptions
-from charlm.sample import Decoder, SamplingError, generate, request, sample_next
+from charlm.sample import STEPPED_PROMPT_CHARS, Decoder, SamplingError, generate, request, sample_next
 from charlm.vocab import UNK_ID, Vocabulary
 
 VOCAB = Vocabulary.build("abcdefgh \n")
@@ -106,9 +106,11 @@ def test_a_seeded_row_gives_the_same_text_alone_or_batched(model: CharLM) -> Non
     assert "".join(row.chars) == alone and len(decoder.rows) == 2
 
 
-def test_carried_state_matches_refeeding_the_whole_prefix(model: CharLM) -> None:
-    text = "".join(generate(model, VOCAB, "ab", SamplingOptions(length=30, top_k=1, seed=0)))
-    prefix = "ab"
+@pytest.mark.parametrize("prompt", ["ab", "abc\nd" * 10], ids=["stepped", "longer than the stepped part"])
+def test_carried_state_matches_refeeding_the_whole_prefix(model: CharLM, prompt: str) -> None:
+    assert (len(prompt) > STEPPED_PROMPT_CHARS) == (len(prompt) > 2)
+    text = "".join(generate(model, VOCAB, prompt, SamplingOptions(length=30, top_k=1, seed=0)))
+    prefix = prompt
     with torch.no_grad():
         for expected in text:  # greedy decoding from scratch each time: O(n^2), the reference
             logits, _ = model(torch.from_numpy(VOCAB.encode(prefix).astype("int64")).view(1, -1))

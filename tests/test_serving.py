@@ -1,9 +1,11 @@
 """serving: the registered pyfunc loads without pickle, generates, refuses bad requests, batches
 concurrent callers (in-process and over HTTP), and serves with `charlm serve`."""
 
+import http.client
 import json
 import os
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -129,6 +131,18 @@ def test_charlm_serve_answers_concurrent_invocations(champion_uri: str, tmp_path
         assert [a[1]["predictions"][0] for a in answers[:-2]] == alone  # batched with each other
         assert [a[0] for a in answers[-2:]] == [400, 400]
 
+        # On one keep-alive connection, no request waits for a delayed ACK (~40 ms each) behind
+        # Nagle's algorithm, as they would under uvicorn's own loop with several workers.
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        took = []
+        for _ in range(7):
+            start = time.monotonic()
+            conn.request("GET", "/ping")
+            conn.getresponse().read()
+            took.append(time.monotonic() - start)
+        conn.close()
+        assert sorted(took)[3] < 0.03, took
+
 
 def test_serve_command_sizes_workers_and_threads_to_the_cores(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
@@ -136,6 +150,7 @@ def test_serve_command_sizes_workers_and_threads_to_the_cores(
     monkeypatch.setattr(os, "cpu_count", lambda: 4)
     cmd, env = serve_command("models:/charlm@champion", "127.0.0.1", 5001)
     assert cmd[cmd.index("-w") + 1] == "4" and env["OMP_NUM_THREADS"] == "1"
+    assert env["UVICORN_LOOP"] == "charlm_scoring_loop:ScoringLoop"  # read by the server's uvicorn
     assert (
         cmd[cmd.index("-m", 3) + 1] == "models:/charlm@champion" and cmd[cmd.index("-h") + 1] == "127.0.0.1"
     )

@@ -81,6 +81,14 @@ class CharLM(nn.Module):
         logits = F.linear(x, self.head.weight, self.head.bias)  # (B, V)
         return logits, hidden_from_tensors([torch.stack(layers) for layers in out])
 
+    def initial_hidden(self, batch: int) -> Hidden:
+        """The state before the first character, as the cell modules start: zeros, (num_layers, B, H)."""
+        shape = (self.config.num_layers, batch, self.config.hidden_size)
+        states = 2 if self.config.cell == "lstm" else 1  # (h, c) or h
+        return hidden_from_tensors(
+            [torch.zeros(shape, device=self.head.weight.device) for _ in range(states)]
+        )
+
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())  # tied weights are counted once
 

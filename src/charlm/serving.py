@@ -14,8 +14,9 @@ answers with HTTP 400 while it keeps serving; no row of a bad request starts gen
 call's rows join one continuously batched generation (`charlm.batching`). A request still running
 when the scoring server's own timeout (MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT) passes leaves the
 batch and is answered 504. The scoring server runs `predict` in its event loop's default thread
-pool, `min(32, cores + 4)` threads, and each waiting request holds one, so that is how many
-requests one worker batches at once.
+pool and each waiting request holds a thread, so the pool's size bounds how many requests a worker
+batches at once: `min(32, cores + 4)` under plain `mlflow models serve`, more under `charlm serve`
+(see `charlm_scoring_loop`).
 """
 
 import dataclasses
@@ -141,12 +142,15 @@ def serve_command(
 ) -> tuple[list[str], dict[str, str]]:
     """`mlflow models serve` for a charlm model, and its environment.
 
-    Each worker is a process with its own model and batch, running `threads` torch threads; by
-    default there are as many workers as the cores hold, because torch processes whose threads
+    Uvicorn runs it on `charlm_scoring_loop.ScoringLoop`: a thread pool large enough to batch many
+    requests per worker, and no Nagle delay on keep-alive connections. Each worker is a process
+    with its own model and batch, running `threads` torch threads; by default there are as many workers as the cores hold, because torch processes whose threads
     outnumber the cores slow each other down several-fold. One thread per worker measured best
     under concurrent load (benchmarks/bench_serve.py): two workers of one thread each keep the
     HTTP handling of each worker off the other's core.
     """
+    # Imported here: the logged model's code is the `charlm` package alone, and serving never calls this.
+    import charlm_scoring_loop
     from charlm.tracking import tracking_uri
 
     cores = os.cpu_count() or 1
@@ -160,5 +164,11 @@ def serve_command(
     cmd += ["-h", host, "-p", str(port), "-w", str(workers)]
     # The scoring server starts `uvicorn` by name: find it beside this interpreter.
     path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-    env = {**os.environ, "PATH": path, "MLFLOW_TRACKING_URI": tracking_uri(), "OMP_NUM_THREADS": str(threads)}
+    env = {
+        **os.environ,
+        "PATH": path,
+        "MLFLOW_TRACKING_URI": tracking_uri(),
+        "OMP_NUM_THREADS": str(threads),
+        "UVICORN_LOOP": f"{charlm_scoring_loop.__name__}:{charlm_scoring_loop.ScoringLoop.__name__}",
+    }
     return cmd, env
