@@ -201,7 +201,9 @@ class Decoder:
         ids = sample_next(self.logits, *self._settings(), torch.tensor(u, device=self.device))  # (B,)
         if any(prompting):
             pending = [row.pending.pop(0) if p else 0 for row, p in zip(self.rows, prompting, strict=True)]
-            ids = torch.where(torch.tensor(prompting, device=self.device), torch.tensor(pending).to(ids), ids)
+            ids = torch.where(
+                torch.tensor(prompting, device=self.device), torch.tensor(pending, device=self.device), ids
+            )
         for row, i, p in zip(self.rows, ids.tolist(), prompting, strict=True):
             if not p:
                 row.chars.append(self.vocab.itos[i])

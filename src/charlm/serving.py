@@ -144,10 +144,11 @@ def serve_command(
 
     Uvicorn runs it on `charlm_scoring_loop.ScoringLoop`: a thread pool large enough to batch many
     requests per worker, and no Nagle delay on keep-alive connections. Each worker is a process
-    with its own model and batch, running `threads` torch threads; by default there are as many workers as the cores hold, because torch processes whose threads
-    outnumber the cores slow each other down several-fold. One thread per worker measured best
-    under concurrent load (benchmarks/bench_serve.py): two workers of one thread each keep the
-    HTTP handling of each worker off the other's core.
+    with its own model and batch, running `threads` torch threads; by default there are as many
+    workers as the cores hold, because torch processes whose threads outnumber the cores slow each
+    other down several-fold. One thread per worker measured best under concurrent load
+    (benchmarks/bench_serve.py): two workers of one thread each keep the HTTP handling of each
+    worker off the other's core.
     """
     # Imported here: the logged model's code is the `charlm` package alone, and serving never calls this.
     import charlm_scoring_loop
