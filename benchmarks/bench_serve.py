@@ -29,6 +29,7 @@ import numpy as np
 import psutil
 
 from charlm.params import load_params
+from charlm.registry import alias_uri
 from charlm.serving import serve_command
 
 LOADS = (1, 8, 32, 32)
@@ -128,8 +129,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    register = load_params().register
-    parser.add_argument("--model", default=f"models:/{register.model_name}@{register.alias}")
+    parser.add_argument("--model", default=alias_uri(load_params().register))
     parser.add_argument("--seconds", type=float, default=20.0, help="measured duration of each load")
     parser.add_argument("--ramp-s", type=float, default=2.0, help="clients join over this long first")
     parser.add_argument("--length", type=int, default=200, help="characters per request")

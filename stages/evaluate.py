@@ -3,7 +3,7 @@
 import numpy as np
 
 from charlm import io
-from charlm.baselines import bigram_bpc, unigram_bpc
+from charlm.baselines import BASELINES, baseline_key
 from charlm.checkpoint import load_model_dir
 from charlm.device import autocast_dtype, select_device
 from charlm.errors import run_cli
@@ -30,8 +30,8 @@ def main() -> None:
         report.update(split_report(split, result, ids[split]))
         # What the bpc is comparable on, and what it must beat.
         report[f"{split}_sha256"] = io.sha256_file(args.encoded / f"{split}.npy")
-        report[f"unigram_{split}_bpc"] = unigram_bpc(ids["train"], ids[split], vocab_size)
-        report[f"bigram_{split}_bpc"] = bigram_bpc(ids["train"], ids[split], vocab_size)
+        for name, baseline_bpc in BASELINES.items():
+            report[baseline_key(name, split)] = baseline_bpc(ids["train"], ids[split], vocab_size)
     report["num_params"] = loaded.model.num_parameters()
 
     client = connect()
@@ -47,7 +47,7 @@ def main() -> None:
     io.write_json(args.metrics, report)
     print(
         f"evaluate: {args.model}: val {report['val_bpc']:.4f} bpc, test {report['test_bpc']:.4f} bpc (unigram"
-        f" {report['unigram_test_bpc']:.3f}, bigram {report['bigram_test_bpc']:.3f}); MLflow run {run_id} ({report['mlflow_run']})"
+        f" {report[baseline_key('unigram', 'test')]:.3f}, bigram {report[baseline_key('bigram', 'test')]:.3f}); MLflow run {run_id} ({report['mlflow_run']})"
     )
 
 

@@ -5,7 +5,7 @@ import dataclasses
 from charlm import io
 from charlm.errors import run_cli
 from charlm.params import load_params
-from charlm.registry import load_candidate, pick_best, register
+from charlm.registry import alias_uri, load_candidate, pick_best, register
 from charlm.stage import stage_args
 from charlm.tracking import connect, stage_tags
 
@@ -25,7 +25,7 @@ def main() -> None:
     report = {"registered_model": cfg.model_name, "alias": cfg.alias, **dataclasses.asdict(decision)}
     io.write_json(args.out, report)
     print(f"register: {best.name} -> {cfg.model_name} v{decision.version}: {decision.verdict}")
-    print(f"register: models:/{cfg.model_name}@{cfg.alias} is version {decision.champion}")
+    print(f"register: {alias_uri(cfg)} is version {decision.champion}")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,8 @@ A character model is only useful if it beats these on the same test text; they a
 "good" number is in every evaluation report.
 """
 
+from collections.abc import Callable
+
 import numpy as np
 
 
@@ -25,3 +27,15 @@ def bigram_bpc(train: np.ndarray, test: np.ndarray, vocab_size: int) -> float:
     log_p = np.log2(counts / counts.sum(axis=1, keepdims=True))  # (V prev, V next)
     bits = -log_p[test[:-1], test[1:]].sum() + unigram_bpc(train, test[:1], vocab_size)
     return float(bits / len(test))
+
+
+# Each baseline by the name its metrics carry (`baseline_key`), weakest first.
+BASELINES: dict[str, Callable[[np.ndarray, np.ndarray, int], float]] = {
+    "unigram": unigram_bpc,
+    "bigram": bigram_bpc,
+}
+
+
+def baseline_key(name: str, split: str) -> str:
+    """The metric a baseline's bpc on a split is reported under, e.g. `bigram_test_bpc`."""
+    return f"{name}_{split}_bpc"

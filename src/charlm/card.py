@@ -8,6 +8,7 @@ sample, and how to load and serve it.
 
 from typing import TYPE_CHECKING
 
+from charlm.baselines import BASELINES, baseline_key
 from charlm.checkpoint import load_model_dir
 from charlm.params import FetchConfig, GenerateConfig
 from charlm.sample import generate
@@ -45,9 +46,9 @@ def model_card(
     rows = [
         f"| this model | {candidate.val_bpc:.4f} | {candidate.test_bpc:.4f} |",
         *(
-            f"| {name} baseline (add-one, train split) | {candidate.baselines[f'{name}_val_bpc']:.4f}"
-            f" | {candidate.baselines[f'{name}_test_bpc']:.4f} |"
-            for name in ("bigram", "unigram")
+            f"| {name} baseline (add-one, train split) | {candidate.baselines[baseline_key(name, 'val')]:.4f}"
+            f" | {candidate.baselines[baseline_key(name, 'test')]:.4f} |"
+            for name in reversed(BASELINES)  # the closest to the model first
         ),
     ]
     return "\n".join(

@@ -65,11 +65,11 @@ def cmd_generate(args: argparse.Namespace) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
+    from charlm.registry import alias_uri
     from charlm.serving import serve_command
 
     if args.model is None:
-        register = load_params().register
-        args.model = f"models:/{register.model_name}@{register.alias}"
+        args.model = alias_uri(load_params().register)
     cmd, env = serve_command(args.model, args.host, args.port, args.workers, args.threads)
     print(f"serving {args.model} on http://{args.host}:{args.port}/invocations", flush=True)
     os.execve(cmd[0], cmd, env)  # the server takes this process: Ctrl-C stops it directly

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from charlm import checkpoint
+from charlm.baselines import BASELINES, baseline_key
 from charlm.errors import CharlmError
 from charlm.params import FetchConfig, GenerateConfig, RegisterConfig
 from charlm.tracking import model_run, store_lock
@@ -33,6 +34,11 @@ TAG_TEST_BPC = "charlm.test_bpc"
 TAG_DECISION = "charlm.decision"
 
 
+def alias_uri(cfg: RegisterConfig) -> str:
+    """The model URI that follows the alias, e.g. `models:/charlm@champion`."""
+    return f"models:/{cfg.model_name}@{cfg.alias}"
+
+
 @dataclass(frozen=True)
 class Candidate:
     name: str
@@ -44,8 +50,7 @@ class Candidate:
     val_sha256: str
     test_sha256: str
     run_id: str | None
-    # unigram_val_bpc, unigram_test_bpc, bigram_val_bpc, bigram_test_bpc
-    baselines: dict[str, float] = field(hash=False)
+    baselines: dict[str, float] = field(hash=False)  # by `baseline_key`, val and test
 
     @cached_property
     def model_sha256(self) -> str:
@@ -75,9 +80,8 @@ def load_candidate(name: str, model_dir: Path, eval_metrics: Path) -> Candidate:
         test_sha256=str(report["test_sha256"]),
         run_id=config.get("mlflow_run_id"),
         baselines={
-            f"{model}_{split}_bpc": float(report[f"{model}_{split}_bpc"])
-            for model in ("unigram", "bigram")
-            for split in ("val", "test")
+            key: float(report[key])
+            for key in (baseline_key(name, split) for name in BASELINES for split in ("val", "test"))
         },
     )
 

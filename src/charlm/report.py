@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from charlm import io
+from charlm.baselines import BASELINES, baseline_key
 from charlm.errors import DataError
 
 # Columns of the comparison, in order: (source, metric key).
@@ -21,8 +22,7 @@ TABLE_COLUMNS = [
     ("eval", "test_loss_nats"),
     ("eval", "test_perplexity"),
     ("eval", "test_accuracy"),
-    ("eval", "unigram_test_bpc"),
-    ("eval", "bigram_test_bpc"),
+    *(("eval", baseline_key(name, "test")) for name in BASELINES),
     ("train", "num_params"),
     ("train", "steps"),
     ("train", "wall_time_s"),
@@ -96,12 +96,9 @@ def plot_comparison(val_curves: Path, table: pd.DataFrame, out: Path) -> None:
     left.set(title="Validation bits per character", xlabel="step", ylabel="bpc")
     left.legend()
     right.bar(table["model"], table["test_bpc"], color="tab:blue")
-    for key, style in (("unigram_test_bpc", ":"), ("bigram_test_bpc", "--")):
+    for name, style in zip(BASELINES, (":", "--"), strict=True):
         right.axhline(
-            table[key].iloc[0],
-            color="grey",
-            linestyle=style,
-            label=key.removesuffix("_test_bpc") + " baseline",
+            table[baseline_key(name, "test")].iloc[0], color="grey", linestyle=style, label=f"{name} baseline"
         )
     right.set(title="Test bits per character (lower is better)", ylabel="bpc")
     right.legend()
