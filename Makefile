@@ -49,6 +49,7 @@ test-fast: setup  ## unit tests only
 lint: setup
 	$(BIN)/ruff check src stages tests benchmarks
 	$(BIN)/ruff format --check src stages tests benchmarks
+	$(BIN)/lint-imports
 
 format: setup
 	$(BIN)/ruff check --fix src stages tests benchmarks

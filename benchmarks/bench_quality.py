@@ -16,7 +16,6 @@ layout), in nats per character, from their final weights.
 """
 
 import argparse
-import dataclasses
 import math
 import tempfile
 import time
@@ -27,14 +26,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from charlm.device import autocast, autocast_dtype, select_device
-from charlm.evaluation import evaluate
-from charlm.fetch import fetch
-from charlm.model import detach_hidden
+from charlm.data.fetch import fetch
+from charlm.data.streams import Batches
+from charlm.data.vocab import Vocabulary
+from charlm.evaluation.evaluate import evaluate
+from charlm.model.device import autocast, autocast_dtype, select_device
+from charlm.model.network import detach_hidden
 from charlm.params import EvaluateConfig, FetchConfig, ModelRun, load_params
-from charlm.streams import Batches
-from charlm.train import TrainData, Trainer
-from charlm.vocab import Vocabulary
+from charlm.training.trainer import TrainData, Trainer
 
 TINY_SHAKESPEARE_URL = (
     "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
@@ -119,7 +118,7 @@ def pipeline_run(run: ModelRun, seed: int, data: TrainData, budget: float) -> tu
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         steps = planned_steps(run, seed, data, budget, workdir)
-        run = dataclasses.replace(run, train=dataclasses.replace(run.train, max_steps=steps))
+        run = ModelRun(**run.model_dump() | {"max_steps": steps})
         trainer = Trainer(run, seed, data, workdir / "checkpoints")
         curves = {"train": workdir / "train.csv", "val": workdir / "val.csv"}
         start = time.perf_counter()
@@ -146,14 +145,15 @@ def main() -> None:
 
     params = load_params(args.params)
     run = params.models["lstm"]
-    run = dataclasses.replace(run, model=dataclasses.replace(run.model, dropout=args.dropout))
+    run = ModelRun(**run.model_dump() | {"dropout": args.dropout})
     device = select_device(run.train.device)
     dtype = autocast_dtype(run.train.precision, device)
     with tempfile.TemporaryDirectory() as tmp:
         text = read_corpus(args.corpus, Path(tmp) / "corpus")
     cut = int(len(text) * TRAIN_FRACTION)
     vocab = Vocabulary.build(text[:cut])
-    data = TrainData(train=vocab.encode(text[:cut]), val=vocab.encode(text[cut:]), vocab=vocab)
+    hashes = {"train": "first 90%", "val": "last 10%"}
+    data = TrainData(train=vocab.encode(text[:cut]), val=vocab.encode(text[cut:]), vocab=vocab, sha256=hashes)
     print(
         f"{len(text):,} chars: train {cut:,}, held out {len(text) - cut:,}; vocabulary {len(vocab)};"
         f" device={device} precision={'bf16' if dtype else 'fp32'} threads={torch.get_num_threads()}"
@@ -162,9 +162,9 @@ def main() -> None:
 
     trainer, trainer_s = pipeline_run(run, params.seed, data, args.budget)
     ours, chars = score(trainer.model, data.val, params.evaluate, device, dtype)
-    state = trainer.state
+    progress = trainer.progress
     print(
-        f"charlm Trainer: {state.step:,} steps ({state.tokens_seen:,} chars) in {trainer_s:.0f} s,"
+        f"charlm Trainer: {progress.step:,} steps ({progress.train_chars:,} chars) in {trainer_s:.0f} s,"
         f" validation and checkpoints included: held-out loss {ours:.4f} nats/char"
     )
     model, steps, plain_s = plain_loop(data, args.budget, params.seed, device, dtype)

@@ -9,7 +9,6 @@ itself (on the CPU, oneDNN's RNN primitive), which `CharLM.step` avoids.
 """
 
 import argparse
-import dataclasses
 import multiprocessing as mp
 import os
 import time
@@ -18,19 +17,18 @@ from multiprocessing.synchronize import Barrier
 
 import torch
 
-from charlm.model import CharLM
+from charlm.data.vocab import Vocabulary
+from charlm.generation.decoder import Decoder, request
+from charlm.model.network import CharLM
 from charlm.params import SamplingOptions, load_params
-from charlm.sample import Decoder, request
-from charlm.vocab import Vocabulary
 
 
 def sweep(args: argparse.Namespace, start: Barrier | None = None, results: Queue | None = None) -> None:
     """Time every sweep point; with `start`, wait for the other processes before each."""
     vocab = Vocabulary.build("".join(chr(32 + i) for i in range(84)))
-    config = dataclasses.replace(load_params(args.params).models[args.model].model, vocab_size=len(vocab))
-    model = CharLM(config).eval()
+    model = CharLM(load_params(args.params).models[args.model].model, len(vocab)).eval()
     if start is None:
-        print(f"{config}, {args.length} characters per stream, threads={torch.get_num_threads()}")
+        print(f"{model.config}, {args.length} characters per stream, threads={torch.get_num_threads()}")
     for streams in args.streams:
         decoder = Decoder(model, vocab)
         for seed in range(streams):

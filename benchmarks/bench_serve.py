@@ -29,8 +29,8 @@ import numpy as np
 import psutil
 
 from charlm.params import load_params
-from charlm.registry import alias_uri
-from charlm.serving import serve_command
+from charlm.serving.launcher import serve_command
+from charlm.tracking.store import tracking_uri
 
 LOADS = (1, 8, 32, 32)
 JSON = {"Content-Type": "application/json"}
@@ -60,7 +60,7 @@ def free_port() -> int:
 
 
 def post(conn: http.client.HTTPConnection, rows: list[dict[str, object]]) -> tuple[int, bytes]:
-    conn.request("POST", "/invocations", json.dumps({"dataframe_records": rows}), JSON)
+    conn.request("POST", "/invocations", json.dumps({"inputs": rows}), JSON)
     response = conn.getresponse()
     return response.status, response.read()
 
@@ -129,7 +129,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--model", default=alias_uri(load_params().register))
+    parser.add_argument("--model", default=load_params().register.alias_uri)
     parser.add_argument("--seconds", type=float, default=20.0, help="measured duration of each load")
     parser.add_argument("--ramp-s", type=float, default=2.0, help="clients join over this long first")
     parser.add_argument("--length", type=int, default=200, help="characters per request")
@@ -143,7 +143,7 @@ def main() -> None:
     args = parser.parse_args()
 
     port = free_port()
-    cmd, env = serve_command(args.model, "127.0.0.1", port, args.workers, args.threads)
+    cmd, env = serve_command(args.model, "127.0.0.1", port, tracking_uri(), args.workers, args.threads)
     # Its own process group: `mlflow models serve` runs uvicorn, which runs the workers.
     server = subprocess.Popen(
         cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True

@@ -7,7 +7,6 @@ printed ratio is what the real training stage costs over the minimum.
 """
 
 import argparse
-import dataclasses
 import tempfile
 import time
 from pathlib import Path
@@ -16,16 +15,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from charlm.device import autocast, autocast_dtype, select_device
-from charlm.model import CharLM, detach_hidden
-from charlm.params import ModelConfig, load_params
-from charlm.tracking import RunTracker, connect
-from charlm.train import TrainData, Trainer
-from charlm.vocab import Vocabulary
+from charlm.data.vocab import Vocabulary
+from charlm.model.device import autocast, autocast_dtype, select_device
+from charlm.model.network import CharLM, detach_hidden
+from charlm.params import ModelConfig, ModelRun, load_params
+from charlm.tracking.runs import RunTracker
+from charlm.tracking.store import connect
+from charlm.training.trainer import TrainData, Trainer
 
 
 def bare_loop(
     config: ModelConfig,
+    vocab_size: int,
     data: np.ndarray,
     batch_size: int,
     seq_len: int,
@@ -33,7 +34,7 @@ def bare_loop(
     device: torch.device,
     dtype: torch.dtype | None,
 ) -> float:
-    model = CharLM(config).to(device)
+    model = CharLM(config, vocab_size).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3)
     length = len(data) // batch_size
     streams = (
@@ -77,10 +78,13 @@ def main() -> None:
     )
     device = select_device(cfg.device)
     dtype = autocast_dtype(cfg.precision, device)
-    cfg = dataclasses.replace(
-        cfg, max_steps=args.steps, eval_interval=args.steps, warmup_steps=min(cfg.warmup_steps, args.steps)
-    )
-    run = dataclasses.replace(run, train=cfg)
+    shorter = {
+        "max_steps": args.steps,
+        "eval_interval": args.steps,
+        "warmup_steps": min(cfg.warmup_steps, args.steps),
+    }
+    run = ModelRun(**run.model_dump() | shorter)
+    cfg = run.train
     print(f"device={device} precision={'bf16' if dtype else 'fp32'} threads={torch.get_num_threads()}")
     print(
         f"{run.model}\nbatch_size={cfg.batch_size} seq_len={cfg.seq_len} steps={args.steps} val_chars={len(val_ids):,}"
@@ -88,27 +92,28 @@ def main() -> None:
 
     # This machine's speed drifts by several percent over a minute: time the bare loop before and
     # after the Trainer and compare against their mean.
-    config = dataclasses.replace(run.model, vocab_size=len(vocab))
-    before = bare_loop(config, train_ids, cfg.batch_size, cfg.seq_len, args.steps, device, dtype)
+    bare = (run.model, len(vocab), train_ids, cfg.batch_size, cfg.seq_len, args.steps, device, dtype)
+    before = bare_loop(*bare)
     print(f"bare fused loop: {before:,.0f} chars/s")
 
     with tempfile.TemporaryDirectory() as tmp:
         client = connect(f"sqlite:///{tmp}/mlflow.db")
-        trainer = Trainer(run, 0, TrainData(train_ids, val_ids, vocab), Path(tmp) / "ckpt")
+        data = TrainData(train_ids, val_ids, vocab, {"train": "synthetic", "val": "synthetic"})
+        trainer = Trainer(run, 0, data, Path(tmp) / "ckpt")
         curves = {"train": Path(tmp) / "train.csv", "val": Path(tmp) / "val.csv"}
         tracker = RunTracker.start(client, "bench", "bench", {}, {})
         start = time.perf_counter()
         trainer.fit(tracker, Path(tmp) / "best", curves)
         total = time.perf_counter() - start
-        state = trainer.state
-    overall = state.tokens_seen / total
-    print(
-        f"charlm Trainer:  {overall:,.0f} chars/s overall ({state.tokens_seen / state.train_seconds:,.0f} in steps alone)"
-    )
-    after = bare_loop(config, train_ids, cfg.batch_size, cfg.seq_len, args.steps, device, dtype)
+        progress = trainer.progress
+    overall = progress.train_chars / total
+    in_steps = progress.train_chars / progress.train_seconds
+    print(f"charlm Trainer:  {overall:,.0f} chars/s overall ({in_steps:,.0f} in steps alone)")
+    after = bare_loop(*bare)
     print(f"bare fused loop: {after:,.0f} chars/s (again)")
-    bare = (before + after) / 2
-    print(f"ratio: {overall / bare:.2f}x of the bare loop (validation and checkpoints included)")
+    print(
+        f"ratio: {overall / ((before + after) / 2):.2f}x of the bare loop (validation and checkpoints included)"
+    )
 
 
 if __name__ == "__main__":

@@ -1,17 +1,18 @@
 """Stage evaluate@<model>: full passes over val and test, with unigram/bigram reference points."""
 
-import numpy as np
-
-from charlm import io
-from charlm.baselines import BASELINES, baseline_key
-from charlm.checkpoint import load_model_dir
-from charlm.device import autocast_dtype, select_device
+from charlm.data.encoded import EncodedSplits
+from charlm.data.splits import HELD_OUT
+from charlm.data.vocab import Vocabulary
 from charlm.errors import run_cli
-from charlm.evaluation import evaluate, split_report
+from charlm.evaluation.evaluate import evaluate
+from charlm.evaluation.report import EvalReport, SplitReport
+from charlm.model.device import autocast_dtype, select_device
+from charlm.model.directory import load_model_dir
 from charlm.params import load_params
 from charlm.stage import stage_args
-from charlm.tracking import connect, log_metrics, model_run, stage_tags
-from charlm.vocab import Vocabulary
+from charlm.tracking import tags as tag
+from charlm.tracking.runs import log_metrics, model_run
+from charlm.tracking.store import connect
 
 
 def main() -> None:
@@ -22,32 +23,37 @@ def main() -> None:
     device = select_device(train.device)
     dtype = autocast_dtype(train.precision, device)
     loaded = load_model_dir(args.model_dir, device, vocab=Vocabulary.load(args.vocab))
-    ids = {split: np.load(args.encoded / f"{split}.npy") for split in ("train", "val", "test")}
-    report: dict[str, object] = {"train_sha256": io.sha256_file(args.encoded / "train.npy")}
-    vocab_size = len(loaded.vocab)
-    for split in ("val", "test"):
-        result = evaluate(loaded.model, ids[split], cfg.batch_size, cfg.seq_len, device, dtype)
-        report.update(split_report(split, result, ids[split]))
-        # What the bpc is comparable on, and what it must beat.
-        report[f"{split}_sha256"] = io.sha256_file(args.encoded / f"{split}.npy")
-        for name, baseline_bpc in BASELINES.items():
-            report[baseline_key(name, split)] = baseline_bpc(ids["train"], ids[split], vocab_size)
-    report["num_params"] = loaded.model.num_parameters()
+    encoded = EncodedSplits(args.encoded)
+    train_ids, vocab_size = encoded.load("train"), len(loaded.vocab)
+    splits = {}
+    for split in HELD_OUT:
+        ids = encoded.load(split)
+        result = evaluate(loaded.model, ids, cfg.batch_size, cfg.seq_len, device, dtype)
+        splits[split] = SplitReport.of(result, ids, encoded.sha256(split), train_ids, vocab_size)
 
     client = connect()
-    tags = {**stage_tags(f"evaluate@{args.model}"), "charlm.model": args.model}
-    training_run = loaded.info.get("mlflow_run_id")
     run_name = f"{args.model} (evaluation)"
-    with model_run(client, training_run, params.tracking.experiment, run_name, tags) as (run_id, created):
-        log_metrics(client, run_id, report)
-        for split in ("val", "test"):
-            client.set_tag(run_id, f"{split}.sha256", report[f"{split}_sha256"])
-    report["mlflow_run_id"] = run_id
-    report["mlflow_run"] = "new" if created else "training"
-    io.write_json(args.metrics, report)
+    hashes = {tag.split_sha256(split): report.sha256 for split, report in splits.items()}
+    tags = tag.stage_tags("evaluate", args.model) | hashes
+    with model_run(client, loaded.info.mlflow_run_id, params.tracking.experiment, run_name, tags) as (
+        run_id,
+        new,
+    ):
+        report = EvalReport(
+            train_sha256=encoded.sha256("train"),
+            **splits,
+            num_params=loaded.model.num_parameters(),
+            mlflow_run_id=run_id,
+            mlflow_run="new" if new else "training",
+        )
+        log_metrics(client, run_id, report.model_dump())
+        for key, value in hashes.items():  # what the figures are comparable on
+            client.set_tag(run_id, key, value)
+    report.write(args.metrics)
+    baselines = ", ".join(f"{name} {bpc:.3f}" for name, bpc in report.test.baselines.items())
     print(
-        f"evaluate: {args.model}: val {report['val_bpc']:.4f} bpc, test {report['test_bpc']:.4f} bpc (unigram"
-        f" {report[baseline_key('unigram', 'test')]:.3f}, bigram {report[baseline_key('bigram', 'test')]:.3f}); MLflow run {run_id} ({report['mlflow_run']})"
+        f"evaluate: {args.model}: val {report.val.bpc:.4f} bpc, test {report.test.bpc:.4f} bpc ({baselines});"
+        f" MLflow run {run_id} ({report.mlflow_run})"
     )
 
 

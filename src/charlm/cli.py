@@ -10,18 +10,17 @@ charlm tracking                               create (once) and check the MLflow
 """
 
 import argparse
-import dataclasses
 import os
 import sys
 from pathlib import Path
 from typing import Literal, get_args, get_origin
 
-from charlm.checkpoint import LoadedModel
 from charlm.errors import CharlmError, run_cli
+from charlm.model.directory import LoadedModel
 from charlm.params import SamplingOptions, flatten, load_params
-from charlm.validation import base_type, build
+from charlm.records import base_type
 
-SAMPLING = SamplingOptions.__pydantic_fields__
+SAMPLING = SamplingOptions.model_fields
 
 
 def load_any_model(model: str) -> tuple[LoadedModel, SamplingOptions]:
@@ -29,7 +28,7 @@ def load_any_model(model: str) -> tuple[LoadedModel, SamplingOptions]:
     or from an MLflow model URI (models:/name@alias, models:/name/3, runs:/id/model), sampling as
     that model serves."""
     if Path(model).is_dir():
-        from charlm.checkpoint import load_model_dir
+        from charlm.model.directory import load_model_dir
 
         return load_model_dir(Path(model)), SamplingOptions()
     if not model.startswith(("models:/", "runs:/")):
@@ -39,23 +38,23 @@ def load_any_model(model: str) -> tuple[LoadedModel, SamplingOptions]:
     import mlflow.pyfunc
     from mlflow.exceptions import MlflowException
 
-    from charlm.tracking import connect
+    from charlm.tracking.store import connect
 
     connect()
     try:
         served = mlflow.pyfunc.load_model(model).unwrap_python_model()
     except MlflowException as err:
         raise CharlmError(f"--model {model}: cannot load from MLflow ({str(err).splitlines()[0]})") from None
-    return served.loaded, served.defaults
+    return served.loaded, served.settings.sampling
 
 
 def cmd_generate(args: argparse.Namespace) -> None:
-    from charlm.sample import generate
+    from charlm.generation.decoder import generate
 
     given = {name: getattr(args, name) for name in SAMPLING if getattr(args, name) is not None}
-    build(SamplingOptions, given)  # out-of-range values fail before any model is loaded
+    SamplingOptions.parse(given)  # out-of-range values fail before any model is loaded
     loaded, defaults = load_any_model(args.model)
-    options = build(SamplingOptions, dataclasses.asdict(defaults) | given)
+    options = SamplingOptions.parse(defaults.model_dump() | given)
     chars = generate(loaded.model, loaded.vocab, args.prompt, options)  # checks the prompt too
     sys.stdout.write(args.prompt)
     for char in chars:
@@ -65,12 +64,12 @@ def cmd_generate(args: argparse.Namespace) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
-    from charlm.registry import alias_uri
-    from charlm.serving import serve_command
+    from charlm.serving.launcher import serve_command
+    from charlm.tracking.store import tracking_uri
 
     if args.model is None:
-        args.model = alias_uri(load_params().register)
-    cmd, env = serve_command(args.model, args.host, args.port, args.workers, args.threads)
+        args.model = load_params().register.alias_uri
+    cmd, env = serve_command(args.model, args.host, args.port, tracking_uri(), args.workers, args.threads)
     print(f"serving {args.model} on http://{args.host}:{args.port}/invocations", flush=True)
     os.execve(cmd[0], cmd, env)  # the server takes this process: Ctrl-C stops it directly
 
@@ -80,13 +79,13 @@ def cmd_params(args: argparse.Namespace) -> None:
     print(f"{args.file}: valid; seed {params.seed}")
     for name, run in params.models.items():
         settings = " ".join(
-            f"{k.split('.', 1)[1]}={v}" for k, v in flatten(run).items() if k != "name" and v is not None
+            f"{k.split('.', 1)[1]}={v}" for k, v in flatten(run.settings()).items() if v is not None
         )
         print(f"  {name}: {settings}")
 
 
 def cmd_tracking(args: argparse.Namespace) -> None:
-    from charlm.tracking import connect, tracking_uri
+    from charlm.tracking.store import connect, tracking_uri
 
     uri = tracking_uri()
     connect(uri)
@@ -102,15 +101,14 @@ def positive_int(text: str) -> int:
 
 def add_sampling_options(parser: argparse.ArgumentParser) -> None:
     """One option per SamplingOptions field, with its type, choices, description and default."""
-    for field in dataclasses.fields(SamplingOptions):
-        info = SAMPLING[field.name]
+    for name, info in SAMPLING.items():
         choices = get_args(info.annotation) if get_origin(info.annotation) is Literal else None
         kind = base_type(info.annotation)
         parser.add_argument(
-            f"--{field.name.replace('_', '-')}",
+            f"--{name.replace('_', '-')}",
             type=None if kind is str else kind,
             choices=choices,
-            help=f"{info.description} (default: {field.default}, or as a registry model serves)",
+            help=f"{info.description} (default: {info.default}, or as a registry model serves)",
         )
 
 

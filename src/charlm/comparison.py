@@ -1,0 +1,103 @@
+"""The compare stage's reports: merged training curves, the comparison table and its chart.
+
+DVC overlays series from several files only when each is named in dvc.yaml, which would make
+adding a model a dvc.yaml edit. Merging the per-model curve files into one long table with a
+`model` column lets one chart (the `by_model` template) show every model, however many there are.
+"""
+
+import csv
+from pathlib import Path
+
+import pandas as pd
+
+from charlm.errors import DataError
+from charlm.evaluation.baselines import BASELINES
+from charlm.evaluation.report import EvalReport, baseline_metric
+from charlm.files import atomic_path, write_csv
+from charlm.training.outputs import TrainSummary
+
+# Columns of the comparison, in order: metrics of the evaluation report, then of the training summary.
+TABLE_COLUMNS = [
+    "val_bpc",
+    "test_bpc",
+    "test_loss_nats",
+    "test_perplexity",
+    "test_accuracy",
+    *(baseline_metric(name, "test") for name in BASELINES),
+    "num_params",
+    "steps",
+    "wall_time_s",
+    "train_chars_per_sec",
+]
+
+
+def merge_curves(directory: Path, out: Path) -> list[str]:
+    """Merge `directory/<model>.csv` files into `out` with a leading `model` column; return the models."""
+    files = sorted(directory.glob("*.csv"))
+    if not files:
+        raise DataError(f"{directory}: no curve files (run the train stages first)")
+    rows: list[dict[str, object]] = []
+    columns = ["model"]
+    for path in files:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            columns += [c for c in reader.fieldnames or [] if c not in columns]
+            rows += [{"model": path.stem, **row} for row in reader]
+    write_csv(out, columns, ([row.get(c, "") for c in columns] for row in rows))
+    return [f.stem for f in files]
+
+
+def comparison_table(models: list[str], train_dir: Path, eval_dir: Path) -> pd.DataFrame:
+    """One row per model, best validation bits per char first (the order models are chosen in)."""
+    rows = []
+    for name in models:
+        # Each record as its file lists it: one metric per name.
+        metrics = EvalReport.read(eval_dir / f"{name}.json").model_dump()
+        metrics |= TrainSummary.read(train_dir / f"{name}.json").model_dump()
+        rows.append({"model": name, **{column: metrics[column] for column in TABLE_COLUMNS}})
+    return pd.DataFrame(rows).sort_values(["val_bpc", "num_params"]).reset_index(drop=True)
+
+
+def to_markdown(table: pd.DataFrame) -> str:
+    formats = {
+        "num_params": "{:,.0f}",
+        "steps": "{:.0f}",
+        "wall_time_s": "{:.0f}",
+        "train_chars_per_sec": "{:,.0f}",
+    }
+    shown = table.copy()
+    for column in shown.columns[1:]:
+        fmt = formats.get(column, "{:.4f}")
+        shown[column] = [fmt.format(v) for v in shown[column]]
+    header = "| " + " | ".join(shown.columns) + " |"
+    rule = "|" + "|".join("---" for _ in shown.columns) + "|"
+    lines = ["| " + " | ".join(str(v) for v in row) + " |" for row in shown.itertuples(index=False)]
+    return "\n".join([header, rule, *lines]) + "\n"
+
+
+def plot_comparison(val_curves: Path, table: pd.DataFrame, out: Path) -> None:
+    """Validation bpc over training steps per model, beside test bpc against the n-gram baselines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = pd.read_csv(val_curves)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
+    for name, group in curves.groupby("model"):
+        left.plot(group["step"], group["val_bpc"], marker="o", label=name)
+    left.set(title="Validation bits per character", xlabel="step", ylabel="bpc")
+    left.legend()
+    right.bar(table["model"], table["test_bpc"], color="tab:blue")
+    for name, style in zip(BASELINES, (":", "--"), strict=True):
+        right.axhline(
+            table[baseline_metric(name, "test")].iloc[0],
+            color="grey",
+            linestyle=style,
+            label=f"{name} baseline",
+        )
+    right.set(title="Test bits per character (lower is better)", ylabel="bpc")
+    right.legend()
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)

@@ -1,0 +1,124 @@
+"""Model directories: safetensors weights, a `config.json` record and the vocabulary, never pickle.
+
+A model directory (`models/<name>/`) is self-contained: `model.safetensors` (weights),
+`config.json` (`ModelInfo`: the architecture, the vocabulary's size and hash, the training step
+and validation bpc it was exported at, its MLflow run) and `vocab.json`. Loading rebuilds the
+model from those alone and refuses a vocabulary whose hash differs from the one it was trained with.
+"""
+
+import copy
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_model, save_model
+
+from charlm.data.vocab import Vocabulary
+from charlm.errors import DataError
+from charlm.files import replace_dir
+from charlm.model.network import CharLM
+from charlm.params import ModelConfig
+from charlm.records import Record
+
+MODEL_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+VOCAB_FILE = "vocab.json"
+
+
+class ModelInfo(Record):
+    """`config.json`: everything but the weights and the vocabulary."""
+
+    format: Literal["charlm-model/2"] = "charlm-model/2"
+    name: str
+    model: ModelConfig
+    vocab_size: int
+    vocab_hash: str
+    step: int = 0  # the training step the weights are from
+    val_bpc: float | None = None  # the validation bpc they scored during training
+    mlflow_run_id: str | None = None  # the training run, where later stages log this model's results
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    model: CharLM
+    vocab: Vocabulary
+    info: ModelInfo
+
+
+def save_model_dir(
+    directory: Path,
+    model: CharLM,
+    vocab: Vocabulary,
+    name: str,
+    step: int = 0,
+    val_bpc: float | None = None,
+    mlflow_run_id: str | None = None,
+) -> None:
+    """Write a self-contained model directory, replacing `directory` only when complete."""
+    info = ModelInfo(
+        name=name,
+        model=model.config,
+        vocab_size=model.vocab_size,
+        vocab_hash=vocab.hash,
+        step=step,
+        val_bpc=val_bpc,
+        mlflow_run_id=mlflow_run_id,
+    )
+    # A copy on the CPU: on CUDA a cell's weights are views of one flat cuDNN buffer, which
+    # safetensors refuses to store piecewise; tied weights stay one tensor, stored once.
+    cpu_model = copy.deepcopy(model).cpu()
+    with replace_dir(directory) as staging:
+        save_model(cpu_model, str(staging / MODEL_FILE))
+        info.write(staging / CONFIG_FILE)
+        vocab.save(staging / VOCAB_FILE)
+
+
+def read_info(directory: Path) -> ModelInfo:
+    if not (directory / CONFIG_FILE).is_file():
+        raise DataError(f"{directory / CONFIG_FILE}: no such file; is {directory} a charlm model?")
+    return ModelInfo.read(directory / CONFIG_FILE)
+
+
+def load_model_dir(
+    directory: Path, device: torch.device | str = "cpu", vocab: Vocabulary | None = None
+) -> LoadedModel:
+    """Rebuild a model from its directory; `vocab`, when given, must be the one it was trained with."""
+    directory = Path(directory)
+    info = read_info(directory)
+    own_vocab = Vocabulary.load(directory / VOCAB_FILE)
+    for candidate, where in ((own_vocab, directory / VOCAB_FILE), (vocab, "the given vocabulary")):
+        if candidate is not None and candidate.hash != info.vocab_hash:
+            raise DataError(
+                f"{where}: vocabulary hash {candidate.hash[:12]}… does not match the model's"
+                f" {info.vocab_hash[:12]}… ({directory / CONFIG_FILE})"
+            )
+    if info.vocab_size != len(own_vocab):
+        raise DataError(
+            f"{directory}: model vocab_size {info.vocab_size} != vocabulary size {len(own_vocab)}"
+        )
+    model = CharLM(info.model, info.vocab_size)
+    weights = directory / MODEL_FILE
+    if not weights.is_file():
+        raise DataError(f"{weights}: no such file")
+    try:
+        load_model(model, weights)  # strict: every parameter, nothing else, each of its shape
+    except (SafetensorError, OSError) as err:
+        raise DataError(
+            f"{weights}: not a readable safetensors file (truncated or foreign?): {err}"
+        ) from None
+    except RuntimeError as err:
+        raise DataError(f"{weights}: weights do not fit the model: {' '.join(str(err).split())}") from None
+    return LoadedModel(model=model.to(device).eval(), vocab=own_vocab, info=info)
+
+
+def model_sha256(directory: Path) -> str:
+    """Identifies the weights, architecture and vocabulary (not the metrics) of a model directory."""
+    info = read_info(directory)
+    identity = [info.model.model_dump(), info.vocab_size, info.vocab_hash]
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode())
+    digest.update((directory / MODEL_FILE).read_bytes())
+    return digest.hexdigest()

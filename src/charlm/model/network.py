@@ -1,0 +1,105 @@
+"""CharLM: one character-level language model class for every recurrent cell.
+
+`cell` picks `nn.RNN` (tanh), `nn.LSTM` or `nn.GRU`; everything around it (input encoding, dropout,
+the output head) is shared, so training, evaluation and sampling use one code path for all cells.
+"""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from charlm.params import ModelConfig
+
+# nn.LSTM carries (h, c); nn.RNN and nn.GRU carry h alone. Each tensor is (num_layers, B, H).
+Hidden = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
+
+CELLS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+# One step of each cell on the same weights, outside the module: `nn.LSTM` on the CPU goes through
+# oneDNN's RNN primitive, whose fixed cost per call dominates a one-character step.
+CELL_STEPS = {"rnn": torch.rnn_tanh_cell, "lstm": torch.lstm_cell, "gru": torch.gru_cell}
+
+
+class CharLM(nn.Module):
+    def __init__(self, config: ModelConfig, vocab_size: int) -> None:
+        super().__init__()
+        self.config, self.vocab_size = config, vocab_size
+        if config.input == "embedding":
+            self.embedding: nn.Embedding | None = nn.Embedding(vocab_size, config.embedding_size)
+            input_size = config.embedding_size
+        else:  # one-hot, as the seed examples did: no learned input table
+            self.embedding = None
+            input_size = vocab_size
+        self.rnn = CELLS[config.cell](
+            input_size,
+            config.hidden_size,
+            num_layers=config.num_layers,
+            dropout=config.dropout if config.num_layers > 1 else 0.0,
+            batch_first=True,
+        )
+        self.drop = nn.Dropout(config.dropout)
+        self.head = nn.Linear(config.hidden_size, vocab_size)
+        if config.tie_weights:
+            assert self.embedding is not None  # params validation guarantees embedding input
+            self.head.weight = self.embedding.weight
+
+    def forward(self, idx: torch.Tensor, hidden: Hidden | None = None) -> tuple[torch.Tensor, Hidden]:
+        """idx (B, T) of token ids -> logits (B, T, V) and the hidden state after the last step."""
+        if self.embedding is not None:
+            x = self.embedding(idx)  # (B, T, E)
+        else:
+            x = F.one_hot(idx, self.vocab_size).to(self.head.weight.dtype)  # (B, T, V)
+        out, hidden = self.rnn(self.drop(x), hidden)  # (B, T, H)
+        logits = self.head(self.drop(out))  # (B, T, V)
+        return logits, hidden
+
+    def step(self, idx: torch.Tensor, hidden: Hidden) -> tuple[torch.Tensor, Hidden]:
+        """One character for each of B streams: idx (B,) -> logits (B, V) and the next hidden state.
+
+        The same function as `forward` over T = 1, computed layer by layer with the cells' fused
+        kernels and the functional forms of the other layers (a module call costs more than a
+        one-row lookup); inference only (no dropout).
+        """
+        if self.embedding is not None:
+            x = self.embedding.weight.index_select(0, idx)  # (B, E)
+        else:
+            x = F.one_hot(idx, self.vocab_size).to(self.head.weight.dtype)  # (B, V)
+        cell = CELL_STEPS[self.config.cell]
+        states = hidden_tensors(hidden)  # each (num_layers, B, H)
+        out: list[list[torch.Tensor]] = [[] for _ in states]
+        for layer, weights in enumerate(self.rnn.all_weights):  # [w_ih, w_hh, b_ih, b_hh] per layer
+            if isinstance(hidden, tuple):
+                h, c = cell(x, (states[0][layer], states[1][layer]), *weights)
+                out[0].append(h)
+                out[1].append(c)
+                x = h
+            else:
+                x = cell(x, states[0][layer], *weights)
+                out[0].append(x)
+        logits = F.linear(x, self.head.weight, self.head.bias)  # (B, V)
+        return logits, hidden_from_tensors([torch.stack(layers) for layers in out])
+
+    def initial_hidden(self, batch: int) -> Hidden:
+        """The state before the first character, as the cell modules start: zeros, (num_layers, B, H)."""
+        shape = (self.config.num_layers, batch, self.config.hidden_size)
+        states = 2 if self.config.cell == "lstm" else 1  # (h, c) or h
+        return hidden_from_tensors(
+            [torch.zeros(shape, device=self.head.weight.device) for _ in range(states)]
+        )
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())  # tied weights are counted once
+
+
+def detach_hidden(hidden: Hidden) -> Hidden:
+    """Cut the graph between truncated-BPTT chunks while keeping the state's values."""
+    if isinstance(hidden, tuple):
+        return (hidden[0].detach(), hidden[1].detach())
+    return hidden.detach()
+
+
+def hidden_tensors(hidden: Hidden) -> list[torch.Tensor]:
+    return list(hidden) if isinstance(hidden, tuple) else [hidden]
+
+
+def hidden_from_tensors(tensors: list[torch.Tensor]) -> Hidden:
+    return (tensors[0], tensors[1]) if len(tensors) == 2 else tensors[0]

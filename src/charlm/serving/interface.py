@@ -1,0 +1,48 @@
+"""What a logged charlm model is to its callers: the request it takes, the settings it is logged
+with and where its weights sit among its artifacts.
+
+A request is a prompt and any field of `SamplingOptions`; the record is derived from that class,
+so a request field, a `generate` param and a `charlm generate` option share one name. It refuses
+an unknown or retired field (naming the nearest one) and a missing or null prompt; the fields'
+bounds are checked when a request's options are merged over the model's defaults (`options`).
+"""
+
+from typing import Any
+
+from pydantic import Field, create_model
+
+from charlm.errors import CharlmError
+from charlm.params import SamplingOptions, ServeConfig
+from charlm.records import Record, base_type
+
+MODEL_DIR_ARTIFACT = "model_dir"  # the charlm model directory, among the logged model's artifacts
+
+# MLflow reads the request's fields from this record (its signature) and checks each request
+# against them strictly; it knows plain types only, so the options' bounds are checked afterwards.
+GenerationRequest: type[Record] = create_model(
+    "GenerationRequest",
+    __base__=Record,
+    __doc__="One text to generate: a prompt, and any sampling option to set for it.",
+    prompt=(str, Field(description="the text to continue")),
+    **{
+        name: (base_type(info.annotation) | None, Field(None, description=info.description))  # type: ignore[misc]
+        for name, info in SamplingOptions.model_fields.items()
+    },
+)
+
+
+class ServedSettings(Record):
+    """The model's `model_config`: the options a request does not set, and the limits it is held to."""
+
+    sampling: SamplingOptions
+    limits: ServeConfig
+
+    def options(self, request: Any) -> SamplingOptions:
+        """A request's options over the logged defaults; bad values and over-limit requests raise."""
+        given = request.model_dump(exclude={"prompt"}, exclude_none=True)
+        options = SamplingOptions.parse(self.sampling.model_dump() | given)
+        if options.length > self.limits.max_request_chars:
+            raise CharlmError(
+                f"length: at most {self.limits.max_request_chars} per request, got {options.length}"
+            )
+        return options

@@ -1,0 +1,40 @@
+"""`charlm serve`: MLflow's scoring server for a charlm model, its workers sized to the cores."""
+
+import os
+import sys
+from pathlib import Path
+
+import charlm_scoring_loop
+
+
+def serve_command(
+    model_uri: str, host: str, port: int, tracking_uri: str, workers: int | None = None, threads: int = 1
+) -> tuple[list[str], dict[str, str]]:
+    """`mlflow models serve` for a charlm model, and its environment.
+
+    Uvicorn runs it on `charlm_scoring_loop.ScoringLoop`: a thread pool large enough to batch many
+    requests per worker, and no Nagle delay on keep-alive connections. Each worker is a process
+    with its own model and batch, running `threads` torch threads; by default there are as many
+    workers as the cores hold, because torch processes whose threads outnumber the cores slow each
+    other down several-fold. One thread per worker measured best under concurrent load
+    (benchmarks/bench_serve.py): two workers of one thread each keep the HTTP handling of each
+    worker off the other's core.
+    """
+    cores = os.cpu_count() or 1
+    workers = workers or max(1, cores // threads)
+    if workers * threads > cores:
+        print(
+            f"serve: {workers} workers x {threads} torch threads oversubscribe {cores} cores", file=sys.stderr
+        )
+    cmd = [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local"]
+    cmd += ["-h", host, "-p", str(port), "-w", str(workers)]
+    # The scoring server starts `uvicorn` by name: find it beside this interpreter.
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    env = {
+        **os.environ,
+        "PATH": path,
+        "MLFLOW_TRACKING_URI": tracking_uri,
+        "OMP_NUM_THREADS": str(threads),
+        "UVICORN_LOOP": f"{charlm_scoring_loop.__name__}:{charlm_scoring_loop.ScoringLoop.__name__}",
+    }
+    return cmd, env

@@ -1,0 +1,159 @@
+"""MLflow runs: the ones each stage logs to, and how they end.
+
+A training run's metrics wait in `RunTracker` and go to MLflow at each flush (every checkpoint).
+Flushing only at checkpoints keeps MLflow consistent with the resumable state: after a crash, the
+resumed run continues from exactly the steps MLflow already holds. Later stages log a model's
+results to its training run (`model_run`). Every run a stage creates ends with the stage, the same
+way for all of them (`ending`): FINISHED, KILLED on an interrupt, FAILED on an error.
+"""
+
+import os
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from charlm.errors import TrainingInterrupted
+from charlm.tracking import tags as tag
+from charlm.tracking.store import experiment_id
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+
+@contextmanager
+def ending(client: "MlflowClient", run_id: str) -> Iterator[None]:
+    """End run `run_id` with the block: FINISHED, KILLED on an interrupt, FAILED on an error."""
+    try:
+        yield
+    except (KeyboardInterrupt, TrainingInterrupted):
+        client.set_terminated(run_id, status="KILLED")
+        raise
+    except BaseException:
+        client.set_terminated(run_id, status="FAILED")
+        raise
+    client.set_terminated(run_id)
+
+
+@contextmanager
+def stage_run(client: "MlflowClient", experiment: str, run_name: str, tags: dict[str, str]) -> Iterator[str]:
+    """A new run that lives as the block does and ends as it ends."""
+    run_id = client.create_run(experiment_id(client, experiment), run_name=run_name, tags=tags).info.run_id
+    with ending(client, run_id):
+        yield run_id
+
+
+@contextmanager
+def model_run(
+    client: "MlflowClient", run_id: str | None, experiment: str, run_name: str, tags: dict[str, str]
+) -> Iterator[tuple[str, bool]]:
+    """The run to log a model's later results to, and whether it was created here.
+
+    That is its training run when this store has it, left as it is. After `dvc pull` or on a fresh
+    tracking store the training run is elsewhere; then a new run, tagged so, lives as the block.
+    """
+    from mlflow.exceptions import MlflowException
+
+    if run_id:
+        try:
+            client.get_run(run_id)
+        except MlflowException:
+            pass
+        else:
+            yield run_id, False
+            return
+    note = {tag.TRAINING_RUN: run_id or "unknown", tag.NOTE: "training run not in this tracking store"}
+    with stage_run(client, experiment, run_name, {**tags, **note}) as created:
+        yield created, True
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True
+
+
+def end_orphaned_runs(client: "MlflowClient", experiment: str) -> list[str]:
+    """Mark KILLED the runs this host left RUNNING from processes that no longer exist."""
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return []
+    host = socket.gethostname()
+    ended = []
+    for run in client.search_runs([found.experiment_id], filter_string="attributes.status = 'RUNNING'"):
+        pid = run.data.tags.get(tag.PID, "")
+        if run.data.tags.get(tag.HOST) == host and pid.isdigit() and not _process_alive(int(pid)):
+            client.set_terminated(run.info.run_id, status="KILLED")
+            ended.append(run.info.run_id)
+    return ended
+
+
+def metrics_at(step: int, metrics: dict[str, Any]) -> list[Any]:
+    """MLflow metrics of the numeric entries of `metrics`, logged at `step` now."""
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    return [Metric(k, float(v), now, step) for k, v in metrics.items() if isinstance(v, int | float)]
+
+
+def log_metrics(client: "MlflowClient", run_id: str, metrics: dict[str, Any]) -> None:
+    """Log the numeric entries of `metrics` in one batch (MLflow splits it as its limits need)."""
+    client.log_batch(run_id, metrics=metrics_at(0, metrics))
+
+
+class RunTracker:
+    """The MLflow run of one model's training; metrics wait here until the next checkpoint."""
+
+    def __init__(self, client: "MlflowClient", run_id: str) -> None:
+        self.client = client
+        self.run_id = run_id
+        self._pending: list[Any] = []
+
+    @classmethod
+    def start(
+        cls,
+        client: "MlflowClient",
+        experiment: str,
+        run_name: str,
+        params: dict[str, Any],
+        tags: dict[str, str],
+    ) -> "RunTracker":
+        from mlflow.entities import Param
+
+        run = client.create_run(
+            experiment_id(client, experiment), run_name=run_name, tags={**tags, **tag.owner_tags()}
+        )
+        client.log_batch(run.info.run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
+        return cls(client, run.info.run_id)
+
+    @classmethod
+    def resume(cls, client: "MlflowClient", run_id: str) -> "RunTracker":
+        """Continue the run a checkpoint recorded (it may have been left RUNNING by a killed process)."""
+        client.update_run(run_id, status="RUNNING")
+        for key, value in tag.owner_tags().items():
+            client.set_tag(run_id, key, value)
+        return cls(client, run_id)
+
+    def log(self, step: int, metrics: dict[str, float]) -> None:
+        self._pending += metrics_at(step, metrics)
+
+    def flush(self) -> None:
+        """Send the pending metrics to MLflow."""
+        if self._pending:
+            self.client.log_batch(self.run_id, metrics=self._pending)
+            self._pending = []
+
+    def finish(self, summary: dict[str, float], files: list[Path]) -> None:
+        """Flush, then log the summary metrics and the DVC metrics and plots files."""
+        self.flush()
+        log_metrics(self.client, self.run_id, summary)
+        for path in files:
+            # Keep the DVC layout (metrics/train/x.json, plots/val/x.csv): names repeat across folders.
+            folder = path.parent.as_posix() if not path.is_absolute() else path.parent.name
+            self.client.log_artifact(self.run_id, str(path), artifact_path=folder)

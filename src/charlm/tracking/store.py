@@ -1,0 +1,87 @@
+"""The MLflow store every stage logs to, and the lock that guards an embedded one.
+
+Tracking URI: `MLFLOW_TRACKING_URI` when set, else the embedded SQLite database `mlflow.db` at the
+workspace root, as an absolute URI (DVC runs queued experiments in a temporary copy and tells
+stages the real root in `DVC_ROOT`).
+"""
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from charlm.errors import CharlmError
+from charlm.files import file_lock
+from charlm.tracking.tags import EXPERIMENT_KIND, MODEL_TRAINING
+
+if TYPE_CHECKING:  # importing MLflow takes seconds: stages import it only when they track
+    from mlflow import MlflowClient
+
+DB_FILE = "mlflow.db"
+# Fail fast on an unreachable server: MLflow's own defaults retry for minutes.
+HTTP_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+}
+
+
+def workspace_root() -> Path:
+    return Path(os.environ.get("DVC_ROOT") or os.getcwd()).resolve()
+
+
+def tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{workspace_root() / DB_FILE}"
+
+
+def connect(uri: str | None = None) -> "MlflowClient":
+    """An MlflowClient for `uri`, checked to answer; the SQLite schema is created under a lock.
+
+    Two processes creating a new SQLite database at once corrupt it, so the first access (which
+    creates and migrates the schema) happens while holding an exclusive lock beside the file.
+    """
+    for key, value in HTTP_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+    import mlflow
+
+    uri = uri or tracking_uri()
+    try:
+        # Building the client already opens (and on first use migrates) the store.
+        with store_lock(uri):
+            client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+            client.search_experiments(max_results=1)
+    except Exception as err:  # MLflow raises many types here: connection, HTTP, SQL errors
+        raise CharlmError(f"MLflow tracking at {uri} is unreachable or unusable: {first_line(err)}") from None
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return client
+
+
+@contextmanager
+def store_lock(uri: str) -> Iterator[None]:
+    """Serialise work on an embedded SQLite store across processes (schema creation, registry
+    decisions); a tracking server serves its clients itself, so there is nothing to hold for it."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    db = Path(uri.removeprefix("sqlite:///"))
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with file_lock(db.with_name(db.name + ".lock")):
+        yield
+
+
+def first_line(err: BaseException) -> str:
+    text = str(err).strip() or type(err).__name__
+    return text.splitlines()[0][:300]
+
+
+def experiment_id(client: "MlflowClient", name: str) -> str:
+    """The experiment's id, created if needed and marked as model training (MLflow's clients then
+    treat its runs as training runs, not GenAI traces)."""
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        return client.create_experiment(name, tags={EXPERIMENT_KIND: MODEL_TRAINING})
+    if EXPERIMENT_KIND not in experiment.tags:  # created before the tag existed
+        client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND, MODEL_TRAINING)
+    return experiment.experiment_id

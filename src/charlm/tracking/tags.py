@@ -1,0 +1,58 @@
+"""Every tag charlm sets in MLflow, each name declared once, and the tags that join a run to its
+code and DVC stage.
+
+charlm's own tags are `charlm.<name>`; tags about another tool keep that tool's namespace
+(`dvc.stage`, `dvc.exp_name`, `git.commit`, `mlflow.experimentKind`). A split's hash has the same
+name on a training run, an evaluation run and a model version, so they join on it.
+"""
+
+import os
+import socket
+import subprocess
+
+STAGE = "dvc.stage"
+EXP_NAME = "dvc.exp_name"  # the DVC experiment a run belongs to (`dvc exp show` lists the same name)
+GIT_COMMIT = "git.commit"
+EXPERIMENT_KIND, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
+
+MODEL = "charlm.model"  # the `models:` entry a run or version is about
+KIND = "charlm.kind"  # what a run that is not a model's holds ("comparison")
+HOST, PID = "charlm.host", "charlm.pid"  # the process writing a run, to tell a live run from an orphan
+TRAINING_RUN = "charlm.training_run"  # on a run made for a model whose training run is elsewhere
+NOTE = "charlm.note"
+VOCAB_SHA256 = "charlm.vocab_sha256"
+MODEL_SHA256 = "charlm.model_sha256"  # weights, architecture and vocabulary of a registered version
+DECISION = "charlm.decision"  # why registration did or did not move the alias
+
+
+def split_sha256(split: str) -> str:
+    """The hash of an encoded split (`charlm.data.encoded`), e.g. `charlm.val_sha256`."""
+    return f"charlm.{split}_sha256"
+
+
+def split_bpc(split: str) -> str:
+    """A registered version's bits per character on a split, e.g. `charlm.val_bpc`."""
+    return f"charlm.{split}_bpc"
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return out.stdout.strip() if out.returncode == 0 else "unknown"
+
+
+def stage_tags(stage: str, model: str | None = None) -> dict[str, str]:
+    """Tags that join an MLflow run to its code, DVC stage, experiment (when queued) and model."""
+    tags = {STAGE: f"{stage}@{model}" if model else stage, GIT_COMMIT: git_commit()}
+    if os.environ.get("DVC_EXP_NAME"):
+        tags[EXP_NAME] = os.environ["DVC_EXP_NAME"]
+    if model is not None:
+        tags[MODEL] = model
+    return tags
+
+
+def owner_tags() -> dict[str, str]:
+    """Which process is writing a run, so a later start can tell a live run from an orphan."""
+    return {HOST: socket.gethostname(), PID: str(os.getpid())}

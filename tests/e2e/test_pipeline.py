@@ -1,0 +1,149 @@
+"""End to end: the whole real DVC pipeline on a tiny config, with a real MLflow SQLite store.
+
+The promises: `dvc repro` trains, evaluates, compares and registers every model, each better than
+the unigram baseline, and the champion loads from the registry; nothing reruns after; a training
+process killed at any point resumes to bit-identical weights; a second repro is refused while one
+runs, and an orphaned trainer is never raced."""
+
+import csv
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from charlm.evaluation.report import EvalReport
+from charlm.registry.decision import Decision
+from charlm.training.state import read_state
+from tests.helpers import charlm_generate, run, start, wait_for_file, workspace_store
+
+pytestmark = pytest.mark.slow
+
+Workspace = Callable[..., Path]
+
+
+def runs_by_name(ws: Path) -> dict[str, Any]:
+    client = workspace_store(ws)
+    experiment = client.get_experiment_by_name("charlm")
+    return {r.info.run_name: r for r in client.search_runs([experiment.experiment_id])}
+
+
+def test_whole_pipeline_ends_with_a_loadable_champion(tiny_pipeline: Path) -> None:
+    ws = tiny_pipeline
+
+    runs = runs_by_name(ws)
+    assert sorted(runs) == ["comparison", "lstm", "rnn"]
+    del runs["comparison"]
+    for name, mlrun in runs.items():
+        assert mlrun.info.status == "FINISHED"
+        assert mlrun.data.params["model.cell"] == name
+        assert mlrun.data.params["train.max_steps"] == "30"
+        assert mlrun.data.tags["dvc.stage"] == f"train@{name}"
+        assert len(mlrun.data.tags["charlm.vocab_sha256"]) == 64
+        assert mlrun.data.metrics["steps"] == 30
+        report = EvalReport.read(ws / "metrics/eval" / f"{name}.json")
+        client = workspace_store(ws)
+        for split in ("val", "test"):  # the models learnt more than character frequencies
+            assert report.split(split).bpc < report.split(split).baselines["unigram"], (name, split)
+            logged = client.get_metric_history(mlrun.info.run_id, f"{split}_bpc")  # val: training's too
+            assert report.split(split).bpc in [m.value for m in logged if m.step == 0]
+            assert mlrun.data.tags[f"charlm.{split}_sha256"] == report.split(split).sha256
+        assert mlrun.data.tags["charlm.train_sha256"] == report.train_sha256
+        assert (ws / "models" / name / "model.safetensors").is_file()
+        assert report.mlflow_run == "training" and report.mlflow_run_id == mlrun.info.run_id
+        samples = (ws / "samples" / f"{name}.txt").read_text()
+        assert "ROMEO:" in samples and "JULIET:" in samples
+    with open(ws / "plots/curves/val.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert {r["model"] for r in rows} == {"rnn", "lstm"} and {r["step"] for r in rows} == {"10", "20", "30"}
+
+    table = (ws / "metrics/comparison.csv").read_text().splitlines()
+    assert table[0].startswith("model,val_bpc,test_bpc") and len(table) == 3
+    assert (ws / "plots/comparison.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    decision = Decision.read(ws / "metrics/register.json")
+    assert decision.promoted and decision.champion == decision.version == 1
+    client = workspace_store(ws)
+    assert int(client.get_model_version_by_alias("charlm", "champion").version) == 1
+    charlm_generate("models:/charlm@champion", ws, 30, tracking_uri=f"sqlite:///{ws / 'mlflow.db'}")
+
+    shown = run(["dvc", "metrics", "show", "--json"], ws).stdout
+    assert "best_val_bpc" in shown and "test_bpc" in shown
+    plots = run(["dvc", "plots", "show", "--json"], ws).stdout
+    assert '"errors"' not in plots
+    assert "up to date" in run(["dvc", "status"], ws).stdout
+    assert "Running stage" not in run(["dvc", "repro"], ws).stdout
+
+
+def _trainer_process(parent: psutil.Process) -> psutil.Process | None:
+    """The Python process running the train stage (not the shell DVC starts it through)."""
+    for child in parent.children(recursive=True):
+        try:
+            if child.name().startswith("python") and "stages/train.py" in child.cmdline():
+                return child
+        except psutil.NoSuchProcess:
+            continue
+    return None
+
+
+def test_sigkill_mid_training_then_repro_resumes_bit_exact(lstm_workspace: Workspace) -> None:
+    settings = {"max_steps": 100, "checkpoint_interval": 10, "eval_interval": 50}
+    reference = lstm_workspace("reference", **settings)
+    run(["dvc", "repro", "train@lstm"], reference)
+
+    ws = lstm_workspace("killed", **settings)
+    proc = start(["dvc", "repro", "train@lstm"], ws)
+    state = ws / "checkpoints/lstm/state.safetensors"
+    wait_for_file(state, proc)
+    trainer = _trainer_process(psutil.Process(proc.pid))
+    assert trainer is not None, "the training process ended before it could be killed"
+    trainer.send_signal(signal.SIGKILL)
+    assert proc.wait(timeout=60) != 0
+    killed_at = read_state(state).progress.step  # type: ignore[union-attr]
+    assert 0 < killed_at < 100
+
+    resumed = run(["dvc", "repro", "train@lstm"], ws)
+    assert f"resuming lstm from step {killed_at}" in resumed.stderr
+    a = load_file(reference / "models/lstm/model.safetensors")
+    b = load_file(ws / "models/lstm/model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert runs_by_name(ws)["lstm"].info.status == "FINISHED"
+
+
+def test_second_concurrent_repro_is_refused_by_dvc(lstm_workspace: Workspace) -> None:
+    ws = lstm_workspace(max_steps=400, eval_interval=200)
+    first = start(["dvc", "repro", "train@lstm"], ws)
+    deadline = time.monotonic() + 60
+    while _trainer_process(psutil.Process(first.pid)) is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    second = run(["dvc", "repro", "train@lstm"], ws, check=False)
+    assert second.returncode != 0 and "lock" in second.stderr.lower()
+    assert first.wait(timeout=120) == 0
+    assert "up to date" in run(["dvc", "status", "--with-deps", "train@lstm"], ws).stdout
+
+
+def test_sigkill_of_dvc_leaves_an_orphan_trainer_that_a_new_repro_will_not_race(
+    lstm_workspace: Workspace,
+) -> None:
+    ws = lstm_workspace(max_steps=5000, checkpoint_interval=20, eval_interval=1000)
+    dvc = start(["dvc", "repro", "train@lstm"], ws)
+    wait_for_file(ws / "checkpoints/lstm/state.safetensors", dvc)
+    orphan = _trainer_process(psutil.Process(dvc.pid))
+    assert orphan is not None, "training ended before dvc could be killed"
+    dvc.send_signal(signal.SIGKILL)
+    dvc.wait(timeout=30)
+    try:
+        assert orphan.is_running()
+        second = run(["dvc", "repro", "train@lstm"], ws, check=False)
+        assert second.returncode != 0
+        assert f"checkpoints/lstm is in use by training process {orphan.pid}" in second.stderr
+        assert orphan.is_running(), "the refused repro must leave the live trainer alone"
+    finally:
+        orphan.kill()
+        orphan.wait(timeout=30)
+    # The orphan's last checkpoint is intact, for the next repro to resume from.
+    assert read_state(ws / "checkpoints/lstm/state.safetensors").progress.step > 0  # type: ignore[union-attr]

@@ -1,0 +1,56 @@
+"""End to end: the real DVC pipeline's data stages (fetch, prepare, vocab) in a fresh repository."""
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from charlm.data.vocab import Vocabulary
+from tests.helpers import run, tiny_overrides
+
+pytestmark = pytest.mark.slow
+
+Workspace = Callable[[dict[str, Any]], Path]
+
+
+def test_data_stages_reproduce_then_stay_up_to_date(workspace: Workspace, tiny_corpus: Path) -> None:
+    ws = workspace(tiny_overrides(tiny_corpus))
+    run(["dvc", "repro", "vocab"], ws)
+
+    text = tiny_corpus.read_text()
+    prepared = {name: (ws / "data/prepared" / f"{name}.txt").read_text() for name in ("train", "val", "test")}
+    assert prepared["train"] + prepared["val"] + prepared["test"] == text
+    vocab = Vocabulary.load(ws / "data/vocab.json")
+    assert set(vocab.itos[1:]) == set(prepared["train"])
+    ids = np.load(ws / "data/encoded/val.npy")
+    assert ids.dtype == np.uint8
+    assert ids.tolist() == vocab.encode(prepared["val"]).tolist()
+    metrics = json.loads((ws / "metrics/prepare.json").read_text())
+    assert metrics["val"]["chars"] == len(prepared["val"])
+    assert json.loads((ws / "metrics/vocab.json").read_text())["vocab_size"] == len(vocab)
+
+    assert "up to date" in run(["dvc", "status", "--with-deps", "vocab"], ws).stdout
+    again = run(["dvc", "repro", "vocab"], ws)
+    assert "Running stage" not in again.stdout
+
+
+def test_bad_corpus_fails_cleanly_without_partial_outputs(workspace: Workspace, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"To be or not" * 100 + b"\xc3\x28" + b"\n")
+    ws = workspace(tiny_overrides(bad))
+    proc = run(["dvc", "repro", "vocab"], ws, check=False)
+    assert proc.returncode != 0
+    assert "bad.txt: not valid UTF-8 at byte offset 1200" in proc.stderr + proc.stdout
+    assert not (ws / "data/prepared").exists()
+    assert not (ws / "metrics/prepare.json").exists()
+
+
+def test_bad_params_fail_before_any_work(workspace: Workspace, tiny_corpus: Path) -> None:
+    ws = workspace({**tiny_overrides(tiny_corpus), "vocab": {"min_cuont": 2}})
+    proc = run(["dvc", "repro", "vocab"], ws, check=False)
+    assert proc.returncode != 0
+    assert "vocab.min_cuont: unknown key (did you mean 'min_count'?)" in proc.stderr + proc.stdout
+    assert not (ws / "data/raw").exists()

@@ -1,0 +1,272 @@
+"""What tests share besides fixtures: running commands as a user would, test workspaces, servers on
+loopback, and small models to generate from.
+
+Tests start from the configuration users run and override a few sizes, so they exercise it.
+"""
+
+import copy
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    merged = copy.deepcopy(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def tiny_overrides(corpus: Path) -> dict[str, Any]:
+    """Overrides that make the real pipeline run in seconds on a local corpus file."""
+    return {
+        "fetch": {"source": "local", "path": str(corpus), "sha256": None},
+        "prepare": {"include": ["*.txt"]},
+        "model": {"embedding_size": 16, "hidden_size": 32},
+        "train": {
+            "seq_len": 32,
+            "batch_size": 8,
+            "max_steps": 30,
+            "warmup_steps": 5,
+            "eval_interval": 10,
+            "checkpoint_interval": 10,
+        },
+    }
+
+
+def run(cmd: list[str], cwd: Path, check: bool = True, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    """Run a command with the project's environment first on PATH, capturing text output."""
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", **kwargs.pop("env", {})}
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, **kwargs)
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"{cmd} exited {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+        )
+    return proc
+
+
+def git_commit(ws: Path, message: str) -> None:
+    """Commit everything in a test workspace (with a throwaway identity)."""
+    run(["git", "add", "-A"], ws)
+    identity = ["-c", "user.name=charlm tests", "-c", "user.email=tests@charlm.invalid"]
+    run(["git", *identity, "commit", "-qm", message], ws)
+
+
+def charlm_generate(model: str, cwd: Path, length: int, tracking_uri: str | None = None) -> str:
+    """`charlm generate` from a model directory or a registry URI, with unpickling forbidden."""
+    env = {"MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false"}
+    if tracking_uri:
+        env["MLFLOW_TRACKING_URI"] = tracking_uri
+    cmd = [
+        "charlm",
+        "generate",
+        "--model",
+        model,
+        "--prompt",
+        "ROMEO:",
+        "--length",
+        str(length),
+        "--seed",
+        "1",
+    ]
+    text = run(cmd, cwd, env=env).stdout
+    assert text.startswith("ROMEO:") and len(text.rstrip("\n")) == len("ROMEO:") + length, text
+    return text
+
+
+def start(cmd: list[str], cwd: Path) -> subprocess.Popen[bytes]:
+    """Start a command in the background with the project's environment, discarding its output."""
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def wait_for_file(path: Path, proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
+    """Wait until `path` exists (say, a first checkpoint) while `proc` still runs."""
+    deadline = time.monotonic() + timeout
+    while not path.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+
+
+def free_port() -> int:
+    """A loopback port that nothing listens on (free when asked; tests use it at once)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def background_server(cmd: list[str], cwd: Path, ready_url: str, timeout: float = 120) -> Iterator[None]:
+    """Run a server in its own process group until `ready_url` answers; stop the group after."""
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    server = subprocess.Popen(
+        cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(ready_url, timeout=2):
+                    break
+            except OSError:
+                assert server.poll() is None, f"{cmd[:3]} exited with {server.returncode}"
+                assert time.monotonic() < deadline, f"{ready_url} did not answer within {timeout} s"
+                time.sleep(0.5)
+        yield
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+def http_json(url: str, payload: dict[str, Any] | None = None) -> tuple[int, Any]:
+    """GET `url` (or POST `payload` as JSON): the status and the decoded JSON body."""
+    data = json.dumps(payload).encode() if payload is not None else None
+    request = urllib.request.Request(url, data, {"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read() or b"{}")
+
+
+def make_workspace(root: Path, overrides: dict[str, Any]) -> Path:
+    """Make a git + DVC repository at `root` holding the pipeline (dvc.yaml, stages, library) and
+    the repository's params with `overrides`; `models` in them replaces the whole section."""
+    root.mkdir(parents=True)
+    shutil.copy(REPO / "dvc.yaml", root)
+    shutil.copytree(REPO / "stages", root / "stages", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO / "src", root / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    params = deep_merge(yaml.safe_load((REPO / "params.yaml").read_text()), overrides)
+    if "models" in overrides:
+        params["models"] = overrides["models"]
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (root / ".gitignore").write_text("/mlflow.db\n/mlflow.db.lock\n")
+    run(["git", "init", "-q"], root)
+    run(["dvc", "init", "-q"], root)
+    run(["dvc", "config", "core.analytics", "false"], root)
+    shutil.copytree(REPO / ".dvc" / "plots", root / ".dvc" / "plots", dirs_exist_ok=True)
+    return root
+
+
+@contextmanager
+def tracking_env_kept() -> Iterator[None]:
+    """mlflow.set_tracking_uri() exports MLFLOW_TRACKING_URI; restore the variables afterwards."""
+    keys = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+    saved = {key: os.environ.get(key) for key in keys}
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def workspace_store(ws: Path) -> Any:
+    """A client on a workspace's own mlflow.db, for runs and registry alike (MLflow's process-wide
+    registry URI, set by earlier tests, must not apply)."""
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{ws / 'mlflow.db'}"
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+# -- small models ------------------------------------------------------------------------------
+SMALL_TEXT = "abcdefgh \n"  # the training text of the small models: a vocabulary of 11 with <unk>
+SHA_A, SHA_B, SHA_C = "a" * 64, "b" * 64, "c" * 64
+
+
+def small_vocab() -> Any:
+    from charlm.data.vocab import Vocabulary
+
+    return Vocabulary.build(SMALL_TEXT)
+
+
+def tiny_model(cell: str, num_layers: int = 2, hidden_size: int = 16) -> Any:
+    """A seeded, untrained CharLM over `small_vocab()`."""
+    import torch
+
+    from charlm.model.network import CharLM
+    from charlm.params import ModelConfig
+
+    torch.manual_seed(0)
+    config = ModelConfig(cell=cell, embedding_size=8, hidden_size=hidden_size, num_layers=num_layers)
+    return CharLM(config, len(small_vocab())).eval()
+
+
+def eval_report(
+    val_bpc: float, test_bpc: float = 2.0, val_sha256: str = SHA_A, num_params: int = 1000
+) -> Any:
+    """An evaluation report with the given figures (the rest fixed)."""
+    from charlm.evaluation.report import EvalReport
+
+    def split(bpc: float, sha256: str, baselines: dict[str, float]) -> dict[str, Any]:
+        figures = {"loss_nats": bpc * 0.693, "bpc": bpc, "perplexity": 4.0, "accuracy": 0.5, "oov_rate": 0.0}
+        return figures | {"chars": 1000, "sha256": sha256, "baselines": baselines}
+
+    return EvalReport(
+        train_sha256=SHA_C,
+        val=split(val_bpc, val_sha256, {"unigram": 3.5, "bigram": 3.1}),
+        test=split(test_bpc, SHA_B, {"unigram": 3.6, "bigram": 3.2}),
+        num_params=num_params,
+    )
+
+
+def saved_candidate(
+    root: Path, seed: int, val_bpc: float, val_sha256: str = SHA_A, test_bpc: float = 2.0
+) -> Any:
+    """A model directory of distinct (seeded) weights under `root`, as a registry candidate."""
+    import torch
+
+    from charlm.model.directory import save_model_dir
+    from charlm.model.network import CharLM
+    from charlm.params import ModelConfig
+    from charlm.registry.candidate import Candidate
+
+    torch.manual_seed(seed)
+    vocab = small_vocab()
+    model = CharLM(ModelConfig(cell="gru", embedding_size=8, hidden_size=8, num_layers=1), len(vocab))
+    directory = root / f"model{seed}"
+    save_model_dir(directory, model, vocab, f"m{seed}")
+    report = eval_report(val_bpc, test_bpc, val_sha256, num_params=model.num_parameters())
+    return Candidate(f"m{seed}", directory, report)
+
+
+SAMPLE_TEXT = "a bad cafe\nhead"
+
+
+def register_candidate(client: Any, candidate: Any, on_new_val_data: str = "keep") -> Any:
+    """Register `candidate` in `client`'s registry as the register stage does, with a sample, sampling
+    defaults and a request limit that are not the defaults."""
+    from charlm.generation.samples import Sample
+    from charlm.params import FetchConfig, RegisterConfig, SamplingOptions, ServeConfig
+    from charlm.registry.register import register
+    from charlm.serving.interface import ServedSettings
+
+    served = ServedSettings(
+        sampling=SamplingOptions(length=20, temperature=0.6, top_k=4),
+        limits=ServeConfig(max_request_chars=100),
+    )
+    cfg = RegisterConfig(on_new_val_data=on_new_val_data)
+    fetch = FetchConfig(source="local", path="corpus/*.txt")
+    sample = Sample(prompt="ab", seed=5, temperature=0.6, text=SAMPLE_TEXT)
+    return register(client, candidate, cfg, served, fetch, sample, "test", {})

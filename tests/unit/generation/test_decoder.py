@@ -1,0 +1,143 @@
+"""decoder and sampling: filtering and sampling are exact per row, seeds reproduce alone or in any
+batch, the carried state equals re-feeding the prefix."""
+
+from collections import Counter
+
+import pytest
+import torch
+
+from charlm.data.vocab import UNK_ID
+from charlm.errors import ParamsError
+from charlm.generation.decoder import STEPPED_PROMPT_CHARS, Decoder, SamplingError, generate, request
+from charlm.generation.sampling import sample_next
+from charlm.model.network import CharLM
+from charlm.params import SamplingOptions
+from tests.helpers import small_vocab, tiny_model
+
+VOCAB = small_vocab()
+
+
+@pytest.fixture(scope="module")
+def model() -> CharLM:
+    return tiny_model("gru")
+
+
+def frequencies(
+    logits: list[float], temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None
+) -> dict[int, float]:
+    """How often each id is drawn for evenly spaced uniforms: the sampled distribution, exactly."""
+    n, vocab = 10_000, len(logits)
+
+    def column(value: float) -> torch.Tensor:
+        return torch.full((n, 1), value)
+
+    ids = sample_next(
+        torch.tensor(logits).expand(n, vocab),
+        column(temperature),
+        column(vocab if top_k is None else top_k),
+        column(2.0 if top_p is None else top_p),
+        (torch.arange(n) + 0.5) / n,
+    )
+    return {i: count / n for i, count in sorted(Counter(ids.tolist()).items())}
+
+
+def test_top_k_keeps_the_k_largest_with_their_renormalised_probabilities() -> None:
+    freq = frequencies([9.0, 1.0, 5.0, 3.0, 4.0, 2.0], top_k=2)  # id 0 is <unk>: never drawn
+    expected = torch.softmax(torch.tensor([5.0, 4.0]), -1).tolist()
+    assert list(freq) == [2, 4] and freq[2] == pytest.approx(expected[0], abs=1e-3)
+
+
+def test_top_p_keeps_the_smallest_nucleus() -> None:
+    logits = [0.0, *torch.tensor([0.5, 0.3, 0.15, 0.05]).log().tolist()]
+    assert list(frequencies(logits, top_p=0.5)) == [1]
+    assert list(frequencies(logits, top_p=0.8)) == [1, 2]
+    assert list(frequencies(logits, top_p=0.81)) == [1, 2, 3]
+    full = frequencies(logits, top_p=1.0)
+    assert full == frequencies(logits) and full[4] == pytest.approx(0.05, abs=1e-3)
+
+
+def test_temperature_scales_the_logits() -> None:
+    logits = [0.0, 2.0, 1.0, 0.0]
+    freq = frequencies(logits, temperature=0.5)
+    expected = torch.softmax(torch.tensor(logits[1:]) / 0.5, -1).tolist()
+    assert [freq[i] for i in (1, 2, 3)] == pytest.approx(expected, abs=1e-3) and UNK_ID not in freq
+
+
+def test_each_row_samples_with_its_own_settings() -> None:
+    logits = torch.tensor([[0.0, 3.0, 2.0, 1.0]] * 3)
+    u = torch.tensor([0.99, 0.99, 0.99])
+    ids = sample_next(
+        logits,
+        torch.tensor([[1.0], [1.0], [100.0]]),
+        torch.tensor([[1], [4], [4]]),
+        torch.tensor([[2.0], [2.0], [2.0]]),
+        u,
+    )
+    assert ids.tolist() == [1, 3, 3]  # greedy; the tail; near-uniform at a high temperature
+
+
+def test_same_seed_same_text_and_unk_never_sampled(model: CharLM) -> None:
+    options = SamplingOptions(length=200, temperature=1.5, seed=7)
+    first = "".join(generate(model, VOCAB, "abc", options))
+    assert first == "".join(generate(model, VOCAB, "abc", options))
+    assert len(first) == 200 and "\ufffd" not in first and set(first) <= set(VOCAB.itos[1:])
+    assert first != "".join(
+        generate(model, VOCAB, "abc", SamplingOptions(length=200, temperature=1.5, seed=8))
+    )
+
+
+def test_a_seeded_row_gives_the_same_text_alone_or_batched(model: CharLM) -> None:
+    options = SamplingOptions(length=150, temperature=1.2, top_k=6, seed=11)
+    alone = "".join(generate(model, VOCAB, "abc", options))
+    decoder = Decoder(model, VOCAB)
+    for n, prompt in enumerate(["h", "gg\nab", "a" * 40]):  # other prompts, lengths and options
+        decoder.add(request(VOCAB, prompt, SamplingOptions(length=40 + 100 * n, top_p=0.9, seed=n)))
+    for _ in range(7):  # it joins a batch that is already running...
+        decoder.step()
+    row = decoder.add(request(VOCAB, "abc", options))
+    decoder.add(request(VOCAB, "b", SamplingOptions(length=300)))  # ...and outlives some rows
+    while not row.done:
+        decoder.step()
+    assert "".join(row.chars) == alone and len(decoder.rows) == 2
+
+
+LONG_PROMPT = "abc\nd" * 10  # its head is fed in one pass of the module, the rest by steps
+
+
+@pytest.mark.parametrize("prompt", ["ab", LONG_PROMPT], ids=["stepped", "long"])
+def test_carried_state_matches_refeeding_the_whole_prefix(model: CharLM, prompt: str) -> None:
+    assert len(LONG_PROMPT) > STEPPED_PROMPT_CHARS
+    text = "".join(generate(model, VOCAB, prompt, SamplingOptions(length=30, top_k=1, seed=0)))
+    prefix = prompt
+    with torch.no_grad():
+        for expected in text:  # greedy decoding from scratch each time: O(n^2), the reference
+            logits, _ = model(torch.from_numpy(VOCAB.encode(prefix).astype("int64")).view(1, -1))
+            logits[0, -1, 0] = float("-inf")
+            assert VOCAB.itos[int(logits[0, -1].argmax())] == expected
+            prefix += expected
+
+
+def test_prompt_errors(model: CharLM) -> None:
+    with pytest.raises(SamplingError, match=r"not in the model's vocabulary: \['z', 'Q'\]"):
+        list(generate(model, VOCAB, "azQ", SamplingOptions(length=5)))
+    assert len("".join(generate(model, VOCAB, "azQ", SamplingOptions(length=5, unknown="unk")))) == 5
+    with pytest.raises(SamplingError, match="prompt is empty"):
+        list(generate(model, VOCAB, "", SamplingOptions(length=5)))
+    with pytest.raises(SamplingError, match=r"top_k: must be in 1\.\.11"):
+        list(generate(model, VOCAB, "a", SamplingOptions(length=5, top_k=12)))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"temperature": 0}, "temperature: must be > 0"),
+        ({"temperature": -1}, "temperature: must be > 0"),
+        ({"length": 0}, "length: must be > 0"),
+        ({"top_k": 0}, "top_k: must be >= 1"),
+        ({"top_p": 0}, "top_p: must be > 0, got 0"),
+        ({"top_p": 1.5}, "top_p: must be <= 1, got 1.5"),
+    ],
+)
+def test_out_of_range_options(kwargs: dict[str, float], message: str) -> None:
+    with pytest.raises(ParamsError, match=message):
+        SamplingOptions.parse(kwargs)

@@ -1,0 +1,98 @@
+"""directory: a model directory round-trips; a foreign vocabulary, damaged weights or a bad config
+are refused by name."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from charlm.data.vocab import Vocabulary
+from charlm.errors import DataError
+from charlm.model.directory import (
+    CONFIG_FILE,
+    MODEL_FILE,
+    VOCAB_FILE,
+    load_model_dir,
+    model_sha256,
+    save_model_dir,
+)
+from charlm.model.network import CharLM
+from charlm.params import ModelConfig
+
+VOCAB = Vocabulary.build("hello world\n")
+
+
+def _model(**overrides: object) -> CharLM:
+    config = ModelConfig(**{"embedding_size": 8, "hidden_size": 8, "num_layers": 1, **overrides})  # type: ignore[arg-type]
+    return CharLM(config, len(VOCAB))
+
+
+@pytest.mark.parametrize("tie", [False, True])
+def test_model_dir_round_trip(tmp_path: Path, tie: bool) -> None:
+    model = _model(tie_weights=tie)
+    save_model_dir(tmp_path / "m", model, VOCAB, "m", step=7, val_bpc=2.5, mlflow_run_id="abc")
+    loaded = load_model_dir(tmp_path / "m", vocab=VOCAB)
+    assert (loaded.info.step, loaded.info.val_bpc, loaded.info.mlflow_run_id) == (7, 2.5, "abc")
+    assert loaded.info.model == model.config and loaded.vocab == VOCAB
+    idx = torch.tensor([[1, 2, 3]])
+    model.eval()
+    torch.testing.assert_close(loaded.model(idx)[0], model(idx)[0], rtol=0, atol=0)
+    if tie:
+        assert loaded.model.head.weight is loaded.model.embedding.weight  # type: ignore[union-attr]
+
+
+def test_model_hash_follows_the_weights_not_the_metrics(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = _model()
+    save_model_dir(tmp_path / "a", model, VOCAB, "a", step=1)
+    save_model_dir(tmp_path / "b", model, VOCAB, "b", step=2, val_bpc=1.0)
+    assert model_sha256(tmp_path / "a") == model_sha256(tmp_path / "b")
+    save_model_dir(tmp_path / "c", _model(), VOCAB, "a", step=1)
+    assert model_sha256(tmp_path / "c") != model_sha256(tmp_path / "a")
+
+
+def test_foreign_vocabulary_is_refused(tmp_path: Path) -> None:
+    save_model_dir(tmp_path / "m", _model(), VOCAB, "m")
+    with pytest.raises(DataError, match="does not match the model's"):
+        load_model_dir(tmp_path / "m", vocab=Vocabulary.build("other text"))
+    Vocabulary.build("hello there\n").save(tmp_path / "m" / VOCAB_FILE)  # swapped file, valid on its own
+    with pytest.raises(DataError, match=r"vocab\.json: vocabulary hash .* does not match the model's"):
+        load_model_dir(tmp_path / "m")
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda p: p.write_bytes(p.read_bytes()[:100]), "not a readable safetensors file"),
+        (lambda p: p.write_bytes(b""), "not a readable safetensors file"),
+        (lambda p: p.write_bytes(b"\x80\x04K\x01."), "not a readable safetensors file"),  # a pickle
+        (lambda p: p.unlink(), "no such file"),
+    ],
+)
+def test_damaged_weights_are_named(tmp_path: Path, damage, message: str) -> None:  # type: ignore[no-untyped-def]
+    save_model_dir(tmp_path / "m", _model(), VOCAB, "m")
+    damage(tmp_path / "m" / MODEL_FILE)
+    with pytest.raises(DataError, match=rf"{MODEL_FILE}: {message}"):
+        load_model_dir(tmp_path / "m")
+
+
+def test_bad_config_is_named(tmp_path: Path) -> None:
+    save_model_dir(tmp_path / "m", _model(), VOCAB, "m")
+    config_path = tmp_path / "m" / CONFIG_FILE
+    config = json.loads(config_path.read_text())
+    config["model"]["hidden_size"] = 9
+    config_path.write_text(json.dumps(config))
+    with pytest.raises(DataError, match=r"weights do not fit the model: .*size mismatch"):
+        load_model_dir(tmp_path / "m")
+    config["model"]["hiden_size"] = config["model"].pop("hidden_size")
+    config_path.write_text(json.dumps(config))
+    with pytest.raises(
+        DataError, match=r"config\.json: not a valid ModelInfo: model\.hiden_size: unknown key"
+    ):
+        load_model_dir(tmp_path / "m")
+    config_path.write_text("{")
+    with pytest.raises(DataError, match=r"config\.json: cannot read ModelInfo"):
+        load_model_dir(tmp_path / "m")
+    with pytest.raises(DataError, match=r"is .* a charlm model"):
+        load_model_dir(tmp_path / "nowhere")

@@ -1,0 +1,51 @@
+"""CharLM: shapes and hidden state for every cell, both input encodings, weight tying."""
+
+import pytest
+import torch
+
+from charlm.model.network import CharLM, detach_hidden
+from charlm.params import ModelConfig
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("input_kind", ["embedding", "onehot"])
+def test_forward_shapes_and_hidden(cell: str, input_kind: str) -> None:
+    config = ModelConfig(cell=cell, embedding_size=8, hidden_size=16, num_layers=2, input=input_kind)
+    model = CharLM(config, 11)
+    idx = torch.randint(0, 11, (3, 5))
+    logits, hidden = model(idx)
+    assert logits.shape == (3, 5, 11)
+    states = hidden if isinstance(hidden, tuple) else (hidden,)
+    assert len(states) == (2 if cell == "lstm" else 1)
+    assert all(s.shape == (2, 3, 16) for s in states)
+
+    # Carrying the state across two chunks equals one pass over the concatenation.
+    model.eval()
+    full, _ = model(idx)
+    first, h = model(idx[:, :2])
+    second, _ = model(idx[:, 2:], detach_hidden(h))
+    torch.testing.assert_close(torch.cat([first, second], 1), full)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize(("input_kind", "num_layers"), [("embedding", 2), ("onehot", 1)])
+def test_step_equals_forward_one_character_at_a_time(cell: str, input_kind: str, num_layers: int) -> None:
+    config = ModelConfig(cell=cell, embedding_size=8, hidden_size=16, num_layers=num_layers, input=input_kind)
+    model = CharLM(config, 11).eval()
+    idx = torch.randint(0, 11, (3, 6))
+    with torch.no_grad():
+        full, full_hidden = model(idx)
+        logits, hidden = model(idx[:, :1])
+        steps = [logits[:, 0]]
+        for t in range(1, 6):
+            logits, hidden = model.step(idx[:, t], hidden)  # (B, V)
+            steps.append(logits)
+    torch.testing.assert_close(torch.stack(steps, 1), full)
+    torch.testing.assert_close(hidden, full_hidden)
+
+
+def test_tied_weights_share_one_tensor() -> None:
+    model = CharLM(ModelConfig(embedding_size=16, hidden_size=16, tie_weights=True), 7)
+    assert model.head.weight is model.embedding.weight  # type: ignore[union-attr]
+    untied = CharLM(ModelConfig(embedding_size=16, hidden_size=16), 7)
+    assert model.num_parameters() == untied.num_parameters() - 7 * 16

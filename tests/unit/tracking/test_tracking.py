@@ -1,0 +1,108 @@
+"""tracking: URI resolution, one-time store creation, fail-fast on a dead server, how runs end."""
+
+import contextlib
+import os
+from pathlib import Path
+
+import pytest
+
+from charlm.errors import CharlmError, TrainingInterrupted
+from charlm.tracking.runs import RunTracker, end_orphaned_runs, ending, model_run, stage_run
+from charlm.tracking.store import HTTP_DEFAULTS, connect, experiment_id, tracking_uri
+from charlm.tracking.tags import owner_tags
+from tests.helpers import free_port
+
+
+def test_default_uri_is_absolute_and_honours_dvc_root(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("DVC_ROOT", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert tracking_uri() == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
+    monkeypatch.setenv("DVC_ROOT", "/srv/project")  # a queued experiment's temp copy knows its root
+    assert tracking_uri() == "sqlite:////srv/project/mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.internal:5000")
+    assert tracking_uri() == "http://mlflow.internal:5000"
+
+
+def test_unreachable_server_fails_fast_naming_the_uri(monkeypatch: pytest.MonkeyPatch) -> None:
+    port = free_port()
+    for key in (
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES",
+        "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR",
+        "MLFLOW_HTTP_REQUEST_TIMEOUT",
+    ):
+        monkeypatch.delenv(key, raising=False)  # the project's fail-fast defaults apply
+    uri = f"http://127.0.0.1:{port}"
+    with pytest.raises(CharlmError, match=rf"MLflow tracking at {uri} is unreachable"):
+        connect(uri)
+    assert {key: os.environ[key] for key in HTTP_DEFAULTS} == HTTP_DEFAULTS  # bounded retries and timeout
+
+
+def test_tracker_sends_metrics_at_flush_and_logs_files(tmp_path: Path, mlflow_client) -> None:  # type: ignore[no-untyped-def]
+    tracker = RunTracker.start(mlflow_client, "exp", "m", {"a.b": 1}, {"k": "v"})
+    tracker.log(1, {"loss": 2.5})
+    assert mlflow_client.get_metric_history(tracker.run_id, "loss") == []  # waits for the checkpoint
+    tracker.flush()
+    tracker.log(2, {"loss": 2.0, "bpc": 3.0})
+    (tmp_path / "metrics.json").write_text("{}")
+    with ending(mlflow_client, tracker.run_id):
+        tracker.finish({"best": 1.5}, [tmp_path / "metrics.json"])
+    run = mlflow_client.get_run(tracker.run_id)
+    assert run.info.status == "FINISHED" and run.data.metrics == {"loss": 2.0, "bpc": 3.0, "best": 1.5}
+    assert [m.step for m in mlflow_client.get_metric_history(tracker.run_id, "loss")] == [1, 2]
+    assert run.data.params == {"a.b": "1"} and run.data.tags["k"] == "v"
+    assert [a.path for a in mlflow_client.list_artifacts(tracker.run_id, tmp_path.name)] == [
+        f"{tmp_path.name}/metrics.json"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        (None, "FINISHED"),
+        (TrainingInterrupted(15), "KILLED"),
+        (KeyboardInterrupt(), "KILLED"),
+        (OSError(), "FAILED"),
+    ],
+)
+def test_a_run_ends_as_its_block_does(mlflow_client, error: BaseException | None, status: str) -> None:  # type: ignore[no-untyped-def]
+    run_id = mlflow_client.create_run(experiment_id(mlflow_client, "exp")).info.run_id
+    with contextlib.suppress(type(error) if error else ()), ending(mlflow_client, run_id):
+        if error:
+            raise error
+    assert mlflow_client.get_run(run_id).info.status == status
+    made = []
+    with (
+        contextlib.suppress(type(error) if error else ()),
+        stage_run(mlflow_client, "exp", "s", {}) as run_id,
+    ):
+        made.append(run_id)
+        if error:
+            raise error
+    assert mlflow_client.get_run(made[0]).info.status == status
+
+
+def test_model_run_reuses_the_training_run_or_makes_one(mlflow_client) -> None:  # type: ignore[no-untyped-def]
+    training = mlflow_client.create_run(experiment_id(mlflow_client, "exp")).info.run_id
+    with model_run(mlflow_client, training, "exp", "m (evaluation)", {}) as (run_id, created):
+        assert (run_id, created) == (training, False)
+    assert mlflow_client.get_run(training).info.status == "RUNNING"  # not this stage's to end
+    with model_run(mlflow_client, "gone", "exp", "m (evaluation)", {"k": "v"}) as (run_id, created):
+        assert created and run_id != "gone"
+    made = mlflow_client.get_run(run_id)
+    assert made.info.status == "FINISHED" and made.data.tags["charlm.training_run"] == "gone"
+
+
+def test_orphaned_running_runs_are_marked_killed(mlflow_client) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    exp = experiment_id(mlflow_client, "exp")
+    orphan = mlflow_client.create_run(exp, tags={**owner_tags(), "charlm.pid": str(dead.pid)}).info.run_id
+    alive = mlflow_client.create_run(exp, tags=owner_tags()).info.run_id  # this very process
+    assert end_orphaned_runs(mlflow_client, "exp") == [orphan]
+    assert mlflow_client.get_run(orphan).info.status == "KILLED"
+    assert mlflow_client.get_run(alive).info.status == "RUNNING"

@@ -1,0 +1,223 @@
+"""trainer: schedule, batching, learning, NaN handling and bit-exact resume (in process)."""
+
+import itertools
+import json
+import math
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from charlm.data.streams import Batches
+from charlm.errors import TrainingInterrupted
+from charlm.generation.decoder import generate
+from charlm.model.directory import load_model_dir
+from charlm.model.network import CharLM
+from charlm.params import ModelConfig, ModelRun, SamplingOptions, TrainConfig
+from charlm.training.outputs import TrainOutputs, TrainSummary
+from charlm.training.recipe import lr_at, make_optimizer
+from charlm.training.run import run_training
+from charlm.training.state import STATE_FILE, read_state
+from charlm.training.trainer import TrainData, Trainer, TrainingDiverged
+
+TINY_MODEL = ModelConfig(cell="lstm", embedding_size=16, hidden_size=32, num_layers=2, dropout=0.1)
+TINY_TRAIN = TrainConfig(
+    batch_size=8,
+    seq_len=32,
+    learning_rate=1e-2,
+    warmup_steps=5,
+    max_steps=40,
+    eval_interval=10,
+    checkpoint_interval=10,
+    device="cpu",
+)
+
+
+def tiny_run(name: str = "lstm", **train: Any) -> ModelRun:
+    return ModelRun(name=name, **TINY_MODEL.model_dump(), **TINY_TRAIN.model_dump() | train)
+
+
+def outputs(root: Path, name: str = "lstm") -> TrainOutputs:
+    return TrainOutputs(
+        model_dir=root / "models" / name,
+        checkpoint_dir=root / "checkpoints" / name,
+        metrics=root / "metrics" / f"{name}.json",
+        train_curve=root / "plots" / "train" / f"{name}.csv",
+        val_curve=root / "plots" / "val" / f"{name}.csv",
+    )
+
+
+def train(root: Path, data: TrainData, client: Any, run: ModelRun) -> TrainSummary:
+    return run_training(run, 0, data, outputs(root, run.name), client, "test", {"x": 1}, {"t": "1"})
+
+
+def test_lr_schedule_warms_up_then_decays_to_floor() -> None:
+    cfg = TrainConfig(learning_rate=1.0, warmup_steps=10, max_steps=110, min_lr_ratio=0.1)
+    assert lr_at(0, cfg) == pytest.approx(0.1)
+    assert lr_at(9, cfg) == pytest.approx(1.0)
+    assert lr_at(60, cfg) == pytest.approx(0.55)
+    assert lr_at(110, cfg) == pytest.approx(0.1)
+    lrs = [lr_at(s, cfg) for s in range(10, 110)]
+    assert all(a >= b for a, b in itertools.pairwise(lrs))
+
+
+def test_optimizer_takes_its_settings_from_the_train_section() -> None:
+    cfg = TrainConfig(learning_rate=0.5, weight_decay=0.2, beta1=0.8, beta2=0.95)
+    optimizer = make_optimizer(CharLM(TINY_MODEL, 10), cfg)
+    decay, no_decay = optimizer.param_groups
+    assert decay["weight_decay"] == 0.2 and no_decay["weight_decay"] == 0.0  # biases are not decayed
+    assert all(p.dim() >= 2 for p in decay["params"]) and all(p.dim() == 1 for p in no_decay["params"])
+    assert decay["betas"] == (0.8, 0.95) and decay["lr"] == 0.5
+
+
+def test_batches_are_streams_with_shifted_targets() -> None:
+    ids = np.arange(100, dtype=np.uint8)
+    batches = Batches(ids, batch_size=4, seq_len=5, device=torch.device("cpu"))
+    assert batches.steps_per_epoch == 4  # streams of 25: 24 targets, 4 chunks of 5
+    x, y, new_epoch = batches.get(1)
+    assert new_epoch is False
+    assert x[:, 0].tolist() == [5, 30, 55, 80]
+    assert torch.equal(y[:, :-1], x[:, 1:])
+    assert batches.get(4)[2] is True and torch.equal(batches.get(4)[0], batches.get(0)[0])
+
+
+def test_training_lowers_the_loss_and_writes_everything(
+    tmp_path: Path, tiny_data: TrainData, mlflow_client: Any
+) -> None:
+    summary = train(tmp_path, tiny_data, mlflow_client, tiny_run(max_steps=60))
+    out = outputs(tmp_path)
+    curve = np.genfromtxt(out.train_curve, delimiter=",", names=True)
+    assert curve["train_loss_nats"][-10:].mean() < curve["train_loss_nats"][:5].mean() - 0.5
+    assert summary.best_val_loss_nats < math.log(len(tiny_data.vocab))  # beats a uniform guess
+    assert summary.steps == 60 and summary.train_chars == 60 * 8 * 32
+    assert TrainSummary.read(out.metrics) == summary
+    loaded = load_model_dir(out.model_dir, vocab=tiny_data.vocab)
+    assert loaded.info.val_bpc == summary.best_val_bpc and loaded.info.step == summary.best_step
+    runs = mlflow_client.search_runs([mlflow_client.get_experiment_by_name("test").experiment_id])
+    assert [(r.info.run_name, r.info.status) for r in runs] == [("lstm", "FINISHED")]
+    assert runs[0].data.params["x"] == "1" and runs[0].data.tags["t"] == "1"
+    history = mlflow_client.get_metric_history(runs[0].info.run_id, "val_bpc")
+    assert [m.step for m in history] == [10, 20, 30, 40, 50, 60]
+
+
+def _weights(directory: Path) -> dict[str, torch.Tensor]:
+    return load_file(directory / "model.safetensors")
+
+
+def test_interrupted_run_resumes_bit_exactly(
+    tmp_path: Path, tiny_data: TrainData, mlflow_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = tiny_run()
+    reference = train(tmp_path / "a", tiny_data, mlflow_client, run)
+
+    # Deliver SIGTERM to ourselves during step 25: the loop checkpoints at 25 and stops.
+    original = Trainer.train_step
+
+    def step_then_signal(self: Trainer, step: int) -> float:
+        if step == 24:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return original(self, step)
+
+    monkeypatch.setattr(Trainer, "train_step", step_then_signal)
+    with pytest.raises(TrainingInterrupted) as info:
+        train(tmp_path / "b", tiny_data, mlflow_client, run)
+    assert info.value.exit_code == 128 + signal.SIGTERM
+    state = read_state(outputs(tmp_path / "b").checkpoint_dir / STATE_FILE)
+    assert state is not None and state.progress.step == 25
+    monkeypatch.setattr(Trainer, "train_step", original)
+
+    resumed = train(tmp_path / "b", tiny_data, mlflow_client, run)
+    assert resumed.best_val_loss_nats == reference.best_val_loss_nats
+    a, b = _weights(outputs(tmp_path / "a").model_dir), _weights(outputs(tmp_path / "b").model_dir)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert (tmp_path / "a/plots/val/lstm.csv").read_text() == (tmp_path / "b/plots/val/lstm.csv").read_text()
+    statuses = sorted(
+        r.info.status
+        for r in mlflow_client.search_runs([mlflow_client.get_experiment_by_name("test").experiment_id])
+    )
+    assert statuses == ["FINISHED", "FINISHED"]  # the interrupted run was resumed, not duplicated
+
+
+def test_same_seed_same_metrics_weights_and_samples(
+    tmp_path: Path, tiny_data: TrainData, mlflow_client: Any
+) -> None:
+    first = train(tmp_path / "a", tiny_data, mlflow_client, tiny_run(max_steps=20))
+    second = train(tmp_path / "b", tiny_data, mlflow_client, tiny_run(max_steps=20))
+    assert first.best_val_loss_nats == second.best_val_loss_nats
+    assert (tmp_path / "a/plots/train/lstm.csv").read_text() == (
+        tmp_path / "b/plots/train/lstm.csv"
+    ).read_text()
+    models = [load_model_dir(outputs(tmp_path / run).model_dir) for run in ("a", "b")]
+    weights = [_weights(outputs(tmp_path / run).model_dir) for run in ("a", "b")]
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    options = SamplingOptions(length=60, temperature=0.8, top_p=0.95, seed=7)
+    a, b = ("".join(generate(m.model, m.vocab, "ROMEO:", options)) for m in models)
+    assert a == b and len(a) == 60
+
+
+def test_non_finite_loss_stops_and_keeps_last_checkpoint(
+    tmp_path: Path, tiny_data: TrainData, mlflow_client: Any
+) -> None:
+    run = tiny_run(learning_rate=1e6, grad_clip=1e6, warmup_steps=0, checkpoint_interval=1, eval_interval=1)
+    with pytest.raises(TrainingDiverged, match=r"loss became (nan|inf) at step \d+"):
+        train(tmp_path, tiny_data, mlflow_client, run)
+    out = outputs(tmp_path)
+    state = read_state(out.checkpoint_dir / STATE_FILE)
+    assert state is not None and not state.progress.finished
+    assert not out.model_dir.exists()
+    (status,) = [
+        r.info.status
+        for r in mlflow_client.search_runs([mlflow_client.get_experiment_by_name("test").experiment_id])
+    ]
+    assert status == "FAILED"
+
+
+def test_changed_params_start_afresh(tmp_path: Path, tiny_data: TrainData, mlflow_client: Any) -> None:
+    train(tmp_path, tiny_data, mlflow_client, tiny_run(max_steps=10))
+    summary = train(tmp_path, tiny_data, mlflow_client, tiny_run(max_steps=20))
+    assert summary.steps == 20 and summary.train_chars == 20 * 8 * 32
+
+
+def test_early_stopping_after_patience_evaluations(
+    tmp_path: Path, tiny_data: TrainData, mlflow_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    losses = iter([3.0, 2.0, 2.5, 2.4, 1.0])  # improves, improves, then two evaluations without
+    monkeypatch.setattr(Trainer, "validate", lambda self: (next(losses), 0.0))
+    summary = train(tmp_path, tiny_data, mlflow_client, tiny_run(max_steps=50, patience=2))
+    assert summary.stopped_early == 1 and summary.steps == 40
+    assert summary.best_val_loss_nats == 2.0 and summary.best_step == 20
+
+
+def test_a_second_trainer_on_the_same_checkpoints_refuses(
+    tmp_path: Path, tiny_data: TrainData, mlflow_client: Any
+) -> None:
+    from charlm.errors import CharlmError
+    from charlm.files import file_lock
+
+    with file_lock(tmp_path / "checkpoints" / ".lstm.lock"), pytest.raises(CharlmError) as info:
+        train(tmp_path, tiny_data, mlflow_client, tiny_run(max_steps=5))
+    assert f"checkpoints/lstm is in use by training process {os.getpid()}" in str(info.value)
+    assert mlflow_client.search_experiments(filter_string="name = 'test'") == []  # refused before any run
+    assert train(tmp_path, tiny_data, mlflow_client, tiny_run(max_steps=5)).steps == 5  # free again
+
+
+def test_a_state_from_another_version_is_not_resumed_and_a_foreign_file_is_refused(
+    tmp_path: Path, tiny_data: TrainData, mlflow_client: Any
+) -> None:
+    from safetensors.torch import save_file
+
+    from charlm.errors import DataError
+
+    state = outputs(tmp_path).checkpoint_dir / STATE_FILE
+    state.parent.mkdir(parents=True)
+    old = {"format": "charlm-train-state/2", "fingerprint": "old", "trainer": {"step": 5, "finished": False}}
+    save_file({"w": torch.zeros(1)}, state, metadata={"meta": json.dumps(old)})
+    assert train(tmp_path, tiny_data, mlflow_client, tiny_run(max_steps=10)).steps == 10  # afresh
+    save_file({"w": torch.zeros(1)}, state, metadata={"meta": json.dumps({"format": "something else"})})
+    with pytest.raises(DataError, match="not a charlm training state"):
+        train(tmp_path, tiny_data, mlflow_client, tiny_run(max_steps=10))
