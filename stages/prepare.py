@@ -18,10 +18,9 @@ def main() -> None:
     with replace_dir(args.out) as staging:
         for name, split in splits.items():
             write_text(staging / f"{name}.txt", split.text)
-    report = summary(splits)
-    write_json(args.metrics, report)
-    for name in splits:
-        print(f"prepare: {name}: {report[name]}")
+    write_json(args.metrics, summary(splits))
+    for name, split in splits.items():
+        print(f"prepare: {name}: {len(split.text):,} characters in {len(split.documents)} documents")
 
 
 if __name__ == "__main__":

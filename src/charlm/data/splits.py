@@ -87,9 +87,11 @@ def check_lengths(splits: dict[str, Split], seq_len: int) -> None:
 
 def summary(splits: dict[str, Split]) -> dict[str, object]:
     """The prepare stage's metrics: sizes per split and which documents went where."""
-    report: dict[str, object] = {}
-    for name, split in splits.items():
-        text = split.text
-        report[name] = {"chars": len(text), "lines": text.count("\n"), "documents": len(split.documents)}
-    report["assignment"] = {name: [d.name for d in split.documents] for name, split in splits.items()}
-    return report
+    sizes = {
+        name: {"chars": len(split.text), "lines": split.text.count("\n"), "documents": len(split.documents)}
+        for name, split in splits.items()
+    }
+    return {
+        **sizes,
+        "assignment": {name: [d.name for d in split.documents] for name, split in splits.items()},
+    }
