@@ -55,8 +55,8 @@ format: setup
 	$(BIN)/ruff check --fix src stages tests benchmarks
 	$(BIN)/ruff format src stages tests benchmarks
 
-ui: setup  ## MLflow UI on the embedded database, local only
-	$(BIN)/mlflow ui --backend-store-uri "sqlite:///$(CURDIR)/mlflow.db" --host 127.0.0.1 --port $(UI_PORT)
+ui: setup  ## MLflow UI on the embedded database, local only; prints the address that opens on the runs
+	$(BIN)/charlm ui --port $(UI_PORT)
 
 server: setup  ## MLflow tracking server for a team (local only unless SERVER_HOST says otherwise)
 	mkdir -p "$(SERVER_DIR)"

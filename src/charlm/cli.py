@@ -7,6 +7,8 @@ charlm serve [--model MODEL] [--port 5001]    serve a registered model over HTTP
                                               champion), continuously batched, one worker per core
 charlm params [--file params.yaml]            validate params, show each model's settings
 charlm tracking                               create (once) and check the MLflow store
+charlm ui [--port 5000]                       the MLflow UI on the embedded store; prints the
+                                              address that opens on the experiment's runs
 """
 
 import argparse
@@ -92,6 +94,18 @@ def cmd_tracking(args: argparse.Namespace) -> None:
     print(f"MLflow tracking store ready: {uri}")
 
 
+def cmd_ui(args: argparse.Namespace) -> None:
+    from charlm.tracking.store import connect, experiment_id, tracking_uri, ui_address
+
+    uri = tracking_uri()
+    if not uri.startswith("sqlite:///"):
+        raise CharlmError(f"MLFLOW_TRACKING_URI is {uri}: that server is the UI; open it instead")
+    experiment = experiment_id(connect(uri), load_params().tracking.experiment)
+    print(f"MLflow UI: {ui_address(args.host, args.port, experiment)}", flush=True)
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri]
+    os.execv(cmd[0], [*cmd, "--host", args.host, "--port", str(args.port)])  # Ctrl-C stops it directly
+
+
 def positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -142,6 +156,13 @@ def build_parser() -> argparse.ArgumentParser:
         "tracking", help="create/check the MLflow tracking store (MLFLOW_TRACKING_URI or ./mlflow.db)"
     )
     p.set_defaults(func=cmd_tracking)
+
+    p = sub.add_parser(
+        "ui", help="the MLflow UI on ./mlflow.db, printing the address of the experiment's runs"
+    )
+    p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: loopback only)")
+    p.add_argument("--port", type=int, default=5000)
+    p.set_defaults(func=cmd_ui)
     return parser
 
 

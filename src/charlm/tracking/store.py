@@ -71,6 +71,16 @@ def store_lock(uri: str) -> Iterator[None]:
         yield
 
 
+def ui_address(host: str, port: int, experiment: str) -> str:
+    """The MLflow UI's address of an experiment, opening on its training runs.
+
+    MLflow 3's UI has a global GenAI / model-training switch that defaults to GenAI, whose overview
+    of an experiment shows traces, not runs; the experiment's `mlflow.experimentKind` tag does not
+    move it. The `workflowType` parameter does (and the browser remembers it).
+    """
+    return f"http://{host}:{port}/#/experiments/{experiment}?workflowType=machine_learning"
+
+
 def first_line(err: BaseException) -> str:
     text = str(err).strip() or type(err).__name__
     return text.splitlines()[0][:300]
