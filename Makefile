@@ -73,7 +73,7 @@ bench: setup  ## training and sampling throughput (params.yaml's lstm)
 bench-quality: setup  ## held-out loss at equal training time: charlm's Trainer against a plain LSTM loop
 	$(BIN)/python benchmarks/bench_quality.py $(if $(CORPUS),--corpus "$(CORPUS)") --budget $(BUDGET)
 
-bench-serve: setup  ## the scoring server under 1, 8 and 32 concurrent clients (the champion)
+bench-serve: setup  ## the scoring server under 1, 8 and 32 clients, then one heavy client among light ones
 	$(BIN)/python benchmarks/bench_serve.py $(if $(MODEL),--model "$(MODEL)")
 
 clean:

@@ -1,6 +1,6 @@
 """Sampling throughput: batched generation from params.yaml's lstm architecture, 1 to 128 streams.
 
-Every stream is a row of one `charlm.sample.Decoder`, sampling included, as the served model runs
+Every stream is a row of one `charlm.generation.decoder.Decoder`, sampling included, as the served model runs
 them; each row then costs one step of the recurrent cell shared with the others. With
 `--processes P`, P processes (one torch thread each, as `charlm serve`'s workers) run each sweep
 point at the same moment and the total is printed too: what the machine's cores give together,

@@ -9,7 +9,13 @@ at once, the first worker to wake would accept every connection), and only reque
 the ramp, for `--seconds`, are measured. The 32-client load runs twice, so the server's memory can
 be compared across two consecutive loads. Prints requests/s, generated chars/s, p50 and p95
 latency of the valid requests, the 400s, any other errors and the server's peak RSS (all its
-processes), then the ratios the serving targets are stated in. Traffic goes only to loopback.
+processes), then the ratios the serving targets are stated in.
+
+Then a fresh server with one worker takes one heavy client among `--light` light ones: the heavy
+client sends the largest request `serve` allows (`max_request_rows` texts sharing
+`max_request_chars`) back to back, the light clients send one 200-character text at a time, and
+the light clients' p50 and p95 are printed: what one careless client costs everyone else. Traffic
+goes only to loopback.
 """
 
 import argparse
@@ -23,6 +29,7 @@ import subprocess
 import threading
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -47,6 +54,7 @@ class Load:
     refused: int = 0  # the intended 400s
     errors: list[str] = field(default_factory=list)
     peak_rss: int = 0
+    heavy_done: int = 0  # the heavy client's answered requests
 
     @property
     def chars_per_s(self) -> float:
@@ -90,6 +98,19 @@ def client(
     conn.close()
 
 
+def heavy_client(port: int, load: Load, lock: threading.Lock, rows: int, length: int) -> None:
+    """The largest request allowed, again and again, from one client."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    while time.monotonic() < load.until:
+        status, body = post(conn, [{"prompt": "ROMEO:", "length": length, "seed": n} for n in range(rows)])
+        with lock:
+            if status == 200:
+                load.heavy_done += 1
+            else:
+                load.errors.append(f"heavy {status}: {body[:200]!r}")
+    conn.close()
+
+
 def tree_rss(process: psutil.Process) -> int:
     total = 0
     for proc in [process, *process.children(recursive=True)]:
@@ -106,7 +127,9 @@ def run_load(
     seconds: float,
     length: int,
     invalid_every: int,
+    heavy: tuple[int, int] | None = None,
 ) -> Load:
+    """`clients` light clients joining over `ramp_s`; with `heavy` (rows, length), a heavy one first."""
     lock = threading.Lock()
     start = time.monotonic()
     load = Load(clients, since=start + ramp_s, until=start + ramp_s + seconds)
@@ -116,6 +139,8 @@ def run_load(
         )
         for i in range(clients)
     ]
+    if heavy is not None:
+        threads.insert(0, threading.Thread(target=heavy_client, args=(port, load, lock, *heavy)))
     for thread in threads:
         thread.start()
     while any(thread.is_alive() for thread in threads):
@@ -123,6 +148,46 @@ def run_load(
         time.sleep(0.2)
     load.seconds = time.monotonic() - load.since
     return load
+
+
+@contextlib.contextmanager
+def serving(model: str, workers: int | None, threads: int) -> Iterator[tuple[int, psutil.Process]]:
+    """`charlm serve` on a free loopback port until it answers; its port and process."""
+    port = free_port()
+    cmd, env = serve_command(model, "127.0.0.1", port, tracking_uri(), workers, threads)
+    # Its own process group: `mlflow models serve` runs uvicorn, which runs the workers.
+    server = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2).close()
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(f"the server did not start: {' '.join(cmd)}") from None
+                time.sleep(0.5)
+        print(f"{model}: `{' '.join(cmd[1:])}`, OMP_NUM_THREADS={env['OMP_NUM_THREADS']}")
+        warm_up = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        post(warm_up, [{"prompt": "ROMEO:", "length": 20}])  # every code path once
+        warm_up.close()
+        yield port, psutil.Process(server.pid)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+def report(load: Load) -> None:
+    done = len(load.latencies) + load.refused
+    p50, p95 = np.percentile(load.latencies, [50, 95]) if load.latencies else (float("nan"),) * 2
+    print(
+        f"{load.clients:>7} {done / load.seconds:>7.1f} {load.chars / load.seconds:>9,.0f} {p50:>7.3f} {p95:>7.3f}"
+        f" {load.refused:>5} {len(load.errors):>6} {load.peak_rss / 2**20:>6.0f} MiB"
+    )
+    for error in load.errors[:3]:
+        print(f"        error {error}")
 
 
 def main() -> None:
@@ -140,58 +205,34 @@ def main() -> None:
     parser.add_argument(
         "--threads", type=int, default=1, help="torch threads per worker (default: charlm serve's)"
     )
+    parser.add_argument("--light", type=int, default=8, help="light clients beside the heavy one")
     args = parser.parse_args()
 
-    port = free_port()
-    cmd, env = serve_command(args.model, "127.0.0.1", port, tracking_uri(), args.workers, args.threads)
-    # Its own process group: `mlflow models serve` runs uvicorn, which runs the workers.
-    server = subprocess.Popen(
-        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                urllib.request.urlopen(f"{base}/ping", timeout=2).close()
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(f"the server did not start: {' '.join(cmd)}") from None
-                time.sleep(0.5)
-        print(f"{args.model}: `{' '.join(cmd[1:])}`, OMP_NUM_THREADS={env['OMP_NUM_THREADS']}")
+    header = f"{'clients':>7} {'req/s':>7} {'chars/s':>9} {'p50 s':>7} {'p95 s':>7} {'400s':>5} {'errors':>6} {'peak RSS':>9}"
+    loads = []
+    with serving(args.model, args.workers, args.threads) as (port, server):
         print(
             f"requests of {args.length} characters; every {args.invalid_every}th invalid;"
             f" clients join over {args.ramp_s:g} s, then {args.seconds:g} s measured per load"
         )
-        warm_up = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-        post(warm_up, [{"prompt": "ROMEO:", "length": 20}])  # every code path once
-        warm_up.close()
-        loads = []
-        header = f"{'clients':>7} {'req/s':>7} {'chars/s':>9} {'p50 s':>7} {'p95 s':>7} {'400s':>5} {'errors':>6} {'peak RSS':>9}"
         print(header)
         for clients in LOADS:
-            load = run_load(
-                port,
-                psutil.Process(server.pid),
-                clients,
-                args.ramp_s,
-                args.seconds,
-                args.length,
-                args.invalid_every,
-            )
+            load = run_load(port, server, clients, args.ramp_s, args.seconds, args.length, args.invalid_every)
             loads.append(load)
-            done = len(load.latencies) + load.refused
-            p50, p95 = np.percentile(load.latencies, [50, 95]) if load.latencies else (float("nan"),) * 2
-            print(
-                f"{clients:>7} {done / load.seconds:>7.1f} {load.chars / load.seconds:>9,.0f} {p50:>7.3f} {p95:>7.3f}"
-                f" {load.refused:>5} {len(load.errors):>6} {load.peak_rss / 2**20:>6.0f} MiB"
-            )
-            for error in load.errors[:3]:
-                print(f"        error {error}")
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+            report(load)
+
+    limits = load_params().serve
+    rows, length = limits.max_request_rows, limits.max_request_chars // limits.max_request_rows
+    print(
+        f"\none heavy client ({rows} texts x {length} characters a request) among {args.light} light clients:"
+    )
+    with serving(args.model, 1, args.threads) as (port, server):
+        print(header)
+        heavy = run_load(port, server, args.light, args.ramp_s, args.seconds, args.length, 0, (rows, length))
+        report(heavy)
+    print(
+        f"heavy requests answered: {heavy.heavy_done}; light p95 {np.percentile(heavy.latencies, 95):.3f} s\n"
+    )
 
     one, eight, first32, second32 = loads
     p95_ratio = np.percentile(eight.latencies, 95) / np.percentile(one.latencies, 50)

@@ -1,6 +1,6 @@
 """The event loop `charlm serve` runs MLflow's scoring server on (uvicorn's `--loop` hook).
 
-Two things differ from uvicorn's default asyncio loop, both for continuous batching:
+Three things differ from uvicorn's default asyncio loop, the first two for continuous batching:
 
 - The default thread pool. The scoring server runs each request's `predict` in the loop's default
   executor, and a charlm `predict` holds its thread while its rows are in the running batch.
@@ -9,6 +9,9 @@ Two things differ from uvicorn's default asyncio loop, both for continuous batch
 - TCP_NODELAY on every connection. With `--workers N` uvicorn hands its workers a listening socket
   whose protocol reads 0, and asyncio only disables Nagle's algorithm on sockets that say TCP, so
   every request after the first on a keep-alive connection waits ~40 ms for a delayed ACK.
+- Retry-After on a 503. MLflow's scoring server answers an error with a JSON body and no headers
+  of its own; when the body of a 503 (an overloaded worker) carries `retry_after_s`, the header
+  says it too.
 
 This module stands outside the `charlm` package on purpose: uvicorn imports it before the model
 loads, and importing `charlm` first would make the server run the installed library instead of
@@ -16,13 +19,50 @@ the code logged with the model.
 """
 
 import asyncio
+import json
 import os
 import socket
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 THREADS_ENV = "CHARLM_SCORING_THREADS"
 DEFAULT_THREADS = 64
+RETRY_AFTER_KEY = "retry_after_s"  # in a 503's JSON body
+
+Message = dict[str, Any]
+Send = Callable[[Message], Awaitable[None]]
+
+
+class RetryAfter:
+    """ASGI middleware: a 503 whose JSON body carries `retry_after_s` gets a Retry-After header."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Message, receive: Any, send: Send) -> None:
+        held: Message | None = None  # a 503's start, until its body says how long to wait
+
+        async def send_with_retry_after(message: Message) -> None:
+            nonlocal held
+            if message["type"] == "http.response.start" and message["status"] == 503:
+                held = message
+                return
+            if held is not None:
+                try:
+                    seconds = json.loads(message.get("body", b"")).get(RETRY_AFTER_KEY)
+                except (ValueError, AttributeError):
+                    seconds = None
+                if seconds is not None:
+                    held = {
+                        **held,
+                        "headers": [*held.get("headers", []), (b"retry-after", str(int(seconds)).encode())],
+                    }
+                await send(held)
+                held = None
+            await send(message)
+
+        await self.app(scope, receive, send_with_retry_after if scope["type"] == "http" else send)
 
 
 class ScoringLoop(asyncio.SelectorEventLoop):
@@ -31,9 +71,22 @@ class ScoringLoop(asyncio.SelectorEventLoop):
         threads = int(os.environ.get(THREADS_ENV, DEFAULT_THREADS))
         self.set_default_executor(ThreadPoolExecutor(threads, thread_name_prefix="scoring"))
 
-    async def create_server(self, *args: Any, sock: socket.socket | None = None, **kwargs: Any) -> Any:
+    async def create_server(
+        self,
+        protocol_factory: Callable[[], Any],
+        *args: Any,
+        sock: socket.socket | None = None,
+        **kwargs: Any,
+    ) -> Any:
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6) and sock.proto == 0:
             # The same listening socket, asked anew: the kernel reports IPPROTO_TCP, which accepted
             # sockets inherit and asyncio needs to see before it sets TCP_NODELAY on them.
             sock = socket.socket(fileno=os.dup(sock.fileno()))
-        return await super().create_server(*args, sock=sock, **kwargs)
+
+        def protocol_with_retry_after() -> Any:
+            protocol = protocol_factory()
+            if hasattr(protocol, "app"):  # uvicorn's HTTP protocols call the app they hold
+                protocol.app = RetryAfter(protocol.app)
+            return protocol
+
+        return await super().create_server(protocol_with_retry_after, *args, sock=sock, **kwargs)

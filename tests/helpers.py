@@ -136,15 +136,21 @@ def background_server(cmd: list[str], cwd: Path, ready_url: str, timeout: float 
         server.wait(timeout=30)
 
 
-def http_json(url: str, payload: dict[str, Any] | None = None) -> tuple[int, Any]:
-    """GET `url` (or POST `payload` as JSON): the status and the decoded JSON body."""
+def http_call(url: str, payload: Any = None, timeout: float = 60) -> tuple[int, Any, Any]:
+    """GET `url` (or POST `payload` as JSON): the status, the decoded JSON body and the headers."""
     data = json.dumps(payload).encode() if payload is not None else None
     request = urllib.request.Request(url, data, {"Content-Type": "application/json"})
     try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return response.status, json.loads(response.read())
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.loads(response.read()), response.headers
     except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read() or b"{}")
+        return err.code, json.loads(err.read() or b"{}"), err.headers
+
+
+def http_json(url: str, payload: Any = None) -> tuple[int, Any]:
+    """GET `url` (or POST `payload` as JSON): the status and the decoded JSON body."""
+    status, body, _ = http_call(url, payload)
+    return status, body
 
 
 def make_workspace(root: Path, overrides: dict[str, Any]) -> Path:
@@ -254,9 +260,12 @@ def saved_candidate(
 SAMPLE_TEXT = "a bad cafe\nhead"
 
 
-def register_candidate(client: Any, candidate: Any, on_new_val_data: str = "keep") -> Any:
+SMALL_LIMITS = {"max_request_rows": 4, "max_request_chars": 100}
+
+
+def register_candidate(client: Any, candidate: Any, on_new_val_data: str = "keep", **limits: Any) -> Any:
     """Register `candidate` in `client`'s registry as the register stage does, with a sample, sampling
-    defaults and a request limit that are not the defaults."""
+    defaults and serving limits (`SMALL_LIMITS`, then `limits`) that are not the defaults."""
     from charlm.generation.samples import Sample
     from charlm.params import FetchConfig, RegisterConfig, SamplingOptions, ServeConfig
     from charlm.registry.register import register
@@ -264,7 +273,7 @@ def register_candidate(client: Any, candidate: Any, on_new_val_data: str = "keep
 
     served = ServedSettings(
         sampling=SamplingOptions(length=20, temperature=0.6, top_k=4),
-        limits=ServeConfig(max_request_chars=100),
+        limits=ServeConfig(**SMALL_LIMITS | limits),
     )
     cfg = RegisterConfig(on_new_val_data=on_new_val_data)
     fetch = FetchConfig(source="local", path="corpus/*.txt")

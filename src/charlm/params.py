@@ -178,9 +178,21 @@ class GenerateConfig(SamplingOptions):
 
 
 class ServeConfig(Record):
-    """Limits of the served model, logged with it."""
+    """The served model's limits per request and its admission control per worker, logged with it
+    (`charlm.serving.batching` says how they work together)."""
 
-    max_request_chars: Positive = 5000  # a longer generation is refused
+    max_request_rows: Positive = 32  # texts one request may ask for
+    max_request_chars: Positive = 32_000  # characters one request may ask for, over all its texts
+    max_batch_rows: Positive = 64  # rows a worker generates at once; the others wait their turn
+    max_request_batch_rows: Positive = 8  # a request's share: its rows in the batch at once
+    max_waiting_rows: Positive = 256  # rows a worker holds waiting; a request beyond gets 503
+    min_row_chars_per_sec: PositiveFloat = 100.0  # a request's deadline: its size at this speed per row
+
+    @model_validator(mode="after")
+    def _share_fits(self) -> "ServeConfig":
+        if self.max_request_batch_rows > self.max_batch_rows:
+            raise Rule("max_request_batch_rows", f"must be at most max_batch_rows ({self.max_batch_rows})")
+        return self
 
 
 class RegisterConfig(Record):

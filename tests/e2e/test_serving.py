@@ -4,6 +4,7 @@ bad requests by name, batches concurrent callers (in-process and over HTTP), str
 
 import os
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from mlflow.exceptions import MlflowException
 from tests.helpers import (
     background_server,
     free_port,
+    http_call,
     http_json,
     register_candidate,
     run,
@@ -46,7 +48,7 @@ def test_pyfunc_round_trip_without_pickle(champion_uri: str) -> None:
     for bad, message in (
         ({"prompt": "xyz", "seed": 1}, "not in the model's vocabulary"),
         ({"prompt": "a", "temperature": 0.0}, "temperature: must be > 0"),
-        ({"prompt": "a", "length": 101}, "length: at most 100 per request"),
+        ({"prompt": "a", "length": 101}, "max_request_chars: a request asks for at most 100 characters"),
         ({"prompt": "a", "lenght": 5}, "lenght: unknown key (did you mean 'length'?)"),
         ({"prompt": None}, "prompt"),
     ):
@@ -68,6 +70,7 @@ def test_concurrent_predict_calls_share_a_batch_and_keep_their_seeds(champion_ur
     def watch() -> None:  # nothing may flip process-wide switches while requests run
         while not stop.is_set():
             seen.add(torch.backends.mkldnn.enabled)
+            time.sleep(0.0005)  # a spinning thread would starve the batching thread of the GIL
 
     watcher = threading.Thread(target=watch)
     watcher.start()
@@ -118,7 +121,14 @@ def test_charlm_serve_answers_concurrent_invocations_and_refuses_bad_requests_by
         assert len(text) == 25 and set(text) <= LETTERS
         assert http_json(url, request)[1] == body  # the seed is honoured
         for bad, named in (
-            ({"inputs": [{"prompt": "abc", "length": 10**6}]}, "length: at most 100 per request"),
+            (
+                {"inputs": [{"prompt": "abc", "length": 10**6}]},
+                "max_request_chars: a request asks for at most 100",
+            ),
+            (
+                {"inputs": [{"prompt": "a", "length": 1}] * 5},
+                "max_request_rows: a request asks for at most 4 texts, got 5",
+            ),
             ({"inputs": [{"prompt": "abc", "lenght": 5}]}, "lenght: unknown key (did you mean 'length'?)"),
             ({"inputs": [{"prompt": "abc", "max_new_chars": 5}]}, "max_new_chars: unknown key"),
             ({"inputs": [{"prompt": None, "length": 5}]}, "prompt"),
@@ -138,3 +148,35 @@ def test_charlm_serve_answers_concurrent_invocations_and_refuses_bad_requests_by
             )
         assert [a[1]["predictions"][0] for a in answers[:-2]] == alone  # seeded texts, batched or not
         assert [a[0] for a in answers[-2:]] == [400, 400]
+
+
+def test_one_client_cannot_stall_the_others(
+    tmp_path: Path, mlflow_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A heavy request runs one row at a time (its share of a batch of two); a light request joins
+    beside it and finishes while it runs; a request the worker cannot hold is answered 503 with
+    Retry-After, at once."""
+    limits = {
+        "max_request_chars": 200_000,
+        "max_batch_rows": 2,
+        "max_request_batch_rows": 1,
+        "max_waiting_rows": 3,
+    }
+    register_candidate(mlflow_client, saved_candidate(tmp_path, 1, val_bpc=2.0), **limits)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    port = free_port()
+    cmd = ["charlm", "serve", "--model", "models:/charlm@champion", "--port", str(port), "--workers", "1"]
+    with background_server(cmd, tmp_path, f"http://127.0.0.1:{port}/ping"):
+        url = f"http://127.0.0.1:{port}/invocations"
+        heavy = {"inputs": [{"prompt": "ab", "length": 60_000, "seed": n} for n in range(3)]}  # 2 rows wait
+        with ThreadPoolExecutor(1) as pool:
+            heavy_answer = pool.submit(http_call, url, heavy, 3)  # the client gives up after 3 s
+            time.sleep(0.5)  # the heavy request holds its slot; its other rows wait
+            status, body, _ = http_call(url, {"inputs": [{"prompt": "ab", "length": 200, "seed": 1}]})
+            assert status == 200 and len(body["predictions"][0]) == 200
+            assert not heavy_answer.done()  # the light request did not wait for the heavy one
+            status, body, headers = http_call(url, {"inputs": [{"prompt": "a", "length": 5}] * 2})
+            assert status == 503 and "max_waiting_rows 3" in body["message"], body
+            assert int(headers["Retry-After"]) >= 1 and body["retry_after_s"] == int(headers["Retry-After"])
+            with pytest.raises(TimeoutError):  # urllib's socket timeout: the heavy client left
+                heavy_answer.result()

@@ -84,8 +84,9 @@ def model_card(
             "",
             "## Use",
             "",
-            f"A request is a prompt and any of {', '.join(f'`{f}`' for f in type(served.sampling).model_fields)};"
-            f" at most {served.limits.max_request_chars:,} characters each.",
+            f"A request asks for up to {served.limits.max_request_rows} texts and"
+            f" {served.limits.max_request_chars:,} characters in all; each text is a prompt and any of"
+            f" {', '.join(f'`{f}`' for f in type(served.sampling).model_fields)}.",
             "",
             "```python",
             "import mlflow.pyfunc",

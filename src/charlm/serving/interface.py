@@ -37,12 +37,19 @@ class ServedSettings(Record):
     sampling: SamplingOptions
     limits: ServeConfig
 
-    def options(self, request: Any) -> SamplingOptions:
-        """A request's options over the logged defaults; bad values and over-limit requests raise."""
-        given = request.model_dump(exclude={"prompt"}, exclude_none=True)
-        options = SamplingOptions.parse(self.sampling.model_dump() | given)
-        if options.length > self.limits.max_request_chars:
+    def options(self, rows: list[Any]) -> list[SamplingOptions]:
+        """Each row's options over the logged defaults; bad values and requests over a limit raise,
+        naming the limit."""
+        limits = self.limits
+        if len(rows) > limits.max_request_rows:
             raise CharlmError(
-                f"length: at most {self.limits.max_request_chars} per request, got {options.length}"
+                f"max_request_rows: a request asks for at most {limits.max_request_rows} texts, got {len(rows)}"
+            )
+        given = [row.model_dump(exclude={"prompt"}, exclude_none=True) for row in rows]
+        options = [SamplingOptions.parse(self.sampling.model_dump() | values) for values in given]
+        if (chars := sum(o.length for o in options)) > limits.max_request_chars:
+            raise CharlmError(
+                f"max_request_chars: a request asks for at most {limits.max_request_chars} characters"
+                f" in all, got {chars}"
             )
         return options

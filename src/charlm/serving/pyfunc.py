@@ -22,12 +22,12 @@ from typing import Any
 import mlflow.pyfunc
 from mlflow.environment_variables import MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT
 from mlflow.exceptions import MlflowException
-from mlflow.protos.databricks_pb2 import DEADLINE_EXCEEDED, INVALID_PARAMETER_VALUE
+from mlflow.protos.databricks_pb2 import DEADLINE_EXCEEDED, INVALID_PARAMETER_VALUE, TEMPORARILY_UNAVAILABLE
 
 from charlm.errors import CharlmError
 from charlm.generation.decoder import request
 from charlm.model.directory import LoadedModel, load_model_dir
-from charlm.serving.batching import Batcher
+from charlm.serving.batching import Batcher, Overloaded
 from charlm.serving.interface import MODEL_DIR_ARTIFACT, GenerationRequest, ServedSettings
 
 
@@ -35,17 +35,22 @@ class CharLMModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context: Any) -> None:
         self.loaded: LoadedModel = load_model_dir(Path(context.artifacts[MODEL_DIR_ARTIFACT]))
         self.settings = ServedSettings.parse(context.model_config)
-        self.batcher = Batcher(self.loaded.model, self.loaded.vocab)
+        self.batcher = Batcher(self.loaded.model, self.loaded.vocab, self.settings.limits)
 
     def predict(
         self, model_input: list[GenerationRequest], params: dict[str, Any] | None = None
     ) -> list[str]:
         vocab = self.loaded.vocab
-        try:  # every request is checked before any joins the batch
-            requests = [request(vocab, r.prompt, self.settings.options(r)) for r in model_input]
+        try:  # every row is checked before any joins the batch
+            options = self.settings.options(model_input)
+            requests = [request(vocab, row.prompt, o) for row, o in zip(model_input, options, strict=True)]
         except CharlmError as err:
             raise MlflowException(f"invalid request: {err}", error_code=INVALID_PARAMETER_VALUE) from None
         try:
             return self.batcher.submit(requests, timeout_s=MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT.get())
+        except Overloaded as err:  # 503; charlm_scoring_loop turns retry_after_s into Retry-After
+            raise MlflowException(
+                str(err), error_code=TEMPORARILY_UNAVAILABLE, retry_after_s=err.retry_after_s
+            ) from None
         except TimeoutError as err:
             raise MlflowException(str(err), error_code=DEADLINE_EXCEEDED) from None

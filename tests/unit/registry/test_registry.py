@@ -78,7 +78,7 @@ def test_every_version_carries_a_model_card_and_a_linked_logged_model(
         "**Champion** (`@champion`): no champion yet",
         "Prompt `ab`, seed 5, temperature 0.6, top-k 4, top-p 0.95:",
         f"~~~text\nab{SAMPLE_TEXT}\n~~~",  # the generate stage's sample, quoted
-        "at most 100 characters each",
+        "A request asks for up to 4 texts and 100 characters in all",
         'mlflow.pyfunc.load_model("models:/charlm/1")',
         'model.predict([{"prompt": "ab", "length": 200, "seed": 0}])',
         "charlm generate --model models:/charlm/1",

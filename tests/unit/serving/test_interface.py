@@ -8,9 +8,12 @@ from charlm.errors import CharlmError, ParamsError
 from charlm.params import SamplingOptions, ServeConfig
 from charlm.serving.interface import GenerationRequest, ServedSettings
 
-SETTINGS = ServedSettings(
-    sampling=SamplingOptions(length=20, top_k=4), limits=ServeConfig(max_request_chars=100)
-)
+LIMITS = ServeConfig(max_request_rows=3, max_request_chars=100)
+SETTINGS = ServedSettings(sampling=SamplingOptions(length=20, top_k=4), limits=LIMITS)
+
+
+def rows(*fields: dict) -> list:
+    return [GenerationRequest.model_validate({"prompt": "a"} | f) for f in fields]
 
 
 def test_request_fields_are_the_prompt_and_the_sampling_options() -> None:
@@ -33,11 +36,19 @@ def test_bad_requests_are_refused_by_name(fields: dict, message: str) -> None:
 
 
 def test_options_take_the_logged_defaults_and_keep_to_the_limits() -> None:
-    options = SETTINGS.options(GenerationRequest.model_validate({"prompt": "a", "seed": 3}))
+    (options,) = SETTINGS.options(rows({"seed": 3}))
     assert (options.length, options.top_k, options.seed) == (20, 4, 3)
     with pytest.raises(ParamsError, match="temperature: must be > 0, got 0"):
-        SETTINGS.options(GenerationRequest.model_validate({"prompt": "a", "temperature": 0}))
+        SETTINGS.options(rows({"temperature": 0}))
     with pytest.raises(ParamsError, match="unknown: must be one of 'error', 'unk', got 'x'"):
-        SETTINGS.options(GenerationRequest.model_validate({"prompt": "a", "unknown": "x"}))
-    with pytest.raises(CharlmError, match="length: at most 100 per request, got 101"):
-        SETTINGS.options(GenerationRequest.model_validate({"prompt": "a", "length": 101}))
+        SETTINGS.options(rows({"unknown": "x"}))
+    assert len(SETTINGS.options(rows({"length": 50}, {"length": 50}))) == 2  # 100 characters in all
+    with pytest.raises(CharlmError, match=r"^max_request_chars: .* at most 100 characters in all, got 101$"):
+        SETTINGS.options(rows({"length": 50}, {"length": 51}))
+    with pytest.raises(CharlmError, match=r"^max_request_rows: .* at most 3 texts, got 4$"):
+        SETTINGS.options(rows({}, {}, {}, {}))
+
+
+def test_a_request_share_larger_than_the_batch_is_refused() -> None:
+    with pytest.raises(ParamsError, match="max_request_batch_rows: must be at most max_batch_rows"):
+        ServeConfig.parse({"max_batch_rows": 4, "max_request_batch_rows": 8})

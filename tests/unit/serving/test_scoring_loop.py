@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import charlm_scoring_loop
-from charlm_scoring_loop import DEFAULT_THREADS, THREADS_ENV, ScoringLoop
+from charlm_scoring_loop import DEFAULT_THREADS, THREADS_ENV, RetryAfter, ScoringLoop
 
 
 def test_the_loop_imports_nothing_of_charlm() -> None:
@@ -91,5 +91,31 @@ def test_accepted_connections_get_tcp_nodelay_from_a_listener_with_protocol_0() 
         assert (
             loop.run_until_complete(nodelay_of_accepted_connection(listener_like_uvicorns_workers_get())) != 0
         )
+    finally:
+        loop.close()
+
+
+def test_a_503_that_says_when_to_retry_gets_retry_after() -> None:
+    async def app(scope: dict, receive: object, send: object) -> None:
+        status, body = scope["path"].split("/")[1:]
+        await send({"type": "http.response.start", "status": int(status), "headers": [(b"x", b"1")]})
+        await send({"type": "http.response.body", "body": body.encode()})
+
+    async def call(path: str) -> list[dict]:
+        sent: list[dict] = []
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        await RetryAfter(app)({"type": "http", "path": path}, None, send)
+        return sent
+
+    loop = asyncio.new_event_loop()
+    try:
+        start, body = loop.run_until_complete(call('/503/{"retry_after_s": 7}'))
+        assert start["headers"] == [(b"x", b"1"), (b"retry-after", b"7")] and body["body"]
+        for path in ("/503/{}", "/503/not json", '/200/{"retry_after_s": 7}'):  # left as they were
+            start, _ = loop.run_until_complete(call(path))
+            assert start["headers"] == [(b"x", b"1")], path
     finally:
         loop.close()
