@@ -26,7 +26,7 @@ SERVE_OPTS ?=
 # Stage commands in dvc.yaml call `python`: make them find the project's environment.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup run test test-fast lint format ui server serve bench bench-quality bench-serve clean
+.PHONY: setup run test test-fast lint format ui server serve bench bench-quality bench-data bench-serve clean
 
 setup: $(STAMP)
 
@@ -72,6 +72,9 @@ bench: setup  ## training and sampling throughput (params.yaml's lstm)
 
 bench-quality: setup  ## held-out loss at equal training time: charlm's Trainer against a plain LSTM loop
 	$(BIN)/python benchmarks/bench_quality.py $(if $(CORPUS),--corpus "$(CORPUS)") --budget $(BUDGET)
+
+bench-data: setup  ## fetch, prepare and vocab through dvc repro at 100 MB and 1 GB: seconds, MB/s, peak RSS
+	$(BIN)/python benchmarks/bench_data.py
 
 bench-serve: setup  ## the scoring server under 1, 8 and 32 clients, then one heavy client among light ones
 	$(BIN)/python benchmarks/bench_serve.py $(if $(MODEL),--model "$(MODEL)")

@@ -1,10 +1,14 @@
 """Stage prepare: select and clean the raw documents, then split them into train/val/test text."""
 
-from charlm.data.corpus import read_documents
+import tempfile
+from pathlib import Path
+
+from charlm.data.corpus import read_documents, selected_bytes
 from charlm.data.splits import check_lengths, split_documents, summary
 from charlm.errors import run_cli
-from charlm.files import replace_dir, write_json, write_text
+from charlm.files import replace_dir, write_json
 from charlm.params import load_params
+from charlm.progress import bytes_bar
 from charlm.stage import stage_args
 
 
@@ -12,15 +16,18 @@ def main() -> None:
     args = stage_args(__doc__, "raw", "out", "metrics")
     params = load_params()
 
-    docs = read_documents(args.raw, params.prepare)
-    splits = split_documents(docs, params.prepare, params.seed)
-    check_lengths(splits, params.train.seq_len)
-    with replace_dir(args.out) as staging:
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    # Cleaned documents wait beside the output, on its filesystem, until the splits are written.
+    with tempfile.TemporaryDirectory(dir=args.out.parent) as tmp, replace_dir(args.out) as staging:
+        with bytes_bar(selected_bytes(args.raw, params.prepare), "prepare") as bar:
+            docs = read_documents(args.raw, params.prepare, Path(tmp), bar.update)
+        splits = split_documents(docs, params.prepare, params.seed, Path(tmp))
+        check_lengths(splits, params.train.seq_len)
         for name, split in splits.items():
-            write_text(staging / f"{name}.txt", split.text)
+            split.move_to(staging / f"{name}.txt")
     write_json(args.metrics, summary(splits))
     for name, split in splits.items():
-        print(f"prepare: {name}: {len(split.text):,} characters in {len(split.documents)} documents")
+        print(f"prepare: {name}: {split.chars:,} characters in {len(split.documents)} documents")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
-"""Data-parallel training for real: two gloo processes under torchrun through `dvc repro`, stopped by
-SIGTERM and resumed, against one process on the same global batch."""
+"""Data-parallel training for real: two gloo processes under torchrun through `dvc repro`, sharing the
+mapped training split, stopped by SIGTERM and resumed, against one process on the same global batch."""
 
 import csv
 import shutil
@@ -57,6 +57,9 @@ def test_two_gloo_processes_match_one_and_resume_after_sigterm(
     assert len(agents) == 1, "training ended before it could be interrupted"
     workers = agents[0].children()
     assert len(workers) == 2
+    # Both ranks map the one encoded training split (the page cache's copy) rather than load their own.
+    train_split = str((ws / "data/encoded/train.npy").resolve())
+    assert all(train_split in {m.path for m in worker.memory_maps()} for worker in workers)
     agents[0].send_signal(signal.SIGTERM)
     assert proc.wait(timeout=120) != 0
     interrupted_at = read_state(state).progress.step  # type: ignore[union-attr]

@@ -39,12 +39,13 @@ def test_data_stages_reproduce_then_stay_up_to_date(workspace: Workspace, tiny_c
 
 def test_bad_corpus_fails_cleanly_without_partial_outputs(workspace: Workspace, tmp_path: Path) -> None:
     bad = tmp_path / "bad.txt"
-    bad.write_bytes(b"To be or not" * 100 + b"\xc3\x28" + b"\n")
+    good = b"To be or not to be\n" * 1_100_000  # 20.9 MB: the bad byte is past the first chunk read
+    bad.write_bytes(good + b"\xc3\x28" + b"\n")
     ws = workspace(tiny_overrides(bad))
     proc = run(["dvc", "repro", "vocab"], ws, check=False)
     assert proc.returncode != 0
-    assert "bad.txt: not valid UTF-8 at byte offset 1200" in proc.stderr + proc.stdout
-    assert not (ws / "data/prepared").exists()
+    assert f"bad.txt: not valid UTF-8 at byte offset {len(good)} (invalid" in proc.stderr
+    assert sorted(p.name for p in (ws / "data").iterdir()) == ["raw"]  # nothing partial
     assert not (ws / "metrics/prepare.json").exists()
 
 

@@ -1,17 +1,22 @@
 """The encoded splits: one `.npy` array of token ids per split, and the hash that names each.
 
-Whatever says which data a figure was measured on (training's resume fingerprint and run tags,
-the evaluation report, the registry's fairness check, the model card) uses `sha256`: the hash of
-the split's `.npy` file as the vocab stage wrote it.
+The vocab stage writes them a chunk at a time, and every reader maps them
+(`np.load(mmap_mode="r")`): training, evaluation and every data-parallel rank share the page
+cache's one copy instead of each loading its own. Whatever says which data a figure was measured
+on (training's resume fingerprint and run tags, the evaluation report, the registry's fairness
+check, the model card) uses `sha256`: the hash of the split's `.npy` file.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from charlm.data.chunks import ignore, line_chunks, utf8_chars
+from charlm.data.vocab import UNK_ID, Vocabulary
 from charlm.errors import DataError
-from charlm.files import replace_dir, sha256_file, write_npy
+from charlm.files import replace_dir, sha256_file
 
 
 @dataclass(frozen=True)
@@ -22,8 +27,9 @@ class EncodedSplits:
         return self.directory / f"{split}.npy"
 
     def load(self, split: str) -> np.ndarray:
+        """The split's ids, mapped from its file (read-only), not copied into memory."""
         try:
-            return np.load(self.path(split), allow_pickle=False)
+            return np.load(self.path(split), mmap_mode="r", allow_pickle=False)
         except (OSError, ValueError) as err:
             raise DataError(
                 f"{self.path(split)}: cannot read the encoded split ({err}); run the vocab stage"
@@ -32,8 +38,24 @@ class EncodedSplits:
     def sha256(self, split: str) -> str:
         return sha256_file(self.path(split))
 
-    def write(self, encoded: dict[str, np.ndarray]) -> None:
-        """Replace the directory with one file per split, all or nothing."""
+    def write(
+        self, texts: dict[str, Path], vocab: Vocabulary, on_read: Callable[[int], object] = ignore
+    ) -> dict[str, float]:
+        """Encode each split's text file (valid UTF-8, as the prepare stage writes it), all or nothing;
+        returns each split's rate of <unk> ids."""
+        oov = {}
         with replace_dir(self.directory) as staging:
-            for split, ids in encoded.items():
-                write_npy(staging / f"{split}.npy", ids)
+            for split, path in texts.items():
+                with open(path, "rb") as f:  # its length first: the array's shape goes in the header
+                    chars = sum(utf8_chars(data) for _, data in line_chunks(f, on_read=on_read))
+                unknown = 0
+                with open(path, "rb") as f, open(staging / f"{split}.npy", "wb") as out:
+                    # What np.save writes, a chunk at a time: memory holds one chunk, not the split.
+                    header = {"descr": np.lib.format.dtype_to_descr(vocab.dtype), "fortran_order": False}
+                    np.lib.format.write_array_header_1_0(out, {**header, "shape": (chars,)})
+                    for _, data in line_chunks(f, on_read=on_read):
+                        ids = vocab.encode_utf8(data)
+                        unknown += int(np.count_nonzero(ids == UNK_ID))
+                        out.write(ids.tobytes())
+                oov[split] = unknown / max(chars, 1)
+        return oov

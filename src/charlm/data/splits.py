@@ -3,13 +3,18 @@
 A multi-document corpus is split by whole documents: named explicitly in params, or drawn by a
 seeded shuffle until each held-out split reaches its fraction of the characters. A single document
 is split contiguously at line boundaries (train first, then val, then test), as the standard
-tiny-shakespeare benchmark does.
+tiny-shakespeare benchmark does. Documents are files (`charlm.data.corpus`); a split's file is the
+concatenation of its documents, written a chunk at a time.
 """
 
+import os
 import random
+import shutil
 from dataclasses import dataclass
-from functools import cached_property
+from pathlib import Path
+from typing import BinaryIO
 
+from charlm.data.chunks import CHUNK_BYTES, line_chunks, utf8_chars
 from charlm.data.corpus import Document
 from charlm.errors import DataError
 from charlm.params import PrepareConfig
@@ -23,31 +28,99 @@ class Split:
     name: str
     documents: tuple[Document, ...]
 
-    @cached_property
-    def text(self) -> str:
-        return "".join(d.text for d in self.documents)
+    @property
+    def chars(self) -> int:
+        return sum(d.chars for d in self.documents)
+
+    @property
+    def lines(self) -> int:
+        return sum(d.lines for d in self.documents)
+
+    def move_to(self, path: Path) -> None:
+        """Concatenate the documents' files into `path`, using them up: one is moved, not copied."""
+        if len(self.documents) == 1:
+            shutil.move(self.documents[0].path, path)
+            return
+        with open(path, "wb") as out:
+            for doc in self.documents:
+                with open(doc.path, "rb") as f:
+                    shutil.copyfileobj(f, out, 1 << 20)
 
 
-def split_documents(docs: list[Document], cfg: PrepareConfig, seed: int) -> dict[str, Split]:
-    parts = _split_lines(docs[0], cfg) if len(docs) == 1 else _split_by_document(docs, cfg, seed)
+def split_documents(
+    docs: list[Document], cfg: PrepareConfig, seed: int, workdir: Path, chunk_bytes: int = CHUNK_BYTES
+) -> dict[str, Split]:
+    """The splits; one document is cut into pieces written in `workdir`, read `chunk_bytes` at a time."""
+    if len(docs) == 1:
+        parts = _split_lines(docs[0], cfg, workdir, chunk_bytes)
+    else:
+        parts = _split_by_document(docs, cfg, seed)
     return {name: Split(name, tuple(parts[name])) for name in SPLITS}
 
 
-def _split_lines(doc: Document, cfg: PrepareConfig) -> dict[str, list[Document]]:
+def _split_lines(
+    doc: Document, cfg: PrepareConfig, workdir: Path, chunk_bytes: int
+) -> dict[str, list[Document]]:
     if cfg.val_documents or cfg.test_documents:
         raise DataError("prepare.val_documents/test_documents need a corpus of several documents; it has one")
-    text = doc.text
-    n = len(text)
+    # Train ends at the first line start at or after its share of the characters, val likewise, so
+    # no line straddles two splits. Cuts not found by the end of the text are at its end.
+    n = doc.chars
+    targets = [
+        max(int(n * (1 - cfg.val_fraction - cfg.test_fraction)) - 1, 0),
+        max(int(n * (1 - cfg.test_fraction)) - 1, 0),
+    ]
+    train_end, val_end = _cuts(doc, targets, chunk_bytes)
+    paths = {name: workdir / f"{doc.path.stem}.{name}.txt" for name in SPLITS}
+    sizes = {}  # chars, lines
+    with open(doc.path, "rb") as f:
+        f.seek(train_end)
+        sizes["val"] = _copy(f, val_end - train_end, paths["val"], chunk_bytes)
+        sizes["test"] = _copy(f, doc.path.stat().st_size - val_end, paths["test"], chunk_bytes)
+    # Train is the document's own file, cut short: most of the corpus is not copied.
+    os.truncate(doc.path, train_end)
+    doc.path.rename(paths["train"])
+    sizes["train"] = (
+        doc.chars - sizes["val"][0] - sizes["test"][0],
+        doc.lines - sizes["val"][1] - sizes["test"][1],
+    )
+    return {
+        name: [Document(f"{doc.name}#{name}", paths[name], *sizes[name])] if sizes[name][0] else []
+        for name in SPLITS
+    }
 
-    def boundary(fraction: float) -> int:
-        # First line start at or after the target offset, so no line straddles two splits.
-        cut = text.find("\n", max(int(n * fraction) - 1, 0)) + 1
-        return cut if cut > 0 else n
 
-    train_end = boundary(1 - cfg.val_fraction - cfg.test_fraction)
-    val_end = max(train_end, boundary(1 - cfg.test_fraction))
-    pieces = {"train": text[:train_end], "val": text[train_end:val_end], "test": text[val_end:]}
-    return {name: [Document(f"{doc.name}#{name}", piece)] if piece else [] for name, piece in pieces.items()}
+def _cuts(doc: Document, targets: list[int], chunk_bytes: int) -> list[int]:
+    """Where each target character's line ends, in bytes (the document's end if it has no newline
+    after), read `chunk_bytes` at a time; a chunk is decoded only where a cut falls."""
+    cuts: list[int | None] = [None] * len(targets)
+    chars = done = 0  # before `data`: in characters, in bytes
+    with open(doc.path, "rb") as f:
+        for _, data in line_chunks(f, chunk_bytes):
+            end, text = chars + utf8_chars(data), None
+            for i, target in enumerate(targets):
+                if cuts[i] is None and target < end:
+                    text = text if text is not None else data.decode("utf-8")
+                    if (found := text.find("\n", max(target - chars, 0))) >= 0:
+                        cuts[i] = done + len(text[: found + 1].encode("utf-8"))
+            if None not in cuts:
+                break
+            chars, done = end, done + len(data)
+        size = f.seek(0, os.SEEK_END)
+    return [size if cut is None else cut for cut in cuts]
+
+
+def _copy(source: BinaryIO, size: int, path: Path, chunk_bytes: int) -> tuple[int, int]:
+    """Copy the next `size` bytes of `source` to `path`; their characters and lines."""
+    chars = lines = 0
+    with open(path, "wb") as out:
+        while size > 0:
+            data = source.read(min(chunk_bytes, size))
+            out.write(data)
+            chars += utf8_chars(data)  # counts the characters' first bytes: any cut is fine
+            lines += data.count(b"\n")
+            size -= len(data)
+    return chars, lines
 
 
 def _split_by_document(docs: list[Document], cfg: PrepareConfig, seed: int) -> dict[str, list[Document]]:
@@ -55,7 +128,7 @@ def _split_by_document(docs: list[Document], cfg: PrepareConfig, seed: int) -> d
     unknown = sorted((set(cfg.val_documents) | set(cfg.test_documents)) - set(by_name))
     if unknown:
         raise DataError(f"prepare.val_documents/test_documents name unknown documents: {unknown}")
-    total = sum(len(d.text) for d in docs)
+    total = sum(d.chars for d in docs)
     explicit = {"val": list(cfg.val_documents), "test": list(cfg.test_documents)}
     pool = [d.name for d in docs if d.name not in explicit["val"] + explicit["test"]]
     random.Random(seed).shuffle(pool)
@@ -68,7 +141,7 @@ def _split_by_document(docs: list[Document], cfg: PrepareConfig, seed: int) -> d
         while pool and size < fraction * total:
             doc = pool.pop()
             chosen[name].append(doc)
-            size += len(by_name[doc].text)
+            size += by_name[doc].chars
     held_out = set(chosen["val"]) | set(chosen["test"])
     chosen["train"] = [d.name for d in docs if d.name not in held_out]
     return {name: [by_name[n] for n in sorted(chosen[name])] for name in SPLITS}
@@ -77,10 +150,9 @@ def _split_by_document(docs: list[Document], cfg: PrepareConfig, seed: int) -> d
 def check_lengths(splits: dict[str, Split], seq_len: int) -> None:
     """Every split must hold at least one training sequence (seq_len inputs + 1 target)."""
     for split in splits.values():
-        size = len(split.text)
-        if size < seq_len + 1:
+        if split.chars < seq_len + 1:
             raise DataError(
-                f"the {split.name} split has {size} characters, fewer than one training sequence"
+                f"the {split.name} split has {split.chars} characters, fewer than one training sequence"
                 f" (train.seq_len + 1 = {seq_len + 1}); use a larger corpus or change the split fractions"
             )
 
@@ -88,7 +160,7 @@ def check_lengths(splits: dict[str, Split], seq_len: int) -> None:
 def summary(splits: dict[str, Split]) -> dict[str, object]:
     """The prepare stage's metrics: sizes per split and which documents went where."""
     sizes = {
-        name: {"chars": len(split.text), "lines": split.text.count("\n"), "documents": len(split.documents)}
+        name: {"chars": split.chars, "lines": split.lines, "documents": len(split.documents)}
         for name, split in splits.items()
     }
     return {

@@ -4,16 +4,26 @@ A character model is only useful if it beats these on the same held-out text; th
 "good" number is in every evaluation report.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
+
+CHUNK = 1 << 24  # ids at a time: the splits are memory-mapped, and may be larger than memory
+
+
+def _pairs(ids: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Every (previous, next) pair of `ids`, as int64 arrays a chunk at a time."""
+    for start in range(0, len(ids) - 1, CHUNK):
+        window = ids[start : start + CHUNK + 1].astype(np.int64)
+        yield window[:-1], window[1:]
 
 
 def unigram_bpc(train: np.ndarray, test: np.ndarray, vocab_size: int) -> float:
     """Cross-entropy (bits/char) on `test` of the add-one-smoothed character frequencies of `train`."""
-    counts = np.bincount(train, minlength=vocab_size).astype(np.float64) + 1.0
+    counts = sum(np.bincount(train[i : i + CHUNK], minlength=vocab_size) for i in range(0, len(train), CHUNK))
+    counts = counts.astype(np.float64) + 1.0
     log_p = np.log2(counts / counts.sum())
-    return float(-log_p[test].mean())
+    return float(-sum(log_p[test[i : i + CHUNK]].sum() for i in range(0, len(test), CHUNK)) / len(test))
 
 
 def bigram_bpc(train: np.ndarray, test: np.ndarray, vocab_size: int) -> float:
@@ -21,11 +31,13 @@ def bigram_bpc(train: np.ndarray, test: np.ndarray, vocab_size: int) -> float:
 
     The first test character, which has no predecessor, is scored by the add-one unigram model.
     """
-    train, test = train.astype(np.int64), test.astype(np.int64)
-    pairs = np.bincount(train[:-1] * vocab_size + train[1:], minlength=vocab_size * vocab_size)
+    squared = vocab_size * vocab_size
+    pairs = sum(np.bincount(prev * vocab_size + nxt, minlength=squared) for prev, nxt in _pairs(train))
     counts = pairs.reshape(vocab_size, vocab_size).astype(np.float64) + 1.0
     log_p = np.log2(counts / counts.sum(axis=1, keepdims=True))  # (V prev, V next)
-    bits = -log_p[test[:-1], test[1:]].sum() + unigram_bpc(train, test[:1], vocab_size)
+    bits = -sum(log_p[prev, nxt].sum() for prev, nxt in _pairs(test)) + unigram_bpc(
+        train, test[:1], vocab_size
+    )
     return float(bits / len(test))
 
 

@@ -1,15 +1,15 @@
 """Deterministic evaluation: one full pass over a split with the hidden state carried.
 
 The split is laid out as B parallel streams (`charlm.data.streams`, as in training) and read in
-chunks of T; every target position of every stream is scored exactly once, so the result does not
-depend on random batches.
+chunks of T from its memory-mapped ids; every target position of every stream is scored exactly
+once, so the result does not depend on random batches.
 """
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from charlm.data.streams import streams
+from charlm.data.streams import Streams
 from charlm.evaluation.metrics import EvalResult
 from charlm.model.device import autocast
 from charlm.model.network import CharLM
@@ -26,19 +26,18 @@ def evaluate(
 ) -> EvalResult:
     was_training = model.training
     model.eval()
-    data = streams(ids, min(batch_size, max(len(ids) // 2, 1)), device)  # (B, L)
+    data = Streams(ids, min(batch_size, max(len(ids) // 2, 1)))  # (B, L), read a chunk at a time
     total_nats = torch.zeros((), dtype=torch.float64, device=device)
     correct = torch.zeros((), dtype=torch.int64, device=device)
     hidden = None
-    length = data.size(1)
-    for start in range(0, length - 1, seq_len):
-        end = min(start + seq_len, length - 1)
-        x, y = data[:, start:end], data[:, start + 1 : end + 1]  # (B, T)
+    for start in range(0, data.length - 1, seq_len):
+        window = data.chunk(start, min(start + seq_len, data.length - 1) + 1, device)  # (B, T + 1)
+        x, y = window[:, :-1], window[:, 1:]  # (B, T)
         with autocast(device, dtype):
             logits, hidden = model(x, hidden)  # (B, T, V)
         logits = logits.float()
         total_nats += F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="sum").double()
         correct += (logits.argmax(-1) == y).sum()
     model.train(was_training)
-    chars = data.size(0) * (length - 1)
+    chars = data.ids.shape[0] * (data.length - 1)
     return EvalResult(loss_nats=total_nats.item() / chars, accuracy=correct.item() / chars, chars=chars)

@@ -26,7 +26,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
-from tqdm import tqdm
 
 from charlm.data.encoded import EncodedSplits
 from charlm.data.streams import Batches
@@ -39,6 +38,7 @@ from charlm.model.device import autocast, autocast_dtype, select_device
 from charlm.model.directory import save_model_dir
 from charlm.model.network import CharLM, Hidden, detach_hidden, hidden_from_tensors, hidden_tensors
 from charlm.params import ModelRun
+from charlm.progress import progress_bar
 from charlm.training.distributed import SINGLE, World
 from charlm.training.outputs import CURVES, TrainPoint, TrainSummary, ValPoint
 from charlm.training.recipe import lr_at, make_optimizer
@@ -201,14 +201,8 @@ class Trainer:
         """Train to max_steps (or early stop); `log` is None on every rank but rank 0."""
         cfg, progress, world = self.cfg, self.progress, self.world
         chars_per_step = self.cfg.batch_size * self.cfg.seq_len
-        bar = tqdm(
-            total=cfg.max_steps,
-            initial=progress.step,
-            desc=f"train {self.run.name}",
-            unit="step",
-            mininterval=1.0 if sys.stderr.isatty() else 30.0,
-            file=sys.stderr,
-            disable=not world.is_main,
+        bar = progress_bar(
+            cfg.max_steps, f"train {self.run.name}", "step", initial=progress.step, disable=not world.is_main
         )
         postfix: dict[str, str] = {}
         with stop_signals() as received, bar:

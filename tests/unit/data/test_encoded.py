@@ -1,22 +1,38 @@
-"""encoded: the splits written all at once, read back without pickle, each named by its file's hash."""
+"""encoded: the splits encoded a chunk at a time into `.npy` files, all or nothing, read back
+mapped and without pickle, each named by its file's hash."""
 
 import hashlib
+import io
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from charlm.data.encoded import EncodedSplits
+from charlm.data.vocab import Vocabulary
 from charlm.errors import DataError
 
 
 def test_write_load_and_hash(tmp_path: Path) -> None:
+    texts = {"train": "hello w\u00f6rld\n" * 50, "val": "held out, with z and \u00e9\n"}
+    paths = {}
+    for split, text in texts.items():
+        paths[split] = tmp_path / f"{split}.txt"
+        paths[split].write_text(text)
+    vocab = Vocabulary.build(texts["train"])
     encoded = EncodedSplits(tmp_path / "encoded")
-    arrays = {"train": np.arange(10, dtype=np.uint8), "val": np.array([3, 1], dtype=np.uint8)}
-    encoded.write(arrays)
+    oov = encoded.write(paths, vocab)
     assert sorted(p.name for p in encoded.directory.iterdir()) == ["train.npy", "val.npy"]
-    loaded = encoded.load("val")
-    assert loaded.dtype == np.uint8 and loaded.tolist() == [3, 1]
+    val = encoded.load("val")
+    assert isinstance(val, np.memmap) and not val.flags.writeable  # mapped, not copied
+    assert val.tolist() == vocab.encode(texts["val"]).tolist()
+    unknown = sum(c not in texts["train"] for c in texts["val"])
+    assert oov == {"train": 0.0, "val": unknown / len(texts["val"])}
+    assert encoded.load("train").dtype == np.uint8
+    for split, text in texts.items():  # exactly what np.save writes of the whole text's ids
+        whole = io.BytesIO()
+        np.save(whole, vocab.encode(text))
+        assert encoded.path(split).read_bytes() == whole.getvalue()
     assert (
         encoded.sha256("train") == hashlib.sha256((encoded.directory / "train.npy").read_bytes()).hexdigest()
     )

@@ -1,6 +1,7 @@
 """vocab: built from training text only, vectorised encoding, hash-checked JSON."""
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,17 @@ def test_encode_decode_round_trip_and_unknown() -> None:
 
 def test_dtype_grows_with_vocabulary() -> None:
     assert Vocabulary.build("".join(chr(0x100 + i) for i in range(300))).dtype == np.uint16
+
+
+@pytest.mark.parametrize("extra", ["", "".join(chr(0x4E00 + i) for i in range(300))])
+def test_counts_and_ids_of_every_utf8_length_are_exact(extra: str) -> None:
+    """ASCII, 2-, 3- and 4-byte characters, with ids of one byte and (300 more symbols) of two."""
+    text = "plain ascii\n caf\u00e9 \u0153uvre \u20ac \U0001f600\U0001f600 \u00e9" + extra
+    vocab = Vocabulary.build(text)
+    assert dict(zip(vocab.itos[1:], vocab.counts[1:], strict=True)) == Counter(text)
+    assert vocab.dtype == (np.uint16 if extra else np.uint8)
+    ids = vocab.encode(text + "\u00ff\U0001f601")  # two unknown characters at the end
+    assert ids.tolist() == [vocab.itos.index(c) for c in text] + [0, 0]
 
 
 def test_encoding_a_megabyte_is_exact() -> None:
