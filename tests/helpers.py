@@ -4,7 +4,11 @@ loopback, and small models to generate from.
 Tests start from the configuration users run and override a few sizes, so they exercise it.
 """
 
+import base64
+import contextlib
 import copy
+import csv
+import io
 import json
 import os
 import shutil
@@ -12,11 +16,11 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -53,15 +57,67 @@ def tiny_overrides(corpus: Path) -> dict[str, Any]:
     }
 
 
+def project_env(**extra: str) -> dict[str, str]:
+    """This environment with the project's interpreter and tools first on PATH, and `extra`."""
+    return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", **extra}
+
+
 def run(cmd: list[str], cwd: Path, check: bool = True, **kwargs: Any) -> subprocess.CompletedProcess[str]:
     """Run a command with the project's environment first on PATH, capturing text output."""
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", **kwargs.pop("env", {})}
+    env = project_env(**kwargs.pop("env", {}))
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, **kwargs)
     if check and proc.returncode != 0:
         raise AssertionError(
             f"{cmd} exited {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
         )
     return proc
+
+
+def run_queue(
+    ws: Path, count: int, jobs: int, env: dict[str, str] | None = None, timeout: float = 400
+) -> None:
+    """Run DVC's queue of `count` experiments in `ws` with `jobs` workers, and wait for all of them to
+    succeed. `dvc queue start` runs the queue in the background; `dvc exp run --run-all` would follow
+    the logs as well, and that follower has been seen to hang after every experiment had finished.
+
+    Waiting watches the experiments' git refs, which cost nothing to list, and asks `dvc queue
+    status` (a second of CPU each time, taken from the experiments) only now and then for failures."""
+    run(["dvc", "queue", "start", "-j", str(jobs)], ws, env=env or {})
+    deadline = time.monotonic() + timeout
+
+    def status() -> str:
+        return run(["dvc", "queue", "status"], ws).stdout
+
+    def finished(text: str) -> int:
+        return text.count("Success") + text.count("Failed")
+
+    try:
+        polls = 0
+        while _exp_refs(ws) < count:
+            assert time.monotonic() < deadline, f"the queue did not finish within {timeout} s:\n{status()}"
+            polls += 1
+            if polls % 15 == 0 and "Failed" in (text := status()):
+                break
+            time.sleep(1)
+        while finished(text := status()) < count and "Failed" not in text:
+            assert time.monotonic() < deadline, f"the queue did not finish within {timeout} s:\n{text}"
+            time.sleep(1)
+    finally:
+        run(["dvc", "queue", "stop", "--kill"], ws, check=False)
+    failed = [line.split()[0] for line in text.splitlines() if "Failed" in line]
+    logs = "".join(run(["dvc", "queue", "logs", task], ws, check=False).stdout[-3000:] for task in failed)
+    assert text.count("Success") == count, text + logs
+
+
+def _exp_refs(ws: Path) -> int:
+    """How many experiments the repository holds (each is a ref under refs/exps)."""
+    return len(run(["git", "for-each-ref", "refs/exps"], ws).stdout.splitlines())
+
+
+def experiments(ws: Path) -> dict[str, dict[str, str]]:
+    """`dvc exp show`'s experiments of the workspace's commit, by name: each a row of its columns."""
+    table = csv.DictReader(io.StringIO(run(["dvc", "exp", "show", "--csv"], ws).stdout))
+    return {row["Experiment"]: row for row in table if row["Experiment"]}
 
 
 def git_commit(ws: Path, message: str) -> None:
@@ -71,11 +127,10 @@ def git_commit(ws: Path, message: str) -> None:
     run(["git", *identity, "commit", "-qm", message], ws)
 
 
-def charlm_generate(model: str, cwd: Path, length: int, tracking_uri: str | None = None) -> str:
-    """`charlm generate` from a model directory or a registry URI, with unpickling forbidden."""
-    env = {"MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false"}
-    if tracking_uri:
-        env["MLFLOW_TRACKING_URI"] = tracking_uri
+def charlm_generate(model: str, cwd: Path, length: int, **env: str) -> str:
+    """`charlm generate` from a model directory or a registry URI (with `env`, e.g. its tracking
+    URI and credentials), with unpickling forbidden."""
+    env["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = "false"
     cmd = [
         "charlm",
         "generate",
@@ -95,8 +150,9 @@ def charlm_generate(model: str, cwd: Path, length: int, tracking_uri: str | None
 
 def start(cmd: list[str], cwd: Path) -> subprocess.Popen[bytes]:
     """Start a command in the background with the project's environment, discarding its output."""
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-    return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(
+        cmd, cwd=cwd, env=project_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
 
 
 def wait_for_file(path: Path, proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
@@ -113,43 +169,80 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@contextmanager
-def background_server(cmd: list[str], cwd: Path, ready_url: str, timeout: float = 120) -> Iterator[None]:
-    """Run a server in its own process group until `ready_url` answers; stop the group after."""
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-    server = subprocess.Popen(
-        cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                with urllib.request.urlopen(ready_url, timeout=2):
-                    break
-            except OSError:
-                assert server.poll() is None, f"{cmd[:3]} exited with {server.returncode}"
-                assert time.monotonic() < deadline, f"{ready_url} did not answer within {timeout} s"
-                time.sleep(0.5)
-        yield
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+@contextlib.contextmanager
+def background_server(
+    cmd: list[str], cwd: Path, ready_url: str, timeout: float = 120, env: dict[str, str] | None = None
+) -> Iterator[None]:
+    """Run a server (with `env` added to this environment) in its own process group until
+    `ready_url` answers; stop the group after. If it exits or never answers, the failure shows
+    the end of its output."""
+    with tempfile.TemporaryFile("w+") as log:
+        server = subprocess.Popen(
+            cmd,
+            cwd=cwd,
+            env=project_env(**(env or {})),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+        def output() -> str:
+            log.seek(0)
+            return log.read()[-3000:]
+
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    with urllib.request.urlopen(ready_url, timeout=2):
+                        break
+                except OSError:
+                    assert server.poll() is None, f"{cmd[:3]} exited with {server.returncode}:\n{output()}"
+                    assert time.monotonic() < deadline, f"{ready_url} silent for {timeout} s:\n{output()}"
+                    time.sleep(0.5)
+            yield
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(server.pid, signal.SIGTERM)
+            server.wait(timeout=30)
 
 
-def http_call(url: str, payload: Any = None, timeout: float = 60) -> tuple[int, Any, Any]:
-    """GET `url` (or POST `payload` as JSON): the status, the decoded JSON body and the headers."""
+@contextlib.contextmanager
+def tracking_server(root: Path, *settings: str, env: dict[str, str] | None = None) -> Iterator[str]:
+    """`make server` on a free loopback port, its files under `root`, with extra make `settings`
+    (`SERVER_BACKEND=...`, `SERVER_OPTS=...`) and `env`; yields its address."""
+    port = free_port()
+    make = ["make", "--no-print-directory", "-C", str(REPO), "server", f"SERVER_PORT={port}"]
+    address = f"http://127.0.0.1:{port}"
+    command = [*make, f"SERVER_DIR={root}", *settings]
+    with background_server(command, root.parent, f"{address}/health", env=env):
+        yield address
+
+
+def http_call(
+    url: str, payload: Any = None, timeout: float = 60, auth: tuple[str, str] | None = None
+) -> tuple[int, Any, Any]:
+    """GET `url` (or POST `payload` as JSON), as user `auth` (name, password) if given: the status,
+    the body (decoded JSON, or text when it is not JSON) and the headers."""
     data = json.dumps(payload).encode() if payload is not None else None
-    request = urllib.request.Request(url, data, {"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json"}
+    if auth:
+        headers["Authorization"] = "Basic " + base64.b64encode(":".join(auth).encode()).decode()
+    request = urllib.request.Request(url, data, headers)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, json.loads(response.read()), response.headers
     except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read() or b"{}"), err.headers
+        body = err.read().decode(errors="replace")
+        try:
+            return err.code, json.loads(body or "{}"), err.headers
+        except json.JSONDecodeError:
+            return err.code, body, err.headers
 
 
-def http_json(url: str, payload: Any = None) -> tuple[int, Any]:
-    """GET `url` (or POST `payload` as JSON): the status and the decoded JSON body."""
-    status, body, _ = http_call(url, payload)
+def http_json(url: str, payload: Any = None, auth: tuple[str, str] | None = None) -> tuple[int, Any]:
+    """GET `url` (or POST `payload` as JSON), as user `auth` if given: the status and the body."""
+    status, body, _ = http_call(url, payload, auth=auth)
     return status, body
 
 
@@ -172,7 +265,7 @@ def make_workspace(root: Path, overrides: dict[str, Any]) -> Path:
     return root
 
 
-@contextmanager
+@contextlib.contextmanager
 def tracking_env_kept() -> Iterator[None]:
     """mlflow.set_tracking_uri() exports MLFLOW_TRACKING_URI; restore the variables afterwards."""
     keys = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
@@ -263,7 +356,14 @@ SAMPLE_TEXT = "a bad cafe\nhead"
 SMALL_LIMITS = {"max_request_rows": 4, "max_request_chars": 100}
 
 
-def register_candidate(client: Any, candidate: Any, on_new_val_data: str = "keep", **limits: Any) -> Any:
+def register_candidate(
+    client: Any,
+    candidate: Any,
+    on_new_val_data: str = "keep",
+    model_name: str = "charlm",
+    experiment: str = "test",
+    **limits: Any,
+) -> Any:
     """Register `candidate` in `client`'s registry as the register stage does, with a sample, sampling
     defaults and serving limits (`SMALL_LIMITS`, then `limits`) that are not the defaults."""
     from charlm.generation.samples import Sample
@@ -275,7 +375,7 @@ def register_candidate(client: Any, candidate: Any, on_new_val_data: str = "keep
         sampling=SamplingOptions(length=20, temperature=0.6, top_k=4),
         limits=ServeConfig(**SMALL_LIMITS | limits),
     )
-    cfg = RegisterConfig(on_new_val_data=on_new_val_data)
+    cfg = RegisterConfig(on_new_val_data=on_new_val_data, model_name=model_name)
     fetch = FetchConfig(source="local", path="corpus/*.txt")
     sample = Sample(prompt="ab", seed=5, temperature=0.6, text=SAMPLE_TEXT)
-    return register(client, candidate, cfg, served, fetch, sample, "test", {})
+    return register(client, candidate, cfg, served, fetch, sample, experiment, {})

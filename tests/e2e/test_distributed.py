@@ -1,9 +1,13 @@
 """Data-parallel training for real: two gloo processes under torchrun through `dvc repro`, sharing the
-mapped training split, stopped by SIGTERM and resumed, against one process on the same global batch."""
+mapped training split, stopped by SIGTERM and resumed, against one process on the same global batch;
+then two nodes on loopback, the second started with the command the first prints."""
 
 import csv
+import shlex
 import shutil
 import signal
+import subprocess
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,7 +17,7 @@ import torch
 
 from charlm.model.directory import load_model_dir
 from charlm.training.state import read_state
-from tests.helpers import run, start, wait_for_file, workspace_store
+from tests.helpers import free_port, project_env, run, start, wait_for_file, workspace_store
 
 pytestmark = pytest.mark.slow
 
@@ -28,13 +32,27 @@ def _losses(path: Path) -> list[float]:
         return [float(row["train_loss_nats"]) for row in csv.DictReader(f)]
 
 
-def _set_processes(ws: Path, n: int) -> None:
+def _set_params(ws: Path, replacements: dict[str, str]) -> None:
     params = ws / "params.yaml"
     text = params.read_text()
-    params.write_text(text.replace("nproc_per_node: 1\n", f"nproc_per_node: {n}\n"))
+    for old, new in replacements.items():
+        assert old in text, old
+        text = text.replace(old, new)
+    params.write_text(text)
 
 
-def test_two_gloo_processes_match_one_and_resume_after_sigterm(
+def _follow(proc: subprocess.Popen[str], prefix: str) -> str:
+    """The rest of the first line of `proc`'s stderr that starts with `prefix`; the rest of its
+    stderr is drained in the background, so it never blocks on a full pipe."""
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        if line.startswith(prefix):
+            threading.Thread(target=proc.stderr.read, daemon=True).start()
+            return line.removeprefix(prefix).strip()
+    raise AssertionError(f"{prefix!r} was never printed")
+
+
+def test_two_gloo_processes_match_one_resume_after_sigterm_and_equal_two_nodes(
     lstm_workspace: Workspace,
 ) -> None:
     # fp32: the promise is DDP's arithmetic; bf16 autocast (native on CPUs with AMX) rounds each
@@ -45,7 +63,7 @@ def test_two_gloo_processes_match_one_and_resume_after_sigterm(
     single = load_model_dir(ws / "models/lstm").model
 
     # The same workspace on 2 processes: the params change reruns training from scratch.
-    _set_processes(ws, 2)
+    _set_params(ws, {"nproc_per_node: 1\n": "nproc_per_node: 2\n"})
     shutil.rmtree(ws / "checkpoints/lstm")
     proc = start(["dvc", "repro", "train@lstm"], ws)
     state = ws / "checkpoints/lstm/state.safetensors"
@@ -79,3 +97,21 @@ def test_two_gloo_processes_match_one_and_resume_after_sigterm(
     two = load_model_dir(ws / "models/lstm").model
     for (name, p), q in zip(single.named_parameters(), two.parameters(), strict=True):
         assert torch.allclose(p, q, atol=1e-4), name
+
+    # Two nodes of one process each, on loopback: the same world size, so the same weights, bit for
+    # bit. The second node is another working copy, started with the command the first one prints.
+    _set_params(ws, {"nproc_per_node: 2\n": "nproc_per_node: 1\n", "nnodes: 1": "nnodes: 2"})
+    _set_params(ws, {"master_port: 29500": f"master_port: {free_port()}"})
+    shutil.rmtree(ws / "checkpoints/lstm")
+    node1 = shutil.copytree(ws, ws.parent / "node1", symlinks=True)
+    node0 = subprocess.Popen(
+        ["dvc", "repro", "train@lstm"], cwd=ws, env=project_env(), stderr=subprocess.PIPE, text=True
+    )
+    printed = _follow(node0, "train: on node 1 run: ")
+    node1_proc = subprocess.run(
+        shlex.split(printed), cwd=node1, env=project_env(), capture_output=True, text=True
+    )
+    assert node0.wait(timeout=300) == 0 and node1_proc.returncode == 0, node1_proc.stderr[-2000:]
+    two_nodes = load_model_dir(ws / "models/lstm").model
+    for (name, p), q in zip(two.named_parameters(), two_nodes.parameters(), strict=True):
+        assert torch.equal(p, q), name

@@ -69,7 +69,7 @@ def test_whole_pipeline_ends_with_a_loadable_champion(tiny_pipeline: Path) -> No
     assert decision.promoted and decision.champion == decision.version == 1
     client = workspace_store(ws)
     assert int(client.get_model_version_by_alias("charlm", "champion").version) == 1
-    charlm_generate("models:/charlm@champion", ws, 30, tracking_uri=f"sqlite:///{ws / 'mlflow.db'}")
+    charlm_generate("models:/charlm@champion", ws, 30, MLFLOW_TRACKING_URI=f"sqlite:///{ws / 'mlflow.db'}")
 
     shown = run(["dvc", "metrics", "show", "--json"], ws).stdout
     assert "best_val_bpc" in shown and "test_bpc" in shown

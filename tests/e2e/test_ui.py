@@ -21,7 +21,7 @@ import pytest
 
 from charlm.evaluation.report import EvalReport
 from charlm.registry.decision import Decision
-from tests.helpers import BIN, free_port
+from tests.helpers import free_port, project_env
 
 pytestmark = pytest.mark.slow
 
@@ -55,7 +55,7 @@ def browser() -> Iterator[Any]:
 def ui_address(tiny_pipeline: Path) -> Iterator[str]:
     """`charlm ui` (what `make ui` runs) on the tiny pipeline's store: the address it prints."""
     port = free_port()
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    env = project_env()
     env.pop("MLFLOW_TRACKING_URI", None)
     ui = subprocess.Popen(
         ["charlm", "ui", "--port", str(port)],

@@ -60,8 +60,10 @@ def connect(uri: str | None = None) -> "MlflowClient":
 
 @contextmanager
 def store_lock(uri: str) -> Iterator[None]:
-    """Serialise work on an embedded SQLite store across processes (schema creation, registry
-    decisions); a tracking server serves its clients itself, so there is nothing to hold for it."""
+    """Serialise the first access to an embedded SQLite store across processes, which creates its
+    schema. A tracking server creates its own; and no lock, file or otherwise, guards registry
+    decisions: processes on other machines share none, so registration converges instead
+    (`registry.alias`)."""
     if not uri.startswith("sqlite:///"):
         yield
         return
@@ -89,9 +91,16 @@ def first_line(err: BaseException) -> str:
 def experiment_id(client: "MlflowClient", name: str) -> str:
     """The experiment's id, created if needed and marked as model training (MLflow's clients then
     treat its runs as training runs, not GenAI traces)."""
+    from mlflow.exceptions import MlflowException
+
     experiment = client.get_experiment_by_name(name)
     if experiment is None:
-        return client.create_experiment(name, tags={EXPERIMENT_KIND: MODEL_TRAINING})
+        try:
+            return client.create_experiment(name, tags={EXPERIMENT_KIND: MODEL_TRAINING})
+        except MlflowException as err:  # another machine created it since we looked
+            if err.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+            experiment = client.get_experiment_by_name(name)
     if EXPERIMENT_KIND not in experiment.tags:  # created before the tag existed
         client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND, MODEL_TRAINING)
     return experiment.experiment_id

@@ -2,10 +2,11 @@
 code and DVC stage.
 
 charlm's own tags are `charlm.<name>`; tags about another tool keep that tool's namespace
-(`dvc.stage`, `dvc.exp_name`, `git.commit`, `mlflow.experimentKind`). A split's hash has the same
+(`dvc.stage`, `dvc.exp_name`, `git.commit`, `mlflow.user`, `mlflow.experimentKind`). A split's hash has the same
 name on a training run, an evaluation run and a model version, so they join on it.
 """
 
+import getpass
 import os
 import socket
 import subprocess
@@ -13,6 +14,7 @@ import subprocess
 STAGE = "dvc.stage"
 EXP_NAME = "dvc.exp_name"  # the DVC experiment a run belongs to (`dvc exp show` lists the same name)
 GIT_COMMIT = "git.commit"
+USER = "mlflow.user"  # the UI's "User" column
 EXPERIMENT_KIND, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
 
 MODEL = "charlm.model"  # the `models:` entry a run or version is about
@@ -43,9 +45,17 @@ def git_commit() -> str:
     return out.stdout.strip() if out.returncode == 0 else "unknown"
 
 
+def user() -> str:
+    """Who runs a stage: the tracking server's user when credentials are given, else the login."""
+    try:
+        return os.environ.get("MLFLOW_TRACKING_USERNAME") or getpass.getuser()
+    except (OSError, KeyError):  # no login name in this container
+        return "unknown"
+
+
 def stage_tags(stage: str, model: str | None = None) -> dict[str, str]:
-    """Tags that join an MLflow run to its code, DVC stage, experiment (when queued) and model."""
-    tags = {STAGE: f"{stage}@{model}" if model else stage, GIT_COMMIT: git_commit()}
+    """Tags that join an MLflow run to its code, DVC stage, experiment (when queued), model and user."""
+    tags = {STAGE: f"{stage}@{model}" if model else stage, GIT_COMMIT: git_commit(), USER: user()}
     if os.environ.get("DVC_EXP_NAME"):
         tags[EXP_NAME] = os.environ["DVC_EXP_NAME"]
     if model is not None:

@@ -106,3 +106,18 @@ def test_orphaned_running_runs_are_marked_killed(mlflow_client) -> None:  # type
     assert end_orphaned_runs(mlflow_client, "exp") == [orphan]
     assert mlflow_client.get_run(orphan).info.status == "KILLED"
     assert mlflow_client.get_run(alive).info.status == "RUNNING"
+
+
+def test_an_experiment_created_elsewhere_meanwhile_is_found(mlflow_client, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # Another machine creates the experiment between this process's lookup and its create.
+    elsewhere = mlflow_client.create_experiment("exp")
+    lookups: list[str] = []
+    real_lookup = mlflow_client.get_experiment_by_name
+
+    def stale_first(name: str):  # type: ignore[no-untyped-def]
+        lookups.append(name)
+        return None if len(lookups) == 1 else real_lookup(name)
+
+    monkeypatch.setattr(mlflow_client, "get_experiment_by_name", stale_first)
+    assert experiment_id(mlflow_client, "exp") == elsewhere and len(lookups) == 2
+    assert mlflow_client.get_experiment(elsewhere).tags["mlflow.experimentKind"] == "custom_model_development"

@@ -1,0 +1,75 @@
+"""Moving the champion alias right when several machines register at once.
+
+MLflow has no compare-and-set on aliases, and a tracking server serves many clients, so no lock
+can cover "read the champion, decide, move the alias". Instead registration converges: point the
+alias at the best version validated on the candidate's validation data (lowest validation bpc,
+then lowest version), re-read, and repeat until a read confirms it. Every version carries its
+figures from the moment it exists (tags given at creation), and every registering process
+converges after its own version exists, so whichever write comes last is followed by a read that
+sees every version and corrects it: the alias ends on the best version, whatever the interleaving.
+`docs/architecture.md` gives the argument in full.
+"""
+
+from typing import TYPE_CHECKING, Any
+
+from charlm.errors import CharlmError
+from charlm.params import RegisterConfig
+from charlm.tracking import tags as tag
+from charlm.tracking.store import first_line
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+ROUNDS = 20  # each round is one write that another process's write undid; a few at most in practice
+
+
+def champion(client: "MlflowClient", cfg: RegisterConfig) -> Any | None:
+    """The version the alias points at, or None."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version_by_alias(cfg.model_name, cfg.alias)
+    except MlflowException:
+        return None
+
+
+def versions(client: "MlflowClient", name: str) -> list[Any]:
+    return list(client.search_model_versions(f"name='{name}'"))
+
+
+def number(version: Any) -> int:
+    """A version's number: MLflow's stores give it as an int or a str, so compare these."""
+    return int(version.version)
+
+
+def _rank(version: Any) -> tuple[float, int]:
+    return float(version.tags[tag.split_bpc("val")]), number(version)
+
+
+def settle(client: "MlflowClient", cfg: RegisterConfig, val_sha256: str) -> Any:
+    """Point the alias at the best version validated on `val_sha256`; the version it ends on.
+
+    Stops early if another process moved the alias to a version validated on other data (its
+    `register.on_new_val_data: promote` replaced the validation data): the two are not comparable.
+    """
+    from mlflow.exceptions import MlflowException
+
+    failure = "other processes keep moving it"
+    for attempt in range(ROUNDS):
+        comparable = [
+            v for v in versions(client, cfg.model_name) if v.tags.get(tag.split_sha256("val")) == val_sha256
+        ]
+        best = min(comparable, key=_rank)
+        current = champion(client, cfg)
+        if current is not None and number(current) == number(best):
+            return current
+        if attempt and current is not None and current.tags.get(tag.split_sha256("val")) != val_sha256:
+            return current
+        try:
+            client.set_registered_model_alias(cfg.model_name, cfg.alias, best.version)
+        except MlflowException as err:  # two first writes of the alias at once clash in the store
+            failure = first_line(err)
+    raise CharlmError(
+        f"the {cfg.model_name}@{cfg.alias} alias did not settle after {ROUNDS} rounds ({failure});"
+        " run register again"
+    )
