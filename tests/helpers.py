@@ -202,6 +202,8 @@ def background_server(
                     time.sleep(0.5)
             yield
         finally:
+            if server.poll() is not None:  # it died under the test: say why, beside the test's failure
+                print(f"{cmd[:3]} exited with {server.returncode} while in use:\n{output()}", file=sys.stderr)
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(server.pid, signal.SIGTERM)
             server.wait(timeout=30)
@@ -280,13 +282,17 @@ def tracking_env_kept() -> Iterator[None]:
                 os.environ[key] = value
 
 
-def workspace_store(ws: Path) -> Any:
-    """A client on a workspace's own mlflow.db, for runs and registry alike (MLflow's process-wide
-    registry URI, set by earlier tests, must not apply)."""
+def store(uri: str) -> Any:
+    """A client on the store at `uri`, for runs and registry alike: MLflow's process-wide registry
+    URI, which an earlier test's `connect` set to its own store, must not apply."""
     from mlflow.tracking import MlflowClient
 
-    uri = f"sqlite:///{ws / 'mlflow.db'}"
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def workspace_store(ws: Path) -> Any:
+    """A client on a workspace's own mlflow.db."""
+    return store(f"sqlite:///{ws / 'mlflow.db'}")
 
 
 # -- small models ------------------------------------------------------------------------------

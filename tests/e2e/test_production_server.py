@@ -22,6 +22,7 @@ from tests.helpers import (
     register_candidate,
     run,
     saved_candidate,
+    store,
     tiny_overrides,
     tracking_env_kept,
     tracking_server,
@@ -117,7 +118,6 @@ def registered(server: Server, tmp_path_factory: pytest.TempPathFactory, tiny_co
     gives the reader READ on the registered model and on the experiment whose logged model holds
     its weights, and nothing else."""
     import mlflow.server
-    from mlflow import MlflowClient
 
     overrides = tiny_overrides(tiny_corpus)
     overrides["models"] = {"lstm": {"cell": "lstm"}}
@@ -125,7 +125,7 @@ def registered(server: Server, tmp_path_factory: pytest.TempPathFactory, tiny_co
     run(["dvc", "repro", "register"], ws, env={"MLFLOW_TRACKING_URI": server.address, **WRITER.env})
     with acting_as(ADMIN):
         users = mlflow.server.get_app_client("basic-auth", tracking_uri=server.address)
-        experiment = MlflowClient(server.address).get_experiment_by_name("charlm")
+        experiment = store(server.address).get_experiment_by_name("charlm")
         users.grant_user_permission(READER.name, "experiment", experiment.experiment_id, "READ")
         users.grant_user_permission(READER.name, "registered_model", MODEL, "READ")
     return ws
@@ -195,14 +195,13 @@ def test_a_call_without_valid_credentials_is_refused(
 def test_a_reader_loads_the_champion_but_cannot_move_it_or_delete_a_version(
     server: Server, registered: Path, tmp_path: Path
 ) -> None:
-    from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
     charlm_generate(
         f"models:/{MODEL}@champion", tmp_path, 10, MLFLOW_TRACKING_URI=server.address, **READER.env
     )
     with acting_as(READER):
-        client = MlflowClient(server.address)
+        client = store(server.address)
         champion = client.get_model_version_by_alias(MODEL, "champion")
         attempts = {
             "set the alias": lambda: client.set_registered_model_alias(MODEL, "champion", champion.version),

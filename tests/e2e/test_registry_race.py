@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import register_candidate, saved_candidate, tracking_server
+from tests.helpers import register_candidate, saved_candidate, store, tracking_server
 from tests.postgres import postgres_cluster
 
 pytestmark = pytest.mark.slow
@@ -26,7 +26,6 @@ MODEL_NAME = "race"
 def _register(server: str, root: Path, seed: int, val_bpc: float, ready: Any, delay: float) -> int:
     """One teammate's machine: its own working copy; once every machine of the round is `ready`
     (a barrier), registration after `delay` seconds."""
-    from mlflow import MlflowClient
 
     root.mkdir(parents=True)
     os.chdir(root)  # nothing on disk is shared: no common lock file, no common store
@@ -34,11 +33,10 @@ def _register(server: str, root: Path, seed: int, val_bpc: float, ready: Any, de
     candidate = saved_candidate(root, seed, val_bpc)
     ready.wait()
     time.sleep(delay)
-    return register_candidate(MlflowClient(server), candidate, model_name=MODEL_NAME).version
+    return register_candidate(store(server), candidate, model_name=MODEL_NAME).version
 
 
 def test_concurrent_registrations_end_on_the_best_version_every_time(tmp_path: Path) -> None:
-    from mlflow import MlflowClient
 
     rng = random.Random(0)
     with (
@@ -48,7 +46,7 @@ def test_concurrent_registrations_end_on_the_best_version_every_time(tmp_path: P
         multiprocessing.get_context("spawn").Manager() as manager,
     ):
         ready = manager.Barrier(WORKERS)
-        client = MlflowClient(server)
+        client = store(server)
         bpc_of_seed: dict[int, float] = {}
         for round_ in range(ROUNDS):
             seeds = [round_ * WORKERS + w for w in range(WORKERS)]

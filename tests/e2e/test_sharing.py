@@ -17,6 +17,7 @@ from tests.helpers import (
     git_commit,
     run,
     run_queue,
+    store,
     tiny_overrides,
     tracking_server,
 )
@@ -27,7 +28,6 @@ pytestmark = pytest.mark.slow
 def test_a_teammate_pulls_the_better_experiment_and_reproduces_nothing(
     workspace: Callable[..., Path], tiny_corpus: Path, tmp_path: Path
 ) -> None:
-    from mlflow import MlflowClient
 
     origin, dvc_remote = tmp_path / "origin.git", tmp_path / "dvc-remote"
     run(["git", "init", "-q", "--bare", str(origin)], tmp_path)
@@ -69,7 +69,7 @@ def test_a_teammate_pulls_the_better_experiment_and_reproduces_nothing(
         charlm_generate("models/m", bob, 20)
 
         # A's runs are on the team's server, joined to the experiment by its DVC name.
-        client = MlflowClient(server)
+        client = store(server)
         experiment = client.get_experiment_by_name("charlm")
         (training,) = client.search_runs(
             [experiment.experiment_id],
