@@ -9,7 +9,16 @@ import pytest
 import yaml
 
 from tests import corpora
-from tests.helpers import REPO, make_workspace, run, tiny_overrides, tracking_env_kept
+from tests.helpers import (
+    REPO,
+    copy_workspace,
+    make_workspace,
+    run,
+    tiny_overrides,
+    tracking_env_kept,
+    tracking_server,
+)
+from tests.team_server import TeamServer, serve_team
 
 
 @pytest.fixture
@@ -66,17 +75,22 @@ def lstm_data(tmp_path_factory: pytest.TempPathFactory, tiny_corpus: Path) -> Pa
 @pytest.fixture
 def lstm_workspace(tmp_path: Path, lstm_data: Path) -> Callable[..., Path]:
     """`lstm_workspace(name="ws", **train)`: a copy of `lstm_data` with those `train` settings."""
+    return lambda name="ws", **train: copy_workspace(lstm_data, tmp_path / name, **train)
 
-    def make(name: str = "ws", **train: Any) -> Path:
-        ws = tmp_path / name
-        shutil.copytree(lstm_data, ws, symlinks=True)
-        shutil.rmtree(ws / ".dvc" / "tmp", ignore_errors=True)  # DVC's state for the original path
-        params = yaml.safe_load((ws / "params.yaml").read_text())
-        params["train"].update(train)
-        (ws / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-        return ws
 
-    return make
+@pytest.fixture(scope="session")
+def sqlite_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`make server` as it comes (SQLite, artifacts on its disk), shared by the tests that need one
+    server and no authentication: experiments shared between clones, the registration race."""
+    with tracking_server(tmp_path_factory.mktemp("sqlite-server") / "server") as address:
+        yield address
+
+
+@pytest.fixture(scope="session")
+def team_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TeamServer]:
+    """The production tracking server (PostgreSQL, basic auth) with its users."""
+    with serve_team(tmp_path_factory.mktemp("team-server")) as server:
+        yield server
 
 
 @pytest.fixture(autouse=True)

@@ -267,6 +267,16 @@ def make_workspace(root: Path, overrides: dict[str, Any]) -> Path:
     return root
 
 
+def copy_workspace(source: Path, target: Path, **train: Any) -> Path:
+    """A copy of the workspace `source` at `target`, with those `train` settings."""
+    shutil.copytree(source, target, symlinks=True)
+    shutil.rmtree(target / ".dvc" / "tmp", ignore_errors=True)  # DVC's state for the original path
+    params = yaml.safe_load((target / "params.yaml").read_text())
+    params["train"].update(train)
+    (target / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return target
+
+
 @contextlib.contextmanager
 def tracking_env_kept() -> Iterator[None]:
     """mlflow.set_tracking_uri() exports MLFLOW_TRACKING_URI; restore the variables afterwards."""

@@ -4,10 +4,6 @@ it with a writer's credentials and every result is checked through the REST API;
 credentials is refused; a reader loads the champion but can neither move it nor delete a version.
 Users are created as docs/team.md shows."""
 
-import secrets
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -17,132 +13,52 @@ from charlm.evaluation.report import EvalReport
 from charlm.training.outputs import TrainSummary
 from tests.helpers import (
     charlm_generate,
+    copy_workspace,
     http_json,
-    make_workspace,
     register_candidate,
     run,
     saved_candidate,
     store,
-    tiny_overrides,
-    tracking_env_kept,
-    tracking_server,
 )
-from tests.postgres import postgres_cluster
+from tests.team_server import ADMIN, READER, SECOND_WRITER, WRITER, TeamServer, User, acting_as
 
 pytestmark = pytest.mark.slow
 
 MODEL = "charlm"
-AUTH_INI = """\
-[mlflow]
-default_permission = NO_PERMISSIONS
-database_uri = {database}
-admin_username = admin
-admin_password = {password}
-auth_cache_ttl_seconds = 60
-"""
-
-
-@dataclass(frozen=True)
-class User:
-    name: str
-    password: str
-
-    @classmethod
-    def new(cls, name: str) -> "User":
-        return cls(name, secrets.token_urlsafe(12))
-
-    @property
-    def env(self) -> dict[str, str]:
-        """The environment that gives MLflow's clients, and so every stage, these credentials."""
-        return {"MLFLOW_TRACKING_USERNAME": self.name, "MLFLOW_TRACKING_PASSWORD": self.password}
-
-    @property
-    def auth(self) -> tuple[str, str]:
-        return self.name, self.password
-
-
-ADMIN, WRITER, READER = User.new("admin"), User.new("writer"), User.new("reader")
-SECOND_WRITER = User.new("writer2")
-
-
-@dataclass(frozen=True)
-class Server:
-    address: str
-    root: Path  # `make server`'s SERVER_DIR: the artifact store is under it
-
-    def api(self, endpoint: str, payload: dict | None = None, user: User | None = None, **query: str) -> dict:
-        """Call a REST endpoint as `user` and return the body of its 200 answer."""
-        url = f"{self.address}/api/2.0/mlflow/{endpoint}" + (f"?{urlencode(query)}" if query else "")
-        status, body = http_json(url, payload, auth=user.auth if user else None)
-        assert status == 200, (endpoint, status, body)
-        return body
-
-
-@contextmanager
-def acting_as(user: User) -> Iterator[None]:
-    """In this process, MLflow's clients send `user`'s credentials (and the tracking URI set
-    meanwhile is forgotten after)."""
-    with tracking_env_kept(), pytest.MonkeyPatch.context() as patch:
-        for key, value in user.env.items():
-            patch.setenv(key, value)
-        yield
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """`make server` on a PostgreSQL cluster (runs and registry in one database, users in another)
-    with the basic-auth app; the admin has created a writer and a reader."""
-    import mlflow.server
-
-    root = tmp_path_factory.mktemp("production")
-    with postgres_cluster("mlflow", "mlflow_auth") as postgres:
-        auth_ini = root / "basic_auth.ini"
-        auth_ini.write_text(AUTH_INI.format(database=f"{postgres}/mlflow_auth", password=ADMIN.password))
-        env = {
-            "MLFLOW_AUTH_CONFIG_PATH": str(auth_ini),
-            "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(16),
-        }
-        settings = [f"SERVER_BACKEND={postgres}/mlflow", "SERVER_OPTS=--app-name basic-auth"]
-        with tracking_server(root / "server", *settings, env=env) as address:
-            with acting_as(ADMIN):
-                users = mlflow.server.get_app_client("basic-auth", tracking_uri=address)
-                users.create_user(WRITER.name, WRITER.password)
-                users.create_user(READER.name, READER.password)
-                users.create_user(SECOND_WRITER.name, SECOND_WRITER.password)
-            yield Server(address, root / "server")
-
-
-@pytest.fixture(scope="module")
-def registered(server: Server, tmp_path_factory: pytest.TempPathFactory, tiny_corpus: Path) -> Path:
+def registered(team_server: TeamServer, lstm_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny lstm pipeline run up to `register` with the writer's credentials; then the admin
     gives the reader READ on the registered model and on the experiment whose logged model holds
     its weights, and nothing else."""
     import mlflow.server
 
-    overrides = tiny_overrides(tiny_corpus)
-    overrides["models"] = {"lstm": {"cell": "lstm"}}
-    ws = make_workspace(tmp_path_factory.mktemp("writer") / "ws", overrides)
-    run(["dvc", "repro", "register"], ws, env={"MLFLOW_TRACKING_URI": server.address, **WRITER.env})
+    ws = copy_workspace(lstm_data, tmp_path_factory.mktemp("writer") / "ws")
+    env = {"MLFLOW_TRACKING_URI": team_server.address, **WRITER.env}
+    run(["dvc", "repro", "register"], ws, env=env)
     with acting_as(ADMIN):
-        users = mlflow.server.get_app_client("basic-auth", tracking_uri=server.address)
-        experiment = store(server.address).get_experiment_by_name("charlm")
+        users = mlflow.server.get_app_client("basic-auth", tracking_uri=team_server.address)
+        experiment = store(team_server.address).get_experiment_by_name("charlm")
         users.grant_user_permission(READER.name, "experiment", experiment.experiment_id, "READ")
         users.grant_user_permission(READER.name, "registered_model", MODEL, "READ")
     return ws
 
 
-def test_the_pipeline_logs_and_registers_with_a_writers_credentials(server: Server, registered: Path) -> None:
+def test_the_pipeline_logs_and_registers_with_a_writers_credentials(
+    team_server: TeamServer, registered: Path
+) -> None:
     assert not (registered / "mlflow.db").exists(), "nothing may be logged to the embedded store"
 
     def api(endpoint: str, payload: dict | None = None, **query: str) -> dict:
-        return server.api(endpoint, payload, WRITER, **query)
+        return team_server.api(endpoint, payload, WRITER, **query)
 
     experiment = api("experiments/get-by-name", experiment_name="charlm")["experiment"]
     # The UI opens a model-training experiment on its runs, not on the GenAI overview.
     kind = {t["key"]: t["value"] for t in experiment["tags"]}["mlflow.experimentKind"]
     assert kind == "custom_model_development"
-    runs = api("runs/search", {"experiment_ids": [experiment["experiment_id"]]})["runs"]
-    (lstm,) = runs
+    query = {"experiment_ids": [experiment["experiment_id"]], "filter": "attributes.run_name = 'lstm'"}
+    (lstm,) = api("runs/search", query)["runs"]  # the training run
     assert lstm["info"]["status"] == "FINISHED" and lstm["info"]["user_id"] == WRITER.name
     metrics = {m["key"]: m["value"] for m in lstm["data"]["metrics"]}
     evaluated = EvalReport.read(registered / "metrics/eval/lstm.json")
@@ -154,7 +70,7 @@ def test_the_pipeline_logs_and_registers_with_a_writers_credentials(server: Serv
     # Artifacts go through the server to its own store: clients hold no storage credentials.
     artifacts = {f["path"] for f in api("artifacts/list", run_id=run_id, path="metrics/train")["files"]}
     assert artifacts == {"metrics/train/lstm.json"}
-    stored = list((server.root / "artifacts").rglob("lstm.json"))
+    stored = list((team_server.root / "artifacts").rglob("lstm.json"))
     assert stored and TrainSummary.read(stored[0]) == TrainSummary.read(
         registered / "metrics/train/lstm.json"
     )
@@ -168,8 +84,7 @@ def test_the_pipeline_logs_and_registers_with_a_writers_credentials(server: Serv
     assert "**Champion** (`@champion`): no champion yet" in card and "~~~text\nROMEO:" in card
     # The Models tab: the logged model, linked to its validation and test bpc.
     found = api("logged-models/search", {"experiment_ids": [experiment["experiment_id"]]})["models"]
-    (logged,) = found
-    assert logged["info"]["model_id"] in version["source"]  # the registered version is this model
+    (logged,) = [m for m in found if m["info"]["model_id"] in version["source"]]  # the version's model
     linked = {(m["key"], m["value"]) for m in logged["data"]["metrics"]}
     assert {("val_bpc", evaluated.val.bpc), ("test_bpc", evaluated.test.bpc)} <= linked, linked
     assert tags["charlm.val_bpc"] == f"{evaluated.val.bpc:.6f}"
@@ -177,7 +92,7 @@ def test_the_pipeline_logs_and_registers_with_a_writers_credentials(server: Serv
 
 @pytest.mark.parametrize("user", [None, User("writer", "not-the-password"), User("nobody", "x")])
 def test_a_call_without_valid_credentials_is_refused(
-    server: Server, registered: Path, user: User | None
+    team_server: TeamServer, registered: Path, user: User | None
 ) -> None:
     calls = [
         ("experiments/get-by-name", None, {"experiment_name": "charlm"}),
@@ -187,21 +102,21 @@ def test_a_call_without_valid_credentials_is_refused(
         ("experiments/create", {"name": "intruder"}, {}),
     ]
     for endpoint, payload, query in calls:
-        url = f"{server.address}/api/2.0/mlflow/{endpoint}" + (f"?{urlencode(query)}" if query else "")
+        url = f"{team_server.address}/api/2.0/mlflow/{endpoint}" + (f"?{urlencode(query)}" if query else "")
         status, body = http_json(url, payload, auth=user.auth if user else None)
         assert status == 401, (endpoint, status, body)
 
 
 def test_a_reader_loads_the_champion_but_cannot_move_it_or_delete_a_version(
-    server: Server, registered: Path, tmp_path: Path
+    team_server: TeamServer, registered: Path, tmp_path: Path
 ) -> None:
     from mlflow.exceptions import MlflowException
 
     charlm_generate(
-        f"models:/{MODEL}@champion", tmp_path, 10, MLFLOW_TRACKING_URI=server.address, **READER.env
+        f"models:/{MODEL}@champion", tmp_path, 10, MLFLOW_TRACKING_URI=team_server.address, **READER.env
     )
     with acting_as(READER):
-        client = store(server.address)
+        client = store(team_server.address)
         champion = client.get_model_version_by_alias(MODEL, "champion")
         attempts = {
             "set the alias": lambda: client.set_registered_model_alias(MODEL, "champion", champion.version),
@@ -216,7 +131,7 @@ def test_a_reader_loads_the_champion_but_cannot_move_it_or_delete_a_version(
                 attempt()
             assert refused.value.get_http_status_code() == 403, what
     # Nothing moved: the writer still sees the champion, as registered.
-    version = server.api("registered-models/alias", user=WRITER, name=MODEL, alias="champion")[
+    version = team_server.api("registered-models/alias", user=WRITER, name=MODEL, alias="champion")[
         "model_version"
     ]
     assert version["version"] == champion.version
@@ -224,24 +139,24 @@ def test_a_reader_loads_the_champion_but_cannot_move_it_or_delete_a_version(
 
 
 def test_a_second_writer_with_edit_and_manage_registers_through_the_same_server(
-    server: Server, registered: Path, tmp_path: Path
+    team_server: TeamServer, registered: Path, tmp_path: Path
 ) -> None:
     import mlflow.server
 
     from charlm.tracking.store import connect
 
     with acting_as(ADMIN):
-        users = mlflow.server.get_app_client("basic-auth", tracking_uri=server.address)
-        experiment = connect(server.address).get_experiment_by_name("charlm")
+        users = mlflow.server.get_app_client("basic-auth", tracking_uri=team_server.address)
+        experiment = connect(team_server.address).get_experiment_by_name("charlm")
         users.grant_user_permission(SECOND_WRITER.name, "experiment", experiment.experiment_id, "EDIT")
         users.grant_user_permission(SECOND_WRITER.name, "registered_model", MODEL, "MANAGE")
     with acting_as(SECOND_WRITER):
         # Validated on other data than the champion, so it is registered but not compared.
         candidate = saved_candidate(tmp_path, seed=7, val_bpc=1.0)
         decision = register_candidate(
-            connect(server.address), candidate, model_name=MODEL, experiment="charlm"
+            connect(team_server.address), candidate, model_name=MODEL, experiment="charlm"
         )
     assert decision.new_version and not decision.promoted, decision
-    version = server.api("model-versions/get", user=READER, name=MODEL, version=str(decision.version))
+    version = team_server.api("model-versions/get", user=READER, name=MODEL, version=str(decision.version))
     tags = {t["key"]: t["value"] for t in version["model_version"]["tags"]}
     assert tags["charlm.decision"].startswith("the champion was validated on other data"), tags

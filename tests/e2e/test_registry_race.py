@@ -1,7 +1,6 @@
 """The champion under concurrency across machines: processes that share nothing but one tracking
-server (`make server` on PostgreSQL, as a team runs it) register different models at the same
-moment, twenty times over, and the alias always ends on the best version by validation bpc, with
-no weights registered twice."""
+server register different models at the same moment, twenty times over, and the alias always ends
+on the best version by validation bpc, with no weights registered twice."""
 
 import multiprocessing
 import os
@@ -13,8 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import register_candidate, saved_candidate, store, tracking_server
-from tests.postgres import postgres_cluster
+from tests.helpers import register_candidate, saved_candidate, store
 
 pytestmark = pytest.mark.slow
 
@@ -26,7 +24,6 @@ MODEL_NAME = "race"
 def _register(server: str, root: Path, seed: int, val_bpc: float, ready: Any, delay: float) -> int:
     """One teammate's machine: its own working copy; once every machine of the round is `ready`
     (a barrier), registration after `delay` seconds."""
-
     root.mkdir(parents=True)
     os.chdir(root)  # nothing on disk is shared: no common lock file, no common store
     os.environ["MLFLOW_TRACKING_URI"] = server
@@ -36,12 +33,12 @@ def _register(server: str, root: Path, seed: int, val_bpc: float, ready: Any, de
     return register_candidate(store(server), candidate, model_name=MODEL_NAME).version
 
 
-def test_concurrent_registrations_end_on_the_best_version_every_time(tmp_path: Path) -> None:
-
+def test_concurrent_registrations_end_on_the_best_version_every_time(
+    sqlite_server: str, tmp_path: Path
+) -> None:
     rng = random.Random(0)
+    server = sqlite_server
     with (
-        postgres_cluster("mlflow") as postgres,
-        tracking_server(tmp_path / "server", f"SERVER_BACKEND={postgres}/mlflow") as server,
         ProcessPoolExecutor(WORKERS, mp_context=multiprocessing.get_context("spawn")) as machines,
         multiprocessing.get_context("spawn").Manager() as manager,
     ):
