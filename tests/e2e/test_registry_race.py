@@ -59,7 +59,7 @@ def test_concurrent_registrations_end_on_the_best_version_every_time(
                     seed,
                     bpc_of_seed[seed],
                     ready,
-                    rng.uniform(0, 0.3),
+                    rng.uniform(0, 0.05),
                 )
                 for w, seed in enumerate(seeds)
             ]
