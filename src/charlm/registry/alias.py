@@ -33,8 +33,9 @@ def champion(client: "MlflowClient", cfg: RegisterConfig) -> Any | None:
         return None
 
 
-def versions(client: "MlflowClient", name: str) -> list[Any]:
-    return list(client.search_model_versions(f"name='{name}'"))
+def tagged(client: "MlflowClient", name: str, key: str, value: str) -> list[Any]:
+    """The versions of registered model `name` whose tag `key` is `value`."""
+    return [v for v in client.search_model_versions(f"name='{name}'") if v.tags.get(key) == value]
 
 
 def number(version: Any) -> int:
@@ -56,10 +57,7 @@ def settle(client: "MlflowClient", cfg: RegisterConfig, val_sha256: str) -> Any:
 
     failure = "other processes keep moving it"
     for attempt in range(ROUNDS):
-        comparable = [
-            v for v in versions(client, cfg.model_name) if v.tags.get(tag.split_sha256("val")) == val_sha256
-        ]
-        best = min(comparable, key=_rank)
+        best = min(tagged(client, cfg.model_name, tag.split_sha256("val"), val_sha256), key=_rank)
         current = champion(client, cfg)
         if current is not None and number(current) == number(best):
             return current

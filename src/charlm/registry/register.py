@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from charlm.data.splits import HELD_OUT
 from charlm.generation.samples import Sample
 from charlm.params import FetchConfig, RegisterConfig
-from charlm.registry.alias import champion, number, settle, versions
+from charlm.registry.alias import champion, number, settle, tagged
 from charlm.registry.candidate import Candidate
 from charlm.registry.card import model_card
 from charlm.registry.decision import Decision, may_move, verdict
@@ -42,7 +42,7 @@ def _register_once(
     import mlflow
 
     report, model_sha = candidate.report, candidate.model_sha256
-    mine = [v for v in versions(client, cfg.model_name) if v.tags.get(tag.MODEL_SHA256) == model_sha]
+    mine = tagged(client, cfg.model_name, tag.MODEL_SHA256, model_sha)
     if mine:
         return min(mine, key=number), False
     run_name = f"{candidate.name} (registration)"
@@ -59,8 +59,7 @@ def _register_once(
     version = mlflow.register_model(
         logged.model_uri, cfg.model_name, await_registration_for=60, tags=version_tags
     )
-    same = [v for v in versions(client, cfg.model_name) if v.tags.get(tag.MODEL_SHA256) == model_sha]
-    first = min(same, key=number)
+    first = min(tagged(client, cfg.model_name, tag.MODEL_SHA256, model_sha), key=number)
     if number(first) != number(version):
         client.delete_model_version(cfg.model_name, version.version)
         return first, False
