@@ -17,11 +17,14 @@ from pathlib import Path
 import torch
 
 from charlm.data.encoded import EncodedSplits
-from charlm.data.splits import HELD_OUT
+from charlm.data.layout import HELD_OUT
+from charlm.data.report import DataReport
 from charlm.data.vocab import Vocabulary
 from charlm.evaluation.evaluate import evaluate
 from charlm.model.directory import load_model_dir
-from charlm.params import ModelRun, load_params
+from charlm.params.base import load_params
+from charlm.params.models import ModelSpec
+from charlm.params.pipeline import Params
 from charlm.training.state import STATE_FILE, read_state
 from charlm.training.trainer import TrainData, Trainer
 
@@ -35,21 +38,24 @@ def main() -> None:
     parser.add_argument("--device", help="train.device for every model (default: as params.yaml says)")
     args = parser.parse_args()
 
-    params = load_params(args.params)
-    data = TrainData.load(
-        EncodedSplits(Path(params.paths["encoded"])), Vocabulary.load(Path(params.paths["vocab"]))
+    params = load_params(Params, Path(args.params))
+    encoded, report = (
+        EncodedSplits(Path(params.paths["encoded"])),
+        DataReport.read(Path(params.paths["data_report"])),
     )
-    held_out = {split: EncodedSplits(Path(params.paths["encoded"])).load(split) for split in HELD_OUT}
+    vocab = Vocabulary.load(Path(params.paths["vocab"]))
+    hashes = {split: report.sha256(split) for split in ("train", "val")}
+    data = TrainData(encoded.load("train"), encoded.load("val"), vocab, hashes)
+    held_out = {split: encoded.load(split) for split in HELD_OUT}
     print("model | device | precision | steps | train chars/s (steps) | wall s | val bpc | test bpc")
     for precision in args.precision:
         for name, run in params.models.items():
             overrides = {"precision": precision} | ({"device": args.device} if args.device else {})
-            run = ModelRun(**run.model_dump() | overrides)
+            run = ModelSpec(**run.model_dump() | overrides)
             with tempfile.TemporaryDirectory() as tmp:
                 trainer = Trainer(run, params.seed, data, Path(tmp) / "checkpoints")
-                curves = {"train": Path(tmp) / "train.csv", "val": Path(tmp) / "val.csv"}
                 start = time.perf_counter()
-                progress = trainer.fit(None, Path(tmp) / "best", curves)
+                loop = trainer.fit(None, Path(tmp) / "best", [], lambda *_: None)
                 wall = time.perf_counter() - start
                 # The checkpoint restores into a fresh model and optimizer on the same device.
                 fresh = Trainer(run, params.seed + 1, data, Path(tmp) / "checkpoints")
@@ -71,9 +77,9 @@ def main() -> None:
                     for split, ids in held_out.items()
                 }
             dtype = "bf16" if trainer.dtype is not None else "fp32"
-            chars_per_sec = progress.train_chars / progress.train_seconds
+            chars_per_sec = loop.train_chars / loop.train_time_s
             print(
-                f"{name} | {trainer.device} | {dtype} | {progress.step} | {chars_per_sec:,.0f} | {wall:.1f}"
+                f"{name} | {trainer.device} | {dtype} | {loop.steps} | {chars_per_sec:,.0f} | {wall:.1f}"
                 f" | {bpc['val']:.4f} | {bpc['test']:.4f}",
                 flush=True,
             )

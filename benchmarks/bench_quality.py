@@ -32,7 +32,11 @@ from charlm.data.vocab import Vocabulary
 from charlm.evaluation.evaluate import evaluate
 from charlm.model.device import autocast, autocast_dtype, select_device
 from charlm.model.network import detach_hidden
-from charlm.params import EvaluateConfig, FetchConfig, ModelRun, load_params
+from charlm.params.base import load_params
+from charlm.params.evaluate import EvaluateConfig
+from charlm.params.fetch import FetchConfig
+from charlm.params.models import ModelSpec
+from charlm.params.pipeline import Params
 from charlm.training.trainer import TrainData, Trainer
 
 TINY_SHAKESPEARE_URL = (
@@ -47,7 +51,8 @@ def read_corpus(corpus: str, cache: Path) -> str:
     """The benchmark text from a local path or a URL, checked against tiny shakespeare's sha256."""
     source = "url" if corpus.startswith(("http://", "https://")) else "local"
     location = {"url": corpus} if source == "url" else {"path": corpus}
-    cfg = FetchConfig(source=source, sha256=TINY_SHAKESPEARE_SHA256, **location)
+    fields = {"package": None, "url": None, "path": None, "timeout_s": 60.0, "retries": 3} | location
+    cfg = FetchConfig.parse({"source": source, "sha256": TINY_SHAKESPEARE_SHA256, **fields})
     (path,) = fetch(cfg, cache)
     return path.read_text(encoding="utf-8")
 
@@ -92,7 +97,7 @@ def plain_loop(
     return model, step, time.perf_counter() - start
 
 
-def planned_steps(run: ModelRun, seed: int, data: TrainData, budget: float, workdir: Path) -> int:
+def planned_steps(run: ModelSpec, seed: int, data: TrainData, budget: float, workdir: Path) -> int:
     """How many Trainer steps fit in `budget`, its validation passes and checkpoints included."""
     trainer = Trainer(run, seed, data, workdir / "trial")
     for step in range(5):  # warm-up, not timed
@@ -113,16 +118,15 @@ def planned_steps(run: ModelRun, seed: int, data: TrainData, budget: float, work
     return max(int((budget - per_eval - per_checkpoint) / spread), cfg.warmup_steps + 1)
 
 
-def pipeline_run(run: ModelRun, seed: int, data: TrainData, budget: float) -> tuple[Trainer, float]:
+def pipeline_run(run: ModelSpec, seed: int, data: TrainData, budget: float) -> tuple[Trainer, float]:
     """Train params.yaml's recipe for about `budget` seconds; returns the trainer and its seconds."""
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         steps = planned_steps(run, seed, data, budget, workdir)
-        run = ModelRun(**run.model_dump() | {"max_steps": steps})
+        run = ModelSpec(**run.model_dump() | {"max_steps": steps})
         trainer = Trainer(run, seed, data, workdir / "checkpoints")
-        curves = {"train": workdir / "train.csv", "val": workdir / "val.csv"}
         start = time.perf_counter()
-        trainer.fit(None, workdir / "best", curves)
+        trainer.fit(None, workdir / "best", [], lambda *_: None)
         return trainer, time.perf_counter() - start
 
 
@@ -143,9 +147,9 @@ def main() -> None:
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args()
 
-    params = load_params(args.params)
+    params = load_params(Params, Path(args.params))
     run = params.models["lstm"]
-    run = ModelRun(**run.model_dump() | {"dropout": args.dropout})
+    run = ModelSpec(**run.model_dump() | {"dropout": args.dropout})
     device = select_device(run.train.device)
     dtype = autocast_dtype(run.train.precision, device)
     with tempfile.TemporaryDirectory() as tmp:
@@ -162,9 +166,9 @@ def main() -> None:
 
     trainer, trainer_s = pipeline_run(run, params.seed, data, args.budget)
     ours, chars = score(trainer.model, data.val, params.evaluate, device, dtype)
-    progress = trainer.progress
+    loop = trainer.loop
     print(
-        f"charlm Trainer: {progress.step:,} steps ({progress.train_chars:,} chars) in {trainer_s:.0f} s,"
+        f"charlm Trainer: {loop.steps:,} steps ({loop.train_chars:,} chars) in {trainer_s:.0f} s,"
         f" validation and checkpoints included: held-out loss {ours:.4f} nats/char"
     )
     model, steps, plain_s = plain_loop(data, args.budget, params.seed, device, dtype)

@@ -14,25 +14,34 @@ import os
 import time
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Barrier
+from pathlib import Path
 
 import torch
 
 from charlm.data.vocab import Vocabulary
 from charlm.generation.decoder import Decoder, request
 from charlm.model.network import CharLM
-from charlm.params import SamplingOptions, load_params
+from charlm.params.base import load_params
+from charlm.params.generate import SamplingOptions
+from charlm.params.pipeline import Params
 
 
 def sweep(args: argparse.Namespace, start: Barrier | None = None, results: Queue | None = None) -> None:
     """Time every sweep point; with `start`, wait for the other processes before each."""
     vocab = Vocabulary.build("".join(chr(32 + i) for i in range(84)))
-    model = CharLM(load_params(args.params).models[args.model].model, len(vocab)).eval()
+    params = load_params(Params, Path(args.params))
+    model = CharLM(params.models[args.model].model, len(vocab)).eval()
+    defaults = params.generate.options().model_dump()
     if start is None:
         print(f"{model.config}, {args.length} characters per stream, threads={torch.get_num_threads()}")
     for streams in args.streams:
         decoder = Decoder(model, vocab)
         for seed in range(streams):
-            decoder.add(request(vocab, "ROMEO:", SamplingOptions(length=args.length, seed=seed)))
+            decoder.add(
+                request(
+                    vocab, "ROMEO:", SamplingOptions.parse(defaults | {"length": args.length, "seed": seed})
+                )
+            )
         if start is not None:
             start.wait()
         begin, steps = time.perf_counter(), 0

@@ -35,7 +35,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import psutil
 
-from charlm.params import load_params
+from charlm.params.base import load_params
+from charlm.params.pipeline import Params
 from charlm.serving.launcher import serve_command
 from charlm.tracking.store import tracking_uri
 
@@ -194,7 +195,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--model", default=load_params().register.alias_uri)
+    parser.add_argument("--model", default=load_params(Params).register.alias_uri)
     parser.add_argument("--seconds", type=float, default=20.0, help="measured duration of each load")
     parser.add_argument("--ramp-s", type=float, default=2.0, help="clients join over this long first")
     parser.add_argument("--length", type=int, default=200, help="characters per request")
@@ -221,7 +222,7 @@ def main() -> None:
             loads.append(load)
             report(load)
 
-    limits = load_params().serve
+    limits = load_params(Params).serve
     rows, length = limits.max_request_rows, limits.max_request_chars // limits.max_request_rows
     print(
         f"\none heavy client ({rows} texts x {length} characters a request) among {args.light} light clients:"

@@ -18,8 +18,11 @@ import torch.nn.functional as F
 from charlm.data.vocab import Vocabulary
 from charlm.model.device import autocast, autocast_dtype, select_device
 from charlm.model.network import CharLM, detach_hidden
-from charlm.params import ModelConfig, ModelRun, load_params
-from charlm.tracking.runs import RunTracker
+from charlm.params.base import load_params
+from charlm.params.model import ModelConfig
+from charlm.params.models import ModelSpec
+from charlm.params.pipeline import Params
+from charlm.tracking.runs import RunTracker, StageTracking
 from charlm.tracking.store import connect
 from charlm.training.trainer import TrainData, Trainer
 
@@ -66,7 +69,7 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    run = load_params(args.params).models[args.model]
+    run = load_params(Params, Path(args.params)).models[args.model]
     cfg = run.train
     rng = np.random.default_rng(0)
     vocab = Vocabulary.build("".join(chr(32 + i) for i in range(84)))
@@ -83,7 +86,7 @@ def main() -> None:
         "eval_interval": args.steps,
         "warmup_steps": min(cfg.warmup_steps, args.steps),
     }
-    run = ModelRun(**run.model_dump() | shorter)
+    run = ModelSpec(**run.model_dump() | shorter)
     cfg = run.train
     print(f"device={device} precision={'bf16' if dtype else 'fp32'} threads={torch.get_num_threads()}")
     print(
@@ -100,14 +103,13 @@ def main() -> None:
         client = connect(f"sqlite:///{tmp}/mlflow.db")
         data = TrainData(train_ids, val_ids, vocab, {"train": "synthetic", "val": "synthetic"})
         trainer = Trainer(run, 0, data, Path(tmp) / "ckpt")
-        curves = {"train": Path(tmp) / "train.csv", "val": Path(tmp) / "val.csv"}
-        tracker = RunTracker.start(client, "bench", "bench", {}, {})
+        tracker = RunTracker.start(StageTracking(client, "bench", {}), "bench", {}, {})
         start = time.perf_counter()
-        trainer.fit(tracker, Path(tmp) / "best", curves)
+        trainer.fit(tracker, Path(tmp) / "best", [], lambda *_: None)
         total = time.perf_counter() - start
-        progress = trainer.progress
-    overall = progress.train_chars / total
-    in_steps = progress.train_chars / progress.train_seconds
+        loop = trainer.loop
+    overall = loop.train_chars / total
+    in_steps = loop.train_chars / loop.train_time_s
     print(f"charlm Trainer:  {overall:,.0f} chars/s overall ({in_steps:,.0f} in steps alone)")
     after = bare_loop(*bare)
     print(f"bare fused loop: {after:,.0f} chars/s (again)")

@@ -4,16 +4,24 @@ from charlm.errors import run_cli
 from charlm.generation.decoder import generate
 from charlm.generation.samples import Sample, Samples
 from charlm.model.directory import load_model_dir
-from charlm.params import load_params
+from charlm.params.base import load_params
+from charlm.params.generate import GenerateConfig
+from charlm.params.tracking import TrackingConfig
+from charlm.records import Record
 from charlm.stage import stage_args
 from charlm.tracking import tags as tag
-from charlm.tracking.runs import model_run
+from charlm.tracking.runs import StageTracking
 from charlm.tracking.store import connect
+
+
+class Params(Record):
+    generate: GenerateConfig
+    tracking: TrackingConfig
 
 
 def main() -> None:
     args = stage_args(__doc__, "model_dir", "out", model=True)
-    params = load_params()
+    params = load_params(Params)
     cfg = params.generate
 
     loaded = load_model_dir(args.model_dir)
@@ -22,19 +30,16 @@ def main() -> None:
         for s in range(cfg.num_samples):
             options = cfg.options(p * cfg.num_samples + s)
             text = "".join(generate(loaded.model, loaded.vocab, prompt, options))
-            samples.append(Sample(prompt, options.seed, options.temperature, text))
-    written = Samples(args.model, tuple(samples))
+            samples.append(
+                Sample(prompt=prompt, seed=options.seed, temperature=options.temperature, text=text)
+            )
+    written = Samples(model=args.model, samples=tuple(samples))
     written.write(args.out)
 
-    client = connect()
-    tags = tag.stage_tags("generate", args.model)
-    run_name = f"{args.model} (samples)"
-    with model_run(client, loaded.info.mlflow_run_id, params.tracking.experiment, run_name, tags) as (
-        run_id,
-        _,
-    ):
-        client.log_text(run_id, written.to_text(), f"samples/{args.out.name}")
-    print(Samples(args.model, written.samples[:1]).to_text())
+    tracking = StageTracking(connect(), params.tracking.experiment, tag.stage_tags("generate", args.model))
+    with tracking.model_run(loaded.info.mlflow_run_id, f"{args.model} (samples)") as (run_id, _):
+        tracking.client.log_text(run_id, written.to_text(), f"samples/{args.out.name}")
+    print(Samples(model=args.model, samples=written.samples[:1]).to_text())
 
 
 if __name__ == "__main__":

@@ -4,17 +4,27 @@ import tempfile
 from pathlib import Path
 
 from charlm.data.corpus import read_documents, selected_bytes
+from charlm.data.layout import PreparedSplits
 from charlm.data.splits import check_lengths, split_documents, summary
 from charlm.errors import run_cli
 from charlm.files import replace_dir, write_json
-from charlm.params import load_params
+from charlm.params.base import load_params
+from charlm.params.prepare import PrepareConfig
+from charlm.params.train import TrainConfig
 from charlm.progress import bytes_bar
+from charlm.records import Record
 from charlm.stage import stage_args
+
+
+class Params(Record):
+    seed: int
+    prepare: PrepareConfig
+    train: TrainConfig  # its seq_len: every split must hold one training sequence
 
 
 def main() -> None:
     args = stage_args(__doc__, "raw", "out", "metrics")
-    params = load_params()
+    params = load_params(Params)
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     # Cleaned documents wait beside the output, on its filesystem, until the splits are written.
@@ -24,7 +34,7 @@ def main() -> None:
         splits = split_documents(docs, params.prepare, params.seed, Path(tmp))
         check_lengths(splits, params.train.seq_len)
         for name, split in splits.items():
-            split.move_to(staging / f"{name}.txt")
+            split.move_to(PreparedSplits(staging).path(name))
     write_json(args.metrics, summary(splits))
     for name, split in splits.items():
         print(f"prepare: {name}: {split.chars:,} characters in {len(split.documents)} documents")

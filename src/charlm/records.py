@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any, Literal, Self, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model, model_validator
 from pydantic.fields import FieldInfo
 
 from charlm.errors import DataError, ParamsError
@@ -32,26 +32,19 @@ BOUNDS = {"greater_than": "gt", "greater_than_equal": "ge", "less_than": "lt", "
 SYMBOLS = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
 
 
-class InvalidValue(ParamsError):
-    """A bad value, named by its dotted key."""
+class Invalid(ParamsError, ValueError):
+    """A bad value named by its key: raised by a record's own rules (a ValueError, which pydantic
+    wraps) and returned by `invalid` for whatever pydantic refuses, the key then dotted in full."""
 
     def __init__(self, key: str, message: str) -> None:
         super().__init__(f"{key}: {message}")
         self.key, self.message = key, message
 
 
-class Rule(ValueError):
-    """A rule across fields, raised by a record's validator: `key` is the field it names."""
-
-    def __init__(self, key: str, message: str) -> None:
-        super().__init__(f"{key}: {message}")
-        self.key, self.message = key, message
-
-
-def unknown_key(key: str, allowed: list[str]) -> Rule:
+def unknown_key(key: str, allowed: list[str]) -> Invalid:
     close = difflib.get_close_matches(key, allowed, n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return Rule(key, f"unknown key{hint}; allowed: {', '.join(allowed)}")
+    return Invalid(key, f"unknown key{hint}; allowed: {', '.join(allowed)}")
 
 
 class Record(BaseModel):
@@ -71,11 +64,20 @@ class Record(BaseModel):
 
     @classmethod
     def parse(cls, raw: Any, where: str = "") -> Self:
-        """Validate `raw` (a mapping); errors are InvalidValue naming the key as `where.key`."""
+        """Validate `raw` (a mapping); errors are `Invalid`, naming the key as `where.key`."""
         try:
             return cls.model_validate(raw)
         except ValidationError as err:
             raise invalid(err, where) from None
+
+    @classmethod
+    def check(cls, values: dict[str, Any]) -> None:
+        """Validate some of the record's fields, each by its own type and bounds (rules across
+        fields wait for the whole record); errors as `parse` words them."""
+        if unknown := [name for name in values if name not in cls.model_fields]:
+            raise unknown_key(unknown[0], list(cls.model_fields))
+        fields = {name: (cls.model_fields[name].annotation, cls.model_fields[name]) for name in values}
+        create_model(cls.__name__, __base__=Record, **fields).parse(values)  # type: ignore[call-overload]
 
     @classmethod
     def read(cls, path: Path) -> Self:
@@ -86,27 +88,34 @@ class Record(BaseModel):
             raise DataError(f"{path}: cannot read {cls.__name__} ({err})") from None
         try:
             return cls.parse(raw)
-        except InvalidValue as err:
+        except Invalid as err:
             raise DataError(f"{path}: not a valid {cls.__name__}: {err}") from None
+
+    @classmethod
+    def read_all(cls, directory: Path) -> list[Self]:
+        """The record in each file of `directory`, in name order."""
+        if not directory.is_dir():
+            raise DataError(f"{directory}: no such directory")
+        return [cls.read(path) for path in sorted(directory.iterdir()) if path.is_file()]
 
     def write(self, path: Path) -> None:
         write_json(path, self.model_dump(mode="json"))
 
 
-def invalid(err: ValidationError, where: str = "") -> InvalidValue:
+def invalid(err: ValidationError, where: str = "") -> Invalid:
     """pydantic's first error as one line naming the dotted key, what is allowed and what was found."""
     error = err.errors(include_url=False)[0]
     key = ".".join([where, *map(str, error["loc"])] if where else map(str, error["loc"]))
     kind, value = error["type"], error.get("input")
     cause = error.get("ctx", {}).get("error")
-    if isinstance(cause, Rule):  # ours, naming a field of the record at `key`
-        return InvalidValue(f"{key}.{cause.key}" if key else cause.key, cause.message)
+    if isinstance(cause, Invalid):  # a record's own rule, naming a field of the record at `key`
+        return Invalid(f"{key}.{cause.key}" if key else cause.key, cause.message)
     if kind == "value_error":
-        return InvalidValue(key, f"{cause}, got {value!r}")
+        return Invalid(key, f"{cause}, got {value!r}")
     if kind == "missing":
-        return InvalidValue(key, "missing (required)")
+        return Invalid(key, "missing (required)")
     if kind == "extra_forbidden":
-        return InvalidValue(key, "unknown key")
+        return Invalid(key, "unknown key")
     if kind == "literal_error":
         allowed = "one of " + error["ctx"]["expected"].replace(" or ", ", ")
     elif kind in BOUNDS:
@@ -115,7 +124,7 @@ def invalid(err: ValidationError, where: str = "") -> InvalidValue:
         allowed = f"{SYMBOLS[bound]} {int(limit) if float(limit).is_integer() else limit}"
     else:
         allowed = KINDS.get(kind, error["msg"].removeprefix("Input should be ").lower())
-    return InvalidValue(key, f"must be {allowed}, got {value!r}")
+    return Invalid(key, f"must be {allowed}, got {value!r}")
 
 
 def base_type(annotation: Any) -> type:

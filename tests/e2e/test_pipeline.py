@@ -17,7 +17,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from charlm.data.report import DataReport
 from charlm.evaluation.report import EvalReport
+from charlm.generation.samples import Samples
 from charlm.registry.decision import Decision
 from charlm.training.state import read_state
 from tests.helpers import charlm_generate, run, start, wait_for_file, workspace_store
@@ -37,6 +39,7 @@ def test_whole_pipeline_ends_with_a_loadable_champion(tiny_pipeline: Path) -> No
     ws = tiny_pipeline
 
     runs = runs_by_name(ws)
+    data = DataReport.read(ws / "metrics/data.json")
     assert sorted(runs) == ["comparison", "lstm", "rnn"]
     del runs["comparison"]
     for name, mlrun in runs.items():
@@ -49,15 +52,31 @@ def test_whole_pipeline_ends_with_a_loadable_champion(tiny_pipeline: Path) -> No
         report = EvalReport.read(ws / "metrics/eval" / f"{name}.json")
         client = workspace_store(ws)
         for split in ("val", "test"):  # the models learnt more than character frequencies
-            assert report.split(split).bpc < report.split(split).baselines["unigram"], (name, split)
+            assert report.split(split).bpc < data.baselines["unigram"][split], (name, split)
             logged = client.get_metric_history(mlrun.info.run_id, f"{split}_bpc")  # val: training's too
             assert report.split(split).bpc in [m.value for m in logged if m.step == 0]
-            assert mlrun.data.tags[f"charlm.{split}_sha256"] == report.split(split).sha256
-        assert mlrun.data.tags["charlm.train_sha256"] == report.train_sha256
+            assert (
+                mlrun.data.tags[f"charlm.{split}_sha256"] == report.split(split).sha256 == data.sha256(split)
+            )
+        assert mlrun.data.tags["charlm.train_sha256"] == data.sha256("train")
         assert (ws / "models" / name / "model.safetensors").is_file()
         assert report.mlflow_run == "training" and report.mlflow_run_id == mlrun.info.run_id
-        samples = (ws / "samples" / f"{name}.txt").read_text()
-        assert "ROMEO:" in samples and "JULIET:" in samples
+        samples = Samples.read(ws / "samples" / f"{name}.txt")
+        assert [s.prompt for s in samples.samples] == ["ROMEO:", "JULIET:"]
+        # The command line samples from a model directory as the generate params say: by default,
+        # the first sample exactly.
+        first = samples.samples[0]
+        cmd = [
+            "charlm",
+            "generate",
+            "--model",
+            f"models/{name}",
+            "--prompt",
+            first.prompt,
+            "--seed",
+            str(first.seed),
+        ]
+        assert run(cmd, ws).stdout == first.prompt + first.text + "\n"
     with open(ws / "plots/curves/val.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert {r["model"] for r in rows} == {"rnn", "lstm"} and {r["step"] for r in rows} == {"10", "20", "30"}
@@ -91,7 +110,7 @@ def _trainer_process(parent: psutil.Process) -> psutil.Process | None:
 
 
 def test_sigkill_mid_training_then_repro_resumes_bit_exact(lstm_workspace: Workspace) -> None:
-    settings = {"max_steps": 100, "checkpoint_interval": 10, "eval_interval": 50}
+    settings = {"max_steps": 400, "checkpoint_interval": 10, "eval_interval": 200}
     reference = lstm_workspace("reference", **settings)
     run(["dvc", "repro", "train@lstm"], reference)
 
@@ -101,10 +120,12 @@ def test_sigkill_mid_training_then_repro_resumes_bit_exact(lstm_workspace: Works
     wait_for_file(state, proc)
     trainer = _trainer_process(psutil.Process(proc.pid))
     assert trainer is not None, "the training process ended before it could be killed"
+    trainer.suspend()  # stopped where it is, 390 steps from the end, then killed there
     trainer.send_signal(signal.SIGKILL)
     assert proc.wait(timeout=60) != 0
-    killed_at = read_state(state).progress.step  # type: ignore[union-attr]
-    assert 0 < killed_at < 100
+    interrupted = read_state(state)
+    assert interrupted is not None and not interrupted.loop.finished
+    killed_at = interrupted.loop.steps
 
     resumed = run(["dvc", "repro", "train@lstm"], ws)
     assert f"resuming lstm from step {killed_at}" in resumed.stderr
@@ -146,4 +167,4 @@ def test_sigkill_of_dvc_leaves_an_orphan_trainer_that_a_new_repro_will_not_race(
         orphan.kill()
         orphan.wait(timeout=30)
     # The orphan's last checkpoint is intact, for the next repro to resume from.
-    assert read_state(ws / "checkpoints/lstm/state.safetensors").progress.step > 0  # type: ignore[union-attr]
+    assert read_state(ws / "checkpoints/lstm/state.safetensors").loop.steps > 0  # type: ignore[union-attr]

@@ -30,7 +30,7 @@ def test_data_stages_reproduce_then_stay_up_to_date(workspace: Workspace, tiny_c
     assert ids.tolist() == vocab.encode(prepared["val"]).tolist()
     metrics = json.loads((ws / "metrics/prepare.json").read_text())
     assert metrics["val"]["chars"] == len(prepared["val"])
-    assert json.loads((ws / "metrics/vocab.json").read_text())["vocab_size"] == len(vocab)
+    assert json.loads((ws / "metrics/data.json").read_text())["vocab_size"] == len(vocab)
 
     assert "up to date" in run(["dvc", "status", "--with-deps", "vocab"], ws).stdout
     again = run(["dvc", "repro", "vocab"], ws)
@@ -45,13 +45,27 @@ def test_bad_corpus_fails_cleanly_without_partial_outputs(workspace: Workspace, 
     proc = run(["dvc", "repro", "vocab"], ws, check=False)
     assert proc.returncode != 0
     assert f"bad.txt: not valid UTF-8 at byte offset {len(good)} (invalid" in proc.stderr
-    assert sorted(p.name for p in (ws / "data").iterdir()) == ["raw"]  # nothing partial
+    assert sorted(p.name for p in (ws / "data").iterdir()) == ["params.json", "raw"]  # nothing partial
     assert not (ws / "metrics/prepare.json").exists()
 
 
-def test_bad_params_fail_before_any_work(workspace: Workspace, tiny_corpus: Path) -> None:
-    ws = workspace({**tiny_overrides(tiny_corpus), "vocab": {"min_cuont": 2}})
-    proc = run(["dvc", "repro", "vocab"], ws, check=False)
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"vocab": {"min_cuont": 2}}, "vocab.min_cuont: unknown key (did you mean 'min_count'?)"),
+        # A section only the last stage reads, and one no stage reads, fail as early.
+        (
+            {"serve": {"max_batch_rowz": 8}},
+            "serve.max_batch_rowz: unknown key (did you mean 'max_batch_rows'?)",
+        ),
+        ({"servve": {}}, "servve: unknown key (did you mean 'serve'?)"),
+    ],
+)
+def test_bad_params_fail_before_any_work(
+    workspace: Workspace, tiny_corpus: Path, overrides: dict[str, Any], message: str
+) -> None:
+    ws = workspace({**tiny_overrides(tiny_corpus), **overrides})
+    proc = run(["dvc", "repro"], ws, check=False)
     assert proc.returncode != 0
-    assert "vocab.min_cuont: unknown key (did you mean 'min_count'?)" in proc.stderr + proc.stdout
+    assert message in proc.stderr + proc.stdout
     assert not (ws / "data/raw").exists()

@@ -1,10 +1,11 @@
 """The charlm command line: subcommands run as a user would run them."""
 
+import shutil
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO, run
+from tests.helpers import REPO, config, run
 
 
 def test_params_subcommand_shows_resolved_models() -> None:
@@ -34,13 +35,16 @@ def test_generate_checks_the_request_before_printing(tmp_path: Path) -> None:
     from charlm.data.vocab import Vocabulary
     from charlm.model.directory import save_model_dir
     from charlm.model.network import CharLM
-    from charlm.params import ModelConfig
+    from charlm.params.model import ModelConfig
 
     vocab = Vocabulary.build("hi there\n")
     torch.manual_seed(0)
-    model = CharLM(ModelConfig(cell="gru", embedding_size=8, hidden_size=8, num_layers=1), len(vocab))
+    model = CharLM(config(ModelConfig, cell="gru", embedding_size=8, hidden_size=8, num_layers=1), len(vocab))
     save_model_dir(tmp_path / "m", model, vocab, "m")
     base = ["charlm", "generate", "--model", str(tmp_path / "m"), "--length", "12", "--seed", "1"]
+    outside = run([*base, "--prompt", "hi"], tmp_path, check=False)
+    assert outside.returncode == 2 and "no params.yaml here; run in the project" in outside.stderr
+    shutil.copy(REPO / "params.yaml", tmp_path)  # in a project, it samples as its generate params say
 
     bad = run([*base, "--prompt", "\U0001f600hi"], tmp_path, check=False)
     assert bad.returncode == 2 and bad.stdout == ""
@@ -50,14 +54,13 @@ def test_generate_checks_the_request_before_printing(tmp_path: Path) -> None:
 
 
 def test_generate_options_are_the_sampling_options() -> None:
-    """`charlm generate` offers exactly the fields of SamplingOptions, with their defaults in --help."""
+    """`charlm generate` offers exactly the fields of SamplingOptions, described as they are."""
     from charlm.cli import build_parser
-    from charlm.params import SamplingOptions
+    from charlm.params.generate import SamplingOptions
 
     generate = build_parser()._subparsers._group_actions[0].choices["generate"]  # type: ignore[union-attr]
     options = {a.dest: a for a in generate._actions if a.dest not in ("help", "model", "prompt")}
-    fields = {name: info.default for name, info in SamplingOptions.model_fields.items()}
-    assert options.keys() == fields.keys()
-    for name, default in fields.items():
-        assert options[name].default is None and f"(default: {default}" in options[name].help
+    assert options.keys() == SamplingOptions.model_fields.keys()
+    for name, info in SamplingOptions.model_fields.items():
+        assert options[name].default is None and str(info.description) in options[name].help
     assert options["unknown"].choices == ("error", "unk")

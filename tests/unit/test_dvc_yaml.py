@@ -1,7 +1,9 @@
-"""dvc.yaml stays honest: every stage depends on the library modules its script imports."""
+"""dvc.yaml stays honest: every stage depends on exactly the library modules its script imports, so
+`dvc repro` reruns what a change of code affects and nothing else."""
 
 import ast
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -29,14 +31,40 @@ def charlm_imports(path: Path) -> set[str]:
     return found
 
 
-def test_stage_deps_cover_imported_modules() -> None:
-    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
-    assert stages
-    for name, stage in stages.items():
-        body = stage.get("do", stage)
+def stages() -> dict[str, dict[str, Any]]:
+    found = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    assert found
+    return {name: stage.get("do", stage) for name, stage in found.items()}
+
+
+def test_stage_deps_are_the_modules_the_script_imports() -> None:
+    for name, body in stages().items():
         deps = set(body["deps"])
         scripts = [d for d in deps if d.startswith("stages/")]
         assert len(scripts) == 1, f"{name}: deps must name its one stage script"
         assert scripts[0] in body["cmd"], f"{name}: its script dep is not the one it runs"
-        missing = charlm_imports(REPO / scripts[0]) - deps
-        assert not missing, f"stage {name} imports {sorted(missing)} but does not list them in deps"
+        imported = charlm_imports(REPO / scripts[0])
+        code = {d for d in deps if d.startswith("src/")}
+        assert not imported - code, (
+            f"stage {name} imports {sorted(imported - code)} but does not list them in deps"
+        )
+        assert not code - imported, (
+            f"stage {name} lists {sorted(code - imported)} in deps but never imports them"
+        )
+
+
+def test_only_the_register_stage_depends_on_the_serving_code_and_limits() -> None:
+    serving = {"src/charlm/params/serve.py", "src/charlm/serving/interface.py"}
+    for name, body in stages().items():
+        if name not in ("params", "register"):
+            assert not serving & set(body["deps"]), name
+            assert "serve" not in body.get("params", []), name
+
+
+def test_imports_are_followed_through_the_package(tmp_path: Path) -> None:
+    script = tmp_path / "stage.py"
+    script.write_text("from charlm.data import encoded\n")  # a module, imported from its package
+    assert charlm_imports(script) == {
+        f"src/charlm/{m}.py"
+        for m in ("data/encoded", "data/chunks", "data/report", "data/vocab", "records", "errors", "files")
+    }

@@ -1,5 +1,8 @@
-"""params.yaml loading: the real file validates; every kind of mistake is one line naming its key."""
+"""params.yaml loading: the real file validates; every kind of mistake is one line naming its key;
+every value is stated in params.yaml alone."""
 
+import importlib
+import pkgutil
 from pathlib import Path
 from typing import Any
 
@@ -7,13 +10,18 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
+import charlm.params
 from charlm.errors import ParamsError
-from charlm.params import ModelConfig, Params, SamplingOptions, flatten, load_params
-from tests.helpers import REPO, deep_merge
+from charlm.params.base import flatten, load_params, read_params
+from charlm.params.generate import SamplingOptions
+from charlm.params.model import ModelConfig
+from charlm.params.pipeline import Params
+from charlm.records import Record
+from tests.helpers import REPO, config, deep_merge
 
 
 def test_repository_params_load() -> None:
-    params = load_params(REPO / "params.yaml")
+    params = load_params(Params, REPO / "params.yaml")
     assert set(params.models) >= {"rnn", "lstm"}
     assert params.models["rnn"].model.cell == "rnn"
     assert params.models["rnn"].model.embedding_size == params.model.embedding_size  # not overridden
@@ -93,22 +101,68 @@ def test_model_entry_overrides_shared_defaults(raw_params: dict[str, Any]) -> No
 
 def test_file_errors(tmp_path: Path) -> None:
     with pytest.raises(ParamsError, match="cannot read params file"):
-        load_params(tmp_path / "absent.yaml")
+        read_params(tmp_path / "absent.yaml")
     bad = tmp_path / "params.yaml"
     bad.write_text("train: [unclosed\n")
     with pytest.raises(ParamsError, match="malformed YAML"):
-        load_params(bad)
+        read_params(bad)
     bad.write_text("- a list\n")
     with pytest.raises(ParamsError, match="must be a mapping of sections"):
-        load_params(bad)
+        read_params(bad)
+
+
+def test_a_stage_reads_its_own_sections_and_names_a_missing_one(tmp_path: Path) -> None:
+    class Stage(Record):
+        vocab: dict[str, int]
+
+    path = tmp_path / "params.yaml"
+    path.write_text("vocab: {min_count: 2}\nserve: {anything: at all}\n")  # the params stage checks serve
+    assert load_params(Stage, path).vocab == {"min_count": 2}
+    path.write_text("prepare: {}\n")
+    with pytest.raises(ParamsError, match=r"^vocab: missing \(required\)$"):
+        load_params(Stage, path)
+
+
+def section_records() -> list[type[Record]]:
+    """Every record the modules of charlm.params declare: the sections and what they are made of."""
+    found = []
+    for info in pkgutil.iter_modules(charlm.params.__path__):
+        module = importlib.import_module(f"charlm.params.{info.name}")
+        found += [
+            v
+            for v in vars(module).values()
+            if isinstance(v, type) and issubclass(v, Record) and v is not Record
+        ]
+    return found
+
+
+def test_every_value_is_stated_in_params_yaml_alone() -> None:
+    # A default in a record would be a second statement of a value params.yaml sets, free to drift.
+    records = section_records()
+    assert SamplingOptions in records and ModelConfig in records
+    defaults = [
+        f"{r.__name__}.{name}" for r in records for name, f in r.model_fields.items() if not f.is_required()
+    ]
+    assert defaults == []
+
+
+def test_a_default_beside_params_yaml_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The check above is not vacuous: a record that grows a default fails it.
+    class Drifting(Record):
+        embedding_size: int = 128
+
+    module = importlib.import_module("charlm.params.model")
+    monkeypatch.setattr(module, "Drifting", Drifting, raising=False)
+    with pytest.raises(AssertionError):
+        test_every_value_is_stated_in_params_yaml_alone()
 
 
 def test_records_are_frozen_and_parse_names_the_key() -> None:
-    config = ModelConfig()
+    model = config(ModelConfig)
     with pytest.raises(ValidationError):
-        config.hidden_size = 3  # type: ignore[misc]
+        model.hidden_size = 3  # type: ignore[misc]
     with pytest.raises(ParamsError, match=r"^num_layers: must be > 0, got 0$"):
-        ModelConfig.parse({"num_layers": 0})
+        ModelConfig.parse(model.model_dump() | {"num_layers": 0})
     with pytest.raises(ParamsError, match=r"^lenght: unknown key \(did you mean 'length'\?\)"):
         SamplingOptions.parse({"lenght": 3})
 

@@ -1,10 +1,9 @@
-"""The encoded splits: one `.npy` array of token ids per split, and the hash that names each.
+"""The encoded splits: one `.npy` array of token ids per split.
 
 The vocab stage writes them a chunk at a time, and every reader maps them
 (`np.load(mmap_mode="r")`): training, evaluation and every data-parallel rank share the page
-cache's one copy instead of each loading its own. Whatever says which data a figure was measured
-on (training's resume fingerprint and run tags, the evaluation report, the registry's fairness
-check, the model card) uses `sha256`: the hash of the split's `.npy` file.
+cache's one copy instead of each loading its own. Each file's sha256 names its split in the data
+report (`charlm.data.report`).
 """
 
 from collections.abc import Callable
@@ -14,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from charlm.data.chunks import ignore, line_chunks, utf8_chars
+from charlm.data.report import SplitData
 from charlm.data.vocab import UNK_ID, Vocabulary
 from charlm.errors import DataError
 from charlm.files import replace_dir, sha256_file
@@ -35,21 +35,19 @@ class EncodedSplits:
                 f"{self.path(split)}: cannot read the encoded split ({err}); run the vocab stage"
             ) from None
 
-    def sha256(self, split: str) -> str:
-        return sha256_file(self.path(split))
-
     def write(
         self, texts: dict[str, Path], vocab: Vocabulary, on_read: Callable[[int], object] = ignore
-    ) -> dict[str, float]:
+    ) -> dict[str, SplitData]:
         """Encode each split's text file (valid UTF-8, as the prepare stage writes it), all or nothing;
-        returns each split's rate of <unk> ids."""
-        oov = {}
+        returns what each split holds."""
+        written = {}
         with replace_dir(self.directory) as staging:
             for split, path in texts.items():
                 with open(path, "rb") as f:  # its length first: the array's shape goes in the header
                     chars = sum(utf8_chars(data) for _, data in line_chunks(f, on_read=on_read))
                 unknown = 0
-                with open(path, "rb") as f, open(staging / f"{split}.npy", "wb") as out:
+                array = staging / self.path(split).name
+                with open(path, "rb") as f, open(array, "wb") as out:
                     # What np.save writes, a chunk at a time: memory holds one chunk, not the split.
                     header = {"descr": np.lib.format.dtype_to_descr(vocab.dtype), "fortran_order": False}
                     np.lib.format.write_array_header_1_0(out, {**header, "shape": (chars,)})
@@ -57,5 +55,7 @@ class EncodedSplits:
                         ids = vocab.encode_utf8(data)
                         unknown += int(np.count_nonzero(ids == UNK_ID))
                         out.write(ids.tobytes())
-                oov[split] = unknown / max(chars, 1)
-        return oov
+                written[split] = SplitData(
+                    chars=chars, sha256=sha256_file(array), oov_rate=unknown / max(chars, 1)
+                )
+        return written

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from charlm.errors import FetchError
 from charlm.files import replace_dir, sha256_file
-from charlm.params import FetchConfig
+from charlm.params.fetch import FetchConfig
 
 CHUNK_BYTES = 1 << 20
 

@@ -16,11 +16,9 @@ from typing import BinaryIO
 
 from charlm.data.chunks import CHUNK_BYTES, line_chunks, utf8_chars
 from charlm.data.corpus import Document
+from charlm.data.layout import SPLITS
 from charlm.errors import DataError
-from charlm.params import PrepareConfig
-
-SPLITS = ("train", "val", "test")
-HELD_OUT = ("val", "test")  # never trained on: models are chosen on val and reported on test
+from charlm.params.prepare import PrepareConfig
 
 
 @dataclass(frozen=True)

@@ -13,13 +13,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import torch
+from pydantic import Field
 
 from charlm.data.chunks import char_starts, multibyte
 from charlm.errors import DataError
-from charlm.files import write_json
+from charlm.records import Record
 
 UNK = "<unk>"
 UNK_ID = 0
@@ -121,36 +123,26 @@ class Vocabulary:
     def _known(self) -> frozenset[str]:
         return frozenset(self.itos[1:])
 
-    def to_json(self) -> dict[str, object]:
-        return {"itos": list(self.itos), "counts": list(self.counts), "hash": self.hash}
-
     def save(self, path: Path) -> None:
-        write_json(path, self.to_json())
-
-    @classmethod
-    def from_json(cls, data: dict[str, object], source: str) -> "Vocabulary":
-        try:
-            vocab = cls(itos=tuple(data["itos"]), counts=tuple(data["counts"]))  # type: ignore[arg-type]
-        except (KeyError, TypeError) as err:
-            raise DataError(f"{source}: not a charlm vocabulary ({err})") from None
-        if not vocab.itos or vocab.itos[0] != UNK or len(vocab.counts) != len(vocab.itos):
-            raise DataError(f"{source}: not a charlm vocabulary (itos must start with {UNK!r})")
-        if data.get("hash") != vocab.hash:
-            raise DataError(
-                f"{source}: vocabulary hash {data.get('hash')!r} does not match its contents ({vocab.hash})"
-            )
-        return vocab
+        VocabFile(itos=self.itos, counts=self.counts, hash=self.hash).write(path)
 
     @classmethod
     def load(cls, path: Path) -> "Vocabulary":
-        try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as err:
-            raise DataError(f"{path}: cannot read vocabulary ({err})") from None
-        if not isinstance(data, dict):
-            raise DataError(f"{path}: not a charlm vocabulary")
-        return cls.from_json(data, str(path))
+        """The vocabulary in `path`, refused unless it is a charlm vocabulary whose hash matches."""
+        file = VocabFile.read(path)
+        vocab = cls(itos=file.itos, counts=file.counts)
+        if not vocab.itos or vocab.itos[0] != UNK or len(vocab.counts) != len(vocab.itos):
+            raise DataError(f"{path}: not a charlm vocabulary (itos must start with {UNK!r})")
+        if file.hash != vocab.hash:
+            raise DataError(
+                f"{path}: vocabulary hash {file.hash!r} does not match its contents ({vocab.hash})"
+            )
+        return vocab
 
 
-def oov_rate(ids: np.ndarray) -> float:
-    return float(np.count_nonzero(ids == UNK_ID) / max(len(ids), 1))
+class VocabFile(Record):
+    """`vocab.json`: the id-to-character list, the training counts and the hash of the list."""
+
+    itos: Annotated[tuple[str, ...], Field(strict=False)]  # JSON lists
+    counts: Annotated[tuple[int, ...], Field(strict=False)]
+    hash: str

@@ -2,76 +2,63 @@
 and register stages, and what `dvc metrics` shows.
 
 In code it is one `SplitReport` per held-out split; on disk it is flat, one metric per key named
-`<split>_<metric>` (`val_bpc`, `test_loss_nats`) and `<baseline>_<split>_bpc`, so that `dvc
-metrics diff` and `dvc exp show` show each figure as a column.
+`<split>_<metric>` (`val_bpc`, `test_loss_nats`), so that `dvc metrics diff` and `dvc exp show`
+show each figure as a column. The baselines beside it are facts of the data, in the data report.
 """
 
 from typing import Any
 
-import numpy as np
 from pydantic import model_serializer, model_validator
 
-from charlm.data.splits import HELD_OUT
-from charlm.data.vocab import oov_rate
-from charlm.evaluation.baselines import BASELINES
+from charlm.data.layout import HELD_OUT
 from charlm.evaluation.metrics import EvalResult
+from charlm.evaluation.ranking import Standing
 from charlm.records import Record
-
-# The per-split figures, in the order the file lists them.
-SPLIT_METRICS = ("loss_nats", "bpc", "perplexity", "accuracy", "oov_rate", "chars", "sha256")
-
-
-def baseline_metric(name: str, split: str) -> str:
-    """The name a baseline's bpc on a split has in the file, e.g. `bigram_test_bpc`."""
-    return f"{name}_{split}_bpc"
 
 
 class SplitReport(Record):
-    """One held-out split: the model's figures, the ids' hash and each baseline's bpc on them."""
+    """The model's figures on one held-out split, and the hash of the ids they were measured on."""
 
     loss_nats: float
     bpc: float
     perplexity: float
     accuracy: float
-    oov_rate: float
     chars: int
-    sha256: str  # of the encoded split (`charlm.data.encoded`)
-    baselines: dict[str, float]  # bpc by name of BASELINES
+    sha256: str  # of the encoded split (`charlm.data.report`)
 
     @classmethod
-    def of(
-        cls, result: EvalResult, ids: np.ndarray, sha256: str, train: np.ndarray, vocab_size: int
-    ) -> "SplitReport":
+    def of(cls, result: EvalResult, sha256: str) -> "SplitReport":
         return cls(
             loss_nats=result.loss_nats,
             bpc=result.bpc,
             perplexity=result.perplexity,
             accuracy=result.accuracy,
-            oov_rate=oov_rate(ids),
             chars=result.chars,
             sha256=sha256,
-            baselines={name: bpc(train, ids, vocab_size) for name, bpc in BASELINES.items()},
         )
 
 
 class EvalReport(Record):
-    train_sha256: str
+    model: str  # the `models:` entry
+    model_dir: str  # the model directory the figures are of, as dvc.yaml names it
     val: SplitReport
     test: SplitReport
     num_params: int
-    mlflow_run_id: str | None = None  # the run the figures were logged to
-    mlflow_run: str | None = None  # "training": the model's training run; "new": one made for them
+    mlflow_run_id: str  # the run the figures were logged to
+    mlflow_run: str  # "training": the model's training run; "new": one made for them
 
     def split(self, name: str) -> SplitReport:
         return {"val": self.val, "test": self.test}[name]
 
+    @property
+    def standing(self) -> Standing:
+        return Standing(self.val.bpc, self.num_params, self.val.sha256)
+
     @model_serializer
     def _flat(self) -> dict[str, Any]:
-        flat: dict[str, Any] = {"train_sha256": self.train_sha256}
+        flat: dict[str, Any] = {"model": self.model, "model_dir": self.model_dir}
         for split in HELD_OUT:
-            report = self.split(split)
-            flat |= {f"{split}_{metric}": getattr(report, metric) for metric in SPLIT_METRICS}
-            flat |= {baseline_metric(name, split): bpc for name, bpc in report.baselines.items()}
+            flat |= {f"{split}_{metric}": value for metric, value in self.split(split)}
         return flat | {
             "num_params": self.num_params,
             "mlflow_run_id": self.mlflow_run_id,
@@ -85,8 +72,5 @@ class EvalReport(Record):
             return raw  # already nested, or not a report: the fields' validation says so
         flat = dict(raw)
         for split in HELD_OUT:
-            flat[split] = {metric: flat.pop(f"{split}_{metric}", None) for metric in SPLIT_METRICS}
-            flat[split]["baselines"] = {
-                name: flat.pop(baseline_metric(name, split), None) for name in BASELINES
-            }
+            flat[split] = {metric: flat.pop(f"{split}_{metric}", None) for metric in SplitReport.model_fields}
         return flat

@@ -17,7 +17,7 @@ from charlm.data.vocab import Vocabulary
 from charlm.errors import CharlmError
 from charlm.generation.sampling import Draws, sample_next
 from charlm.model.network import CharLM, hidden_from_tensors, hidden_tensors
-from charlm.params import SamplingOptions
+from charlm.params.generate import SamplingOptions
 
 # Through the batch, a prompt character costs what a generated one does. One pass of the module
 # (oneDNN's fused RNN on the CPU) costs far less per character of a long prompt, but its fixed cost

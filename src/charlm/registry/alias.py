@@ -2,18 +2,19 @@
 
 MLflow has no compare-and-set on aliases, and a tracking server serves many clients, so no lock
 can cover "read the champion, decide, move the alias". Instead registration converges: point the
-alias at the best version validated on the candidate's validation data (lowest validation bpc,
-then lowest version), re-read, and repeat until a read confirms it. Every version carries its
-figures from the moment it exists (tags given at creation), and every registering process
-converges after its own version exists, so whichever write comes last is followed by a read that
-sees every version and corrects it: the alias ends on the best version, whatever the interleaving.
+alias at the best version validated on the candidate's validation data (by `Standing`, then the
+lowest version), re-read, and repeat until a read confirms it. Every version carries its figures
+from the moment it exists (tags given at creation), and every registering process converges after
+its own version exists, so whichever write comes last is followed by a read that sees every
+version and corrects it: the alias ends on the best version, whatever the interleaving.
 `docs/architecture.md` gives the argument in full.
 """
 
 from typing import TYPE_CHECKING, Any
 
 from charlm.errors import CharlmError
-from charlm.params import RegisterConfig
+from charlm.evaluation.ranking import BPC_DECIMALS, Standing
+from charlm.params.register import RegisterConfig
 from charlm.tracking import tags as tag
 from charlm.tracking.store import first_line
 
@@ -43,8 +44,24 @@ def number(version: Any) -> int:
     return int(version.version)
 
 
-def _rank(version: Any) -> tuple[float, int]:
-    return float(version.tags[tag.split_bpc("val")]), number(version)
+def standing_tags(standing: Standing) -> dict[str, str]:
+    """A version's standing as its tags: the figures it is ranked by, at the ranking's precision."""
+    return {
+        tag.split_bpc("val"): f"{standing.val_bpc:.{BPC_DECIMALS}f}",
+        tag.NUM_PARAMS: str(standing.num_params),
+        tag.split_sha256("val"): standing.val_sha256,
+    }
+
+
+def standing(tags: dict[str, str]) -> Standing:
+    """A version's standing, from the tags `standing_tags` gave it."""
+    try:
+        values = (tags[tag.split_bpc("val")], tags[tag.NUM_PARAMS], tags[tag.split_sha256("val")])
+    except KeyError as err:
+        raise CharlmError(
+            f"a registered version lacks its tag {err} (registered by an older charlm?)"
+        ) from None
+    return Standing(float(values[0]), int(values[1]), values[2])
 
 
 def settle(client: "MlflowClient", cfg: RegisterConfig, val_sha256: str) -> Any:
@@ -57,7 +74,8 @@ def settle(client: "MlflowClient", cfg: RegisterConfig, val_sha256: str) -> Any:
 
     failure = "other processes keep moving it"
     for attempt in range(ROUNDS):
-        best = min(tagged(client, cfg.model_name, tag.split_sha256("val"), val_sha256), key=_rank)
+        versions = tagged(client, cfg.model_name, tag.split_sha256("val"), val_sha256)
+        best = min(versions, key=lambda v: (standing(v.tags).key, number(v)))
         current = champion(client, cfg)
         if current is not None and number(current) == number(best):
             return current

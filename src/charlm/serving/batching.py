@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from charlm.data.vocab import Vocabulary
 from charlm.generation.decoder import STEPPED_PROMPT_CHARS, Decoder, Request, Row
 from charlm.model.network import CharLM
-from charlm.params import ServeConfig
+from charlm.params.serve import ServeConfig
 
 DEADLINE_GRACE_S = 5.0  # added to a submission's own generation time, for waiting and HTTP
 
@@ -81,11 +81,14 @@ def deadline_s(requests: list[Request], limits: ServeConfig, timeout_s: float) -
 
 
 class Batcher:
-    def __init__(self, model: CharLM, vocab: Vocabulary, limits: ServeConfig) -> None:
+    def __init__(self, model: CharLM, vocab: Vocabulary, limits: ServeConfig, threaded: bool = True) -> None:
+        """`threaded`: a thread of its own runs the batch, started on first use; otherwise the
+        caller drives it, one `cycle` at a time (so tests count steps, not seconds)."""
         self.model, self.vocab, self.limits = model, vocab, limits
         self.decoder = Decoder(model, vocab)  # used by the batching thread only
+        self.jobs: list[Job] = []  # the submissions the batching thread holds, in arrival order
         self.incoming: queue.SimpleQueue[Job] = queue.SimpleQueue()
-        self.thread: threading.Thread | None = None
+        self.threaded, self.thread = threaded, None
         self.lock = threading.Lock()  # guards the counts below and starting the thread
         self.waiting_rows = self.waiting_chars = self.arrivals = 0
         self.chars_per_sec = 0.0  # measured generation speed of the whole batch (0: none yet)
@@ -99,7 +102,7 @@ class Batcher:
         """
         chars = sum(r.options.length for r in requests)
         with self.lock:
-            if self.thread is None:  # started on first use, in the process that serves
+            if self.threaded and self.thread is None:  # started on first use, in the process that serves
                 self.thread = threading.Thread(target=self._run, name="charlm-batching", daemon=True)
                 self.thread.start()
             rate = self.chars_per_sec
@@ -131,28 +134,33 @@ class Batcher:
         return ["".join(row.chars) for row in job.rows if row is not None]
 
     def _run(self) -> None:
-        jobs: list[Job] = []
         while True:
-            try:
-                # Block while idle; otherwise take whatever arrived during the last step.
-                jobs += [self.incoming.get()] if not jobs else []
-                while not self.incoming.empty():
-                    jobs.append(self.incoming.get())
-                for job in [job for job in jobs if job.abandoned]:
-                    self._leave(job)
-                jobs = [job for job in jobs if not job.abandoned]
-                self._fill(jobs)
-                rows, started = len(self.decoder.rows), time.perf_counter()
-                self.decoder.step()
-                self._measure(rows, time.perf_counter() - started)
-                for job in [job for job in jobs if job.done or job.finished.is_set()]:
-                    jobs.remove(job)
-                    job.complete(job.error)
-            except Exception as err:  # a failed step fails the batch; the thread serves on
-                for job in jobs:
-                    self._leave(job)
-                    job.complete(err)
-                self.decoder, jobs = Decoder(self.model, self.vocab), []
+            self.cycle(block=True)
+
+    def cycle(self, block: bool = False) -> None:
+        """One turn of the batching loop: take what arrived, drop what was abandoned, fill free
+        slots, step once, and wake the callers whose rows are done. With `block`, an idle batcher
+        waits for work."""
+        try:
+            if block and not self.jobs:
+                self.jobs.append(self.incoming.get())
+            while not self.incoming.empty():
+                self.jobs.append(self.incoming.get())
+            for job in [job for job in self.jobs if job.abandoned]:
+                self._leave(job)
+            self.jobs = [job for job in self.jobs if not job.abandoned]
+            self._fill(self.jobs)
+            rows, started = len(self.decoder.rows), time.perf_counter()
+            self.decoder.step()
+            self._measure(rows, time.perf_counter() - started)
+            for job in [job for job in self.jobs if job.done or job.finished.is_set()]:
+                self.jobs.remove(job)
+                job.complete(job.error)
+        except Exception as err:  # a failed step fails the batch; the thread serves on
+            for job in self.jobs:
+                self._leave(job)
+                job.complete(err)
+            self.decoder, self.jobs = Decoder(self.model, self.vocab), []
 
     def _fill(self, jobs: list[Job]) -> None:
         """Give free slots, one row at a time, to the submission with the fewest rows in the batch."""

@@ -12,10 +12,12 @@ from typing import Any
 from pydantic import Field, create_model
 
 from charlm.errors import CharlmError
-from charlm.params import SamplingOptions, ServeConfig
+from charlm.params.generate import SamplingOptions
+from charlm.params.serve import ServeConfig
 from charlm.records import Record, base_type
 
 MODEL_DIR_ARTIFACT = "model_dir"  # the charlm model directory, among the logged model's artifacts
+DEFAULT_PORT = 5001  # where `charlm serve` listens unless told otherwise
 
 # MLflow reads the request's fields from this record (its signature) and checks each request
 # against them strictly; it knows plain types only, so the options' bounds are checked afterwards.

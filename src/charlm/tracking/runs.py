@@ -3,7 +3,7 @@
 A training run's metrics wait in `RunTracker` and go to MLflow at each flush (every checkpoint).
 Flushing only at checkpoints keeps MLflow consistent with the resumable state: after a crash, the
 resumed run continues from exactly the steps MLflow already holds. Later stages log a model's
-results to its training run (`model_run`). Every run a stage creates ends with the stage, the same
+results to its training run (`StageTracking.model_run`). Every run a stage creates ends with the stage, the same
 way for all of them (`ending`): FINISHED, KILLED on an interrupt, FAILED on an error.
 """
 
@@ -12,6 +12,7 @@ import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,36 +38,43 @@ def ending(client: "MlflowClient", run_id: str) -> Iterator[None]:
     client.set_terminated(run_id)
 
 
-@contextmanager
-def stage_run(client: "MlflowClient", experiment: str, run_name: str, tags: dict[str, str]) -> Iterator[str]:
-    """A new run that lives as the block does and ends as it ends."""
-    run_id = client.create_run(experiment_id(client, experiment), run_name=run_name, tags=tags).info.run_id
-    with ending(client, run_id):
-        yield run_id
+@dataclass(frozen=True)
+class StageTracking:
+    """How a stage reaches MLflow: the store, the experiment, and the tags of every run it makes."""
 
+    client: "MlflowClient"
+    experiment: str
+    tags: dict[str, str]
 
-@contextmanager
-def model_run(
-    client: "MlflowClient", run_id: str | None, experiment: str, run_name: str, tags: dict[str, str]
-) -> Iterator[tuple[str, bool]]:
-    """The run to log a model's later results to, and whether it was created here.
+    @contextmanager
+    def new_run(self, run_name: str, **tags: str) -> Iterator[str]:
+        """A new run (with these `tags` too) that lives as the block does and ends as it ends."""
+        eid = experiment_id(self.client, self.experiment)
+        run_id = self.client.create_run(eid, run_name=run_name, tags=self.tags | tags).info.run_id
+        with ending(self.client, run_id):
+            yield run_id
 
-    That is its training run when this store has it, left as it is. After `dvc pull` or on a fresh
-    tracking store the training run is elsewhere; then a new run, tagged so, lives as the block.
-    """
-    from mlflow.exceptions import MlflowException
+    @contextmanager
+    def model_run(self, run_id: str | None, run_name: str) -> Iterator[tuple[str, bool]]:
+        """The run to log a model's later results to, and whether it was created here.
 
-    if run_id:
-        try:
-            client.get_run(run_id)
-        except MlflowException:
-            pass
-        else:
-            yield run_id, False
-            return
-    note = {tag.TRAINING_RUN: run_id or "unknown", tag.NOTE: "training run not in this tracking store"}
-    with stage_run(client, experiment, run_name, {**tags, **note}) as created:
-        yield created, True
+        That is its training run when this store has it, left as it is. After `dvc pull` or on a
+        fresh tracking store the training run is elsewhere; then a new run, tagged so, lives as the
+        block.
+        """
+        from mlflow.exceptions import MlflowException
+
+        if run_id:
+            try:
+                self.client.get_run(run_id)
+            except MlflowException:
+                pass
+            else:
+                yield run_id, False
+                return
+        note = {tag.TRAINING_RUN: run_id or "unknown", tag.NOTE: "training run not in this tracking store"}
+        with self.new_run(run_name, **note) as created:
+            yield created, True
 
 
 def _process_alive(pid: int) -> bool:
@@ -117,18 +125,14 @@ class RunTracker:
 
     @classmethod
     def start(
-        cls,
-        client: "MlflowClient",
-        experiment: str,
-        run_name: str,
-        params: dict[str, Any],
-        tags: dict[str, str],
+        cls, tracking: StageTracking, run_name: str, params: dict[str, Any], tags: dict[str, str]
     ) -> "RunTracker":
+        """A new run with the stage's tags and these `tags`, holding `params`."""
         from mlflow.entities import Param
 
-        run = client.create_run(
-            experiment_id(client, experiment), run_name=run_name, tags={**tags, **tag.owner_tags()}
-        )
+        client = tracking.client
+        eid = experiment_id(client, tracking.experiment)
+        run = client.create_run(eid, run_name=run_name, tags=tracking.tags | tags | tag.owner_tags())
         client.log_batch(run.info.run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
         return cls(client, run.info.run_id)
 

@@ -24,6 +24,7 @@ TRAINING_RUN = "charlm.training_run"  # on a run made for a model whose training
 NOTE = "charlm.note"
 VOCAB_SHA256 = "charlm.vocab_sha256"
 MODEL_SHA256 = "charlm.model_sha256"  # weights, architecture and vocabulary of a registered version
+NUM_PARAMS = "charlm.num_params"  # a registered version's size, which breaks ties in its ranking
 DECISION = "charlm.decision"  # why registration did or did not move the alias
 
 

@@ -4,16 +4,18 @@ A curve is a CSV with a `step` column and the fields of its point class, one row
 step; the field names are the metric names everywhere (history, CSV header, MLflow).
 """
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
+from charlm.files import write_csv
 from charlm.records import Record
 
 
 @dataclass(frozen=True)
 class TrainPoint:
     train_loss_nats: float
-    lr: float
+    learning_rate: float
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,7 @@ CURVES: dict[str, type[TrainPoint] | type[ValPoint]] = {"train": TrainPoint, "va
 class TrainSummary(Record):
     """`metrics/train/<model>.json`: how training went, for `dvc metrics` and the comparison."""
 
+    model: str  # the `models:` entry
     best_val_loss_nats: float
     best_val_bpc: float
     best_step: int
@@ -36,7 +39,7 @@ class TrainSummary(Record):
     wall_time_s: float  # steps, evaluation and checkpoints, over every resumed segment
     train_chars_per_sec: float  # in training steps alone
     num_params: int
-    stopped_early: int  # 1 when patience ran out before max_steps
+    stopped_early: bool  # patience ran out before max_steps
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,7 @@ class TrainOutputs:
     train_curve: Path  # step and the fields of TrainPoint
     val_curve: Path  # step and the fields of ValPoint
 
-    @property
-    def curves(self) -> dict[str, Path]:
-        return {"train": self.train_curve, "val": self.val_curve}
+    def write_curves(self, history: dict[str, list[list[float]]]) -> None:
+        """Each curve's points (a step, then its point's fields) as its CSV."""
+        for name, path in {"train": self.train_curve, "val": self.val_curve}.items():
+            write_csv(path, ["step", *(f.name for f in dataclasses.fields(CURVES[name]))], history[name])

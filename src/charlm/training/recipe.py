@@ -5,7 +5,7 @@ import math
 import torch
 
 from charlm.model.network import CharLM
-from charlm.params import TrainConfig
+from charlm.params.train import TrainConfig
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:

@@ -2,8 +2,8 @@
 
 The file holds every tensor needed to continue (weights, optimizer moments, the whole batch's
 carried hidden state, each rank's RNG state) and, in its safetensors header, a JSON document with
-the rest: the format, the fingerprint of what was trained, the loop's `Progress` and the
-optimizer's settings. It is written atomically, so a crash leaves the previous state intact.
+the rest: the format, the fingerprint of what was trained, its MLflow run, the `LoopState` and
+the optimizer's settings. It is written atomically, so a crash leaves the previous state intact.
 """
 
 import dataclasses
@@ -23,35 +23,40 @@ from charlm.model.network import CharLM
 from charlm.training.outputs import CURVES
 
 STATE_FILE = "state.safetensors"
-STATE_FORMAT = "charlm-train-state/3"
+STATE_FORMAT = "charlm-train-state/4"
 
 
 @dataclass
-class Progress:
-    """Where the loop is: the step, the best validation so far, timings and the curves' history."""
+class LoopState:
+    """Where the loop is: the steps taken, the best validation so far, timings and the curves'
+    history (its fields by the names `TrainSummary` gives them)."""
 
-    step: int = 0
-    best_val_loss: float = math.inf
+    steps: int = 0
+    best_val_loss_nats: float = math.inf
     best_step: int = 0
     bad_evals: int = 0
     train_chars: int = 0  # characters trained on, over every rank
-    train_seconds: float = 0.0  # in training steps only
-    wall_seconds: float = 0.0  # steps, evaluation and checkpoints, over every resumed segment
+    train_time_s: float = 0.0  # in training steps only
+    wall_time_s: float = 0.0  # steps, evaluation and checkpoints, over every resumed segment
     finished: bool = False
     stopped_early: bool = False
-    run_id: str = ""  # the MLflow run these steps are logged to
     history: dict[str, list[list[float]]] = field(default_factory=lambda: {name: [] for name in CURVES})
 
 
 @dataclass
 class TrainingState:
     fingerprint: str  # what was trained, on what (a mismatch means start afresh)
-    progress: Progress
+    run_id: str  # the MLflow run the steps are logged to ("" on ranks that do not track)
+    loop: LoopState
     hidden: list[torch.Tensor]  # the whole batch's carried state, each (layers, B, H); [] at an epoch start
     rngs: list[torch.Tensor]  # each rank's CPU generator state, by rank
     cuda_rng: torch.Tensor | None = None
     weights: dict[str, torch.Tensor] = field(default_factory=dict)
     optimizer: dict[str, Any] = field(default_factory=dict)  # the optimizer's state_dict
+
+    def continues(self, fingerprint: str) -> bool:
+        """Whether training with this fingerprint resumes from the state: the same, not finished."""
+        return self.fingerprint == fingerprint and not self.loop.finished
 
     def restore(self, model: CharLM, optimizer: torch.optim.Optimizer, source: Path) -> None:
         """Put the weights and optimizer moments back into `model` and `optimizer`."""
@@ -80,7 +85,8 @@ def save_state(path: Path, state: TrainingState, model: CharLM, optimizer: torch
     meta = {
         "format": STATE_FORMAT,
         "fingerprint": state.fingerprint,
-        "progress": dataclasses.asdict(state.progress),
+        "run_id": state.run_id,
+        "loop": dataclasses.asdict(state.loop),
         "param_groups": opt["param_groups"],
     }
     try:
@@ -118,7 +124,8 @@ def read_state(path: Path) -> TrainingState | None:
     rngs = sorted((int(k.rsplit(".", 1)[1]), v) for k, v in tensors.items() if k.startswith("rng.cpu."))
     return TrainingState(
         fingerprint=meta["fingerprint"],
-        progress=Progress(**meta["progress"]),
+        run_id=meta["run_id"],
+        loop=LoopState(**meta["loop"]),
         hidden=[tensors[f"hidden.{i}"] for i in range(2) if f"hidden.{i}" in tensors],
         rngs=[rng for _, rng in rngs],
         cuda_rng=tensors.get("rng.cuda"),

@@ -12,11 +12,15 @@ from charlm.data.chunks import line_chunks
 from charlm.data.corpus import CleanText, clean, read_documents
 from charlm.data.splits import split_documents
 from charlm.errors import DataError
-from charlm.params import PrepareConfig, load_params
-from tests.helpers import REPO
+from charlm.params.base import load_params
+from charlm.params.pipeline import Params
+from charlm.params.prepare import PrepareConfig
+from tests.helpers import REPO, config
 
-CFG = PrepareConfig(include=("*.txt",))
-RAW = PrepareConfig(include=("*",), normalize_newlines=False, unicode_form="none", strip_gutenberg=False)
+CFG = config(PrepareConfig, include=("*.txt",))
+RAW = config(
+    PrepareConfig, include=("*",), normalize_newlines=False, unicode_form="none", strip_gutenberg=False
+)
 
 GUTENBERG = """The Project Gutenberg EBook of Hamlet
 Release Date: 1998
@@ -89,13 +93,13 @@ def test_archive_members_are_selected_by_glob(tmp_path: Path) -> None:
     )
     with zipfile.ZipFile(raw / "more.zip", "w") as zf:
         zf.writestr("extra/lear_gut.txt", "Lear\n")
-    cfg = PrepareConfig(include=("*/texts/*_gut.txt", "extra/*"))
+    cfg = config(PrepareConfig, include=("*/texts/*_gut.txt", "extra/*"))
     docs = read_documents(raw, cfg, tmp_path)
     assert [d.name for d in docs] == ["more.zip:extra/lear_gut.txt", "pkg.tar.gz:pkg/texts/hamlet_gut.txt"]
     assert [d.path.read_text() for d in docs] == ["Lear\n", "Hamlet\n"]
     assert [(d.chars, d.lines) for d in docs] == [(5, 1), (7, 1)]
     excluded = read_documents(
-        raw, PrepareConfig(include=("*.txt",), exclude=("*_f.txt", "extra/*")), tmp_path
+        raw, config(PrepareConfig, include=("*.txt",), exclude=("*_f.txt", "extra/*")), tmp_path
     )
     assert [d.name for d in excluded] == ["pkg.tar.gz:pkg/texts/hamlet_gut.txt"]
 
@@ -125,7 +129,7 @@ def test_empty_corpus_and_no_match(tmp_path: Path) -> None:
 def test_default_corpus_prepares_into_whole_modern_plays(default_corpus: Path, tmp_path: Path) -> None:
     """The default params on the real default corpus: the modern-spelling works only, held-out
     splits made of whole plays near their fractions of the text, the prompts in the vocabulary."""
-    params = load_params(REPO / "params.yaml")
+    params = load_params(Params, REPO / "params.yaml")
     docs = read_documents(default_corpus, params.prepare, tmp_path)
     assert len(docs) == 42
     assert all(d.name.endswith("_gut.txt") for d in docs)  # no First Folio (_gut_f) copies

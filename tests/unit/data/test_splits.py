@@ -7,9 +7,10 @@ import pytest
 from charlm.data.corpus import Document
 from charlm.data.splits import check_lengths, split_documents, summary
 from charlm.errors import DataError
-from charlm.params import PrepareConfig
+from charlm.params.prepare import PrepareConfig
+from tests.helpers import config
 
-CFG = PrepareConfig(include=("*",), val_fraction=0.1, test_fraction=0.1)
+CFG = config(PrepareConfig, include=("*",), val_fraction=0.1, test_fraction=0.1)
 
 
 def document(directory: Path, name: str, text: str) -> Document:
@@ -77,15 +78,18 @@ def test_documents_split_whole_deterministically_from_seed(tmp_path: Path) -> No
 
 
 def test_explicit_document_lists(tmp_path: Path) -> None:
-    cfg = PrepareConfig(
-        include=("*",), val_documents=("doc01.txt",), test_documents=("doc02.txt", "doc03.txt")
+    cfg = config(
+        PrepareConfig, include=("*",), val_documents=("doc01.txt",), test_documents=("doc02.txt", "doc03.txt")
     )
     splits = split_documents(_docs(tmp_path, 6), cfg, 0, tmp_path)
     assert [d.name for d in splits["val"].documents] == ["doc01.txt"]
     assert [d.name for d in splits["test"].documents] == ["doc02.txt", "doc03.txt"]
     with pytest.raises(DataError, match=r"unknown documents: \['nope.txt'\]"):
         split_documents(
-            _docs(tmp_path, 6), PrepareConfig(include=("*",), val_documents=("nope.txt",)), 0, tmp_path
+            _docs(tmp_path, 6),
+            config(PrepareConfig, include=("*",), val_documents=("nope.txt",)),
+            0,
+            tmp_path,
         )
 
 

@@ -8,12 +8,13 @@ import torch
 
 from charlm.evaluation.evaluate import evaluate
 from charlm.model.network import CharLM
-from charlm.params import ModelConfig
+from charlm.params.model import ModelConfig
+from tests.helpers import config
 
 
 def constant_model(probs: list[float]) -> CharLM:
     """A model whose next-character distribution is `probs` whatever the input."""
-    model = CharLM(ModelConfig(cell="rnn", embedding_size=4, hidden_size=4, num_layers=1), len(probs))
+    model = CharLM(config(ModelConfig, cell="rnn", embedding_size=4, hidden_size=4, num_layers=1), len(probs))
     with torch.no_grad():
         model.head.weight.zero_()
         model.head.bias.copy_(torch.tensor(probs).log())

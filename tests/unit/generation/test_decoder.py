@@ -11,8 +11,8 @@ from charlm.errors import ParamsError
 from charlm.generation.decoder import STEPPED_PROMPT_CHARS, Decoder, SamplingError, generate, request
 from charlm.generation.sampling import sample_next
 from charlm.model.network import CharLM
-from charlm.params import SamplingOptions
-from tests.helpers import small_vocab, tiny_model
+from charlm.params.generate import SamplingOptions
+from tests.helpers import config, small_vocab, tiny_model
 
 VOCAB = small_vocab()
 
@@ -77,25 +77,25 @@ def test_each_row_samples_with_its_own_settings() -> None:
 
 
 def test_same_seed_same_text_and_unk_never_sampled(model: CharLM) -> None:
-    options = SamplingOptions(length=200, temperature=1.5, seed=7)
+    options = config(SamplingOptions, length=200, temperature=1.5, seed=7)
     first = "".join(generate(model, VOCAB, "abc", options))
     assert first == "".join(generate(model, VOCAB, "abc", options))
     assert len(first) == 200 and "\ufffd" not in first and set(first) <= set(VOCAB.itos[1:])
     assert first != "".join(
-        generate(model, VOCAB, "abc", SamplingOptions(length=200, temperature=1.5, seed=8))
+        generate(model, VOCAB, "abc", config(SamplingOptions, length=200, temperature=1.5, seed=8))
     )
 
 
 def test_a_seeded_row_gives_the_same_text_alone_or_batched(model: CharLM) -> None:
-    options = SamplingOptions(length=150, temperature=1.2, top_k=6, seed=11)
+    options = config(SamplingOptions, length=150, temperature=1.2, top_k=6, seed=11)
     alone = "".join(generate(model, VOCAB, "abc", options))
     decoder = Decoder(model, VOCAB)
     for n, prompt in enumerate(["h", "gg\nab", "a" * 40]):  # other prompts, lengths and options
-        decoder.add(request(VOCAB, prompt, SamplingOptions(length=40 + 100 * n, top_p=0.9, seed=n)))
+        decoder.add(request(VOCAB, prompt, config(SamplingOptions, length=40 + 100 * n, top_p=0.9, seed=n)))
     for _ in range(7):  # it joins a batch that is already running...
         decoder.step()
     row = decoder.add(request(VOCAB, "abc", options))
-    decoder.add(request(VOCAB, "b", SamplingOptions(length=300)))  # ...and outlives some rows
+    decoder.add(request(VOCAB, "b", config(SamplingOptions, length=300)))  # ...and outlives some rows
     while not row.done:
         decoder.step()
     assert "".join(row.chars) == alone and len(decoder.rows) == 2
@@ -107,7 +107,7 @@ LONG_PROMPT = "abc\nd" * 10  # its head is fed in one pass of the module, the re
 @pytest.mark.parametrize("prompt", ["ab", LONG_PROMPT], ids=["stepped", "long"])
 def test_carried_state_matches_refeeding_the_whole_prefix(model: CharLM, prompt: str) -> None:
     assert len(LONG_PROMPT) > STEPPED_PROMPT_CHARS
-    text = "".join(generate(model, VOCAB, prompt, SamplingOptions(length=30, top_k=1, seed=0)))
+    text = "".join(generate(model, VOCAB, prompt, config(SamplingOptions, length=30, top_k=1, seed=0)))
     prefix = prompt
     with torch.no_grad():
         for expected in text:  # greedy decoding from scratch each time: O(n^2), the reference
@@ -119,12 +119,12 @@ def test_carried_state_matches_refeeding_the_whole_prefix(model: CharLM, prompt:
 
 def test_prompt_errors(model: CharLM) -> None:
     with pytest.raises(SamplingError, match=r"not in the model's vocabulary: \['z', 'Q'\]"):
-        list(generate(model, VOCAB, "azQ", SamplingOptions(length=5)))
-    assert len("".join(generate(model, VOCAB, "azQ", SamplingOptions(length=5, unknown="unk")))) == 5
+        list(generate(model, VOCAB, "azQ", config(SamplingOptions, length=5)))
+    assert len("".join(generate(model, VOCAB, "azQ", config(SamplingOptions, length=5, unknown="unk")))) == 5
     with pytest.raises(SamplingError, match="prompt is empty"):
-        list(generate(model, VOCAB, "", SamplingOptions(length=5)))
+        list(generate(model, VOCAB, "", config(SamplingOptions, length=5)))
     with pytest.raises(SamplingError, match=r"top_k: must be in 1\.\.11"):
-        list(generate(model, VOCAB, "a", SamplingOptions(length=5, top_k=12)))
+        list(generate(model, VOCAB, "a", config(SamplingOptions, length=5, top_k=12)))
 
 
 @pytest.mark.parametrize(
@@ -140,4 +140,4 @@ def test_prompt_errors(model: CharLM) -> None:
 )
 def test_out_of_range_options(kwargs: dict[str, float], message: str) -> None:
     with pytest.raises(ParamsError, match=message):
-        SamplingOptions.parse(kwargs)
+        SamplingOptions.parse(config(SamplingOptions).model_dump() | kwargs)

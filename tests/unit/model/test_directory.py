@@ -18,14 +18,17 @@ from charlm.model.directory import (
     save_model_dir,
 )
 from charlm.model.network import CharLM
-from charlm.params import ModelConfig
+from charlm.params.model import ModelConfig
+from tests.helpers import config
 
 VOCAB = Vocabulary.build("hello world\n")
 
 
 def _model(**overrides: object) -> CharLM:
-    config = ModelConfig(**{"embedding_size": 8, "hidden_size": 8, "num_layers": 1, **overrides})  # type: ignore[arg-type]
-    return CharLM(config, len(VOCAB))
+    model_config = config(
+        ModelConfig, **{"embedding_size": 8, "hidden_size": 8, "num_layers": 1, **overrides}
+    )  # type: ignore[arg-type]
+    return CharLM(model_config, len(VOCAB))
 
 
 @pytest.mark.parametrize("tie", [False, True])

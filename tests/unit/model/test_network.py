@@ -4,14 +4,17 @@ import pytest
 import torch
 
 from charlm.model.network import CharLM, detach_hidden
-from charlm.params import ModelConfig
+from charlm.params.model import ModelConfig
+from tests.helpers import config
 
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 @pytest.mark.parametrize("input_kind", ["embedding", "onehot"])
 def test_forward_shapes_and_hidden(cell: str, input_kind: str) -> None:
-    config = ModelConfig(cell=cell, embedding_size=8, hidden_size=16, num_layers=2, input=input_kind)
-    model = CharLM(config, 11)
+    model_config = config(
+        ModelConfig, cell=cell, embedding_size=8, hidden_size=16, num_layers=2, input=input_kind
+    )
+    model = CharLM(model_config, 11)
     idx = torch.randint(0, 11, (3, 5))
     logits, hidden = model(idx)
     assert logits.shape == (3, 5, 11)
@@ -30,8 +33,10 @@ def test_forward_shapes_and_hidden(cell: str, input_kind: str) -> None:
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 @pytest.mark.parametrize(("input_kind", "num_layers"), [("embedding", 2), ("onehot", 1)])
 def test_step_equals_forward_one_character_at_a_time(cell: str, input_kind: str, num_layers: int) -> None:
-    config = ModelConfig(cell=cell, embedding_size=8, hidden_size=16, num_layers=num_layers, input=input_kind)
-    model = CharLM(config, 11).eval()
+    model_config = config(
+        ModelConfig, cell=cell, embedding_size=8, hidden_size=16, num_layers=num_layers, input=input_kind
+    )
+    model = CharLM(model_config, 11).eval()
     idx = torch.randint(0, 11, (3, 6))
     with torch.no_grad():
         full, full_hidden = model(idx)
@@ -45,7 +50,7 @@ def test_step_equals_forward_one_character_at_a_time(cell: str, input_kind: str,
 
 
 def test_tied_weights_share_one_tensor() -> None:
-    model = CharLM(ModelConfig(embedding_size=16, hidden_size=16, tie_weights=True), 7)
+    model = CharLM(config(ModelConfig, embedding_size=16, hidden_size=16, tie_weights=True), 7)
     assert model.head.weight is model.embedding.weight  # type: ignore[union-attr]
-    untied = CharLM(ModelConfig(embedding_size=16, hidden_size=16), 7)
+    untied = CharLM(config(ModelConfig, embedding_size=16, hidden_size=16), 7)
     assert model.num_parameters() == untied.num_parameters() - 7 * 16

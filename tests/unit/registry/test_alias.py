@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 
 from charlm.errors import CharlmError
-from charlm.params import RegisterConfig
+from charlm.params.register import RegisterConfig
 from charlm.registry import alias
-from tests.helpers import SHA_A, SHA_B, register_candidate, saved_candidate
+from tests.helpers import SHA_A, SHA_B, config, register_candidate, saved_candidate
 
 pytestmark = pytest.mark.slow  # a real MLflow store
 
@@ -19,7 +19,7 @@ def test_a_stale_write_is_corrected_and_other_validation_data_is_ignored(
 ) -> None:
     for seed, bpc, sha in [(1, 2.0, SHA_A), (2, 1.5, SHA_A), (3, 1.8, SHA_A), (4, 0.5, SHA_B)]:
         register_candidate(mlflow_client, saved_candidate(tmp_path, seed, val_bpc=bpc, val_sha256=sha))
-    cfg = RegisterConfig()
+    cfg = config(RegisterConfig)
     assert alias.number(alias.champion(mlflow_client, cfg)) == 2
     # Another machine decided on a read made before version 2 existed, and wrote last.
     mlflow_client.set_registered_model_alias(cfg.model_name, cfg.alias, "3")
@@ -32,7 +32,7 @@ def test_an_alias_that_never_settles_fails_naming_it(
 ) -> None:
     for seed, bpc in [(1, 2.0), (2, 1.5)]:
         register_candidate(mlflow_client, saved_candidate(tmp_path, seed, val_bpc=bpc))
-    cfg = RegisterConfig()
+    cfg = config(RegisterConfig)
     mlflow_client.set_registered_model_alias(cfg.model_name, cfg.alias, "1")
     # Every write is undone by another process before this one reads again.
     monkeypatch.setattr(mlflow_client, "set_registered_model_alias", lambda *args: None)

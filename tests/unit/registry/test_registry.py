@@ -1,30 +1,20 @@
 """registry: the best candidate is registered once; `champion` moves only for a fair improvement,
 judged on validation data; the test bpc is recorded and never decides; every version has its card."""
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from charlm.registry.candidate import pick_best
 from tests.helpers import SAMPLE_TEXT, SHA_A, SHA_B, SHA_C, register_candidate, saved_candidate
+
+pytestmark = pytest.mark.slow  # a real MLflow store; the rules themselves are in test_decision.py
 
 
 def champion(client: Any) -> int:
     return int(client.get_model_version_by_alias("charlm", "champion").version)
 
 
-def test_pick_best_by_val_bpc_then_size(tmp_path: Path) -> None:
-    a = saved_candidate(tmp_path, 1, val_bpc=2.0, test_bpc=2.0)
-    b = saved_candidate(tmp_path, 2, 2.5, test_bpc=1.0)
-    assert pick_best([a, b]) is a
-    smaller = a.report.model_copy(update={"num_params": a.report.num_params - 1})
-    small = dataclasses.replace(a, name="small", report=smaller)
-    assert pick_best([a, small]) is small
-
-
-@pytest.mark.slow
 def test_champion_moves_only_when_beaten_on_the_same_validation_data(
     tmp_path: Path, mlflow_client: Any
 ) -> None:
@@ -57,7 +47,6 @@ def test_champion_moves_only_when_beaten_on_the_same_validation_data(
     assert champion(mlflow_client) == 3
 
 
-@pytest.mark.slow
 def test_every_version_carries_a_model_card_and_a_linked_logged_model(
     tmp_path: Path, mlflow_client: Any
 ) -> None:

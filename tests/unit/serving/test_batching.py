@@ -1,6 +1,9 @@
 """batching: concurrent callers share one running batch and get their own seeded text whatever it
 holds; a small request does not wait for a large one's rows; a full worker refuses at once; a caller
-that times out or a request that fails leaves the others running."""
+that times out or a request that fails leaves the others running.
+
+The batch is driven here one `cycle` at a time, so every count below is of model steps, exact.
+"""
 
 import threading
 import time
@@ -11,9 +14,10 @@ import torch
 
 from charlm.generation.decoder import Request, generate, request
 from charlm.model.network import CharLM
-from charlm.params import SamplingOptions, ServeConfig
+from charlm.params.generate import SamplingOptions
+from charlm.params.serve import ServeConfig
 from charlm.serving.batching import Batcher, Overloaded, deadline_s
-from tests.helpers import small_vocab, tiny_model
+from tests.helpers import config, small_vocab, tiny_model
 
 VOCAB = small_vocab()
 
@@ -24,12 +28,20 @@ def model() -> CharLM:
 
 
 def options(n: int, length: int | None = None) -> SamplingOptions:
-    return SamplingOptions(length=length or 50 + 30 * n, temperature=0.7 + 0.1 * n, top_k=3 + n % 5, seed=n)
+    return config(
+        SamplingOptions, length=length or 50 + 30 * n, temperature=0.7 + 0.1 * n, top_k=3 + n % 5, seed=n
+    )
 
 
-def wait_until(condition: Callable[[], bool]) -> None:
-    """Poll a condition the batching thread will make true (it cannot hang: the test's timeout ends it)."""
+def limits(**overrides: int) -> ServeConfig:
+    return config(ServeConfig, **overrides)
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 30) -> None:
+    """Poll a condition another thread will make true, failing after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
     while not condition():
+        assert time.monotonic() < deadline, "the condition did not come true"
         time.sleep(0.001)
 
 
@@ -47,99 +59,144 @@ def in_thread(call: Callable[[], object]) -> tuple[threading.Thread, list[object
     return thread, out
 
 
+def submitted(
+    batcher: Batcher, requests: list[Request], timeout_s: float = 60
+) -> tuple[threading.Thread, list[object]]:
+    """Submit from another thread (a caller blocks until its texts are done) and wait until the
+    submission is queued."""
+    rows = batcher.waiting_rows + len(requests)
+    caller = in_thread(lambda: batcher.submit(requests, timeout_s=timeout_s))
+    wait_until(lambda: batcher.waiting_rows == rows)
+    return caller
+
+
+def drain(batcher: Batcher, limit: int = 100_000) -> list[int]:
+    """Cycle until every submission is done; the rows in the batch at each step."""
+    sizes = []
+    while batcher.jobs or not batcher.incoming.empty():
+        assert len(sizes) < limit, "the batch never emptied"
+        batcher.cycle()
+        sizes.append(len(batcher.decoder.rows))
+    return sizes
+
+
+def alone(model: CharLM, req: Request, prompt: str) -> str:
+    return "".join(generate(model, VOCAB, prompt, req.options))
+
+
 def test_concurrent_callers_get_what_each_would_get_alone_however_they_are_batched(model: CharLM) -> None:
-    batcher = Batcher(model, VOCAB, ServeConfig(max_batch_rows=4, max_request_batch_rows=2))
+    batcher = Batcher(model, VOCAB, limits(max_batch_rows=4, max_request_batch_rows=2), threaded=False)
     prompts = [("abc", "h"), ("gg",), ("a b", "c\n", "d"), ("e",), ("fa",), ("b",)]
-    results: dict[int, list[str]] = {}
-    batch_sizes: list[int] = []
-
-    def call(n: int) -> None:
-        reqs = [request(VOCAB, p, options(n + i)) for i, p in enumerate(prompts[n])]
-        results[n] = batcher.submit(reqs, timeout_s=60)
-
-    threads = [threading.Thread(target=call, args=(n,)) for n in range(len(prompts))]
-    for thread in threads:
-        thread.start()
-    while any(t.is_alive() for t in threads):
-        batch_sizes.append(len(batcher.decoder.rows))
-        time.sleep(0.001)
-    for n, group in enumerate(prompts):
-        alone = ["".join(generate(model, VOCAB, p, options(n + i))) for i, p in enumerate(group)]
-        assert results[n] == alone  # rows that waited for a slot or shared one give the same text
-    assert 3 < max(batch_sizes) <= 4  # the callers' rows really ran together, never beyond the cap
+    requests = [
+        [request(VOCAB, p, options(n + i)) for i, p in enumerate(group)] for n, group in enumerate(prompts)
+    ]
+    callers = [submitted(batcher, reqs) for reqs in requests]
+    sizes = drain(batcher)
+    for (thread, out), reqs, group in zip(callers, requests, prompts, strict=True):
+        thread.join(timeout=30)
+        # Rows that waited for a slot or shared one give the same text as alone.
+        assert out == [[alone(model, r, p) for r, p in zip(reqs, group, strict=True)]]
+    assert max(sizes) == 4  # the callers' rows really ran together, never beyond the cap
     alone_steps = sum(
-        len(p) + options(n + i).length for n, group in enumerate(prompts) for i, p in enumerate(group)
+        len(p) + r.options.length
+        for reqs, g in zip(requests, prompts, strict=True)
+        for r, p in zip(reqs, g, strict=True)
     )
-    assert batcher.steps < alone_steps / 2  # and shared most of their steps
+    assert len(sizes) < alone_steps / 2  # and shared most of their steps
     assert batcher.decoder.rows == [] and batcher.waiting_rows == 0
 
 
 def test_a_small_request_does_not_wait_for_a_large_ones_rows(model: CharLM) -> None:
-    batcher = Batcher(model, VOCAB, ServeConfig(max_batch_rows=4, max_request_batch_rows=2))
+    batcher = Batcher(model, VOCAB, limits(max_batch_rows=4, max_request_batch_rows=2), threaded=False)
     large = [request(VOCAB, "ab", options(n, length=400)) for n in range(8)]
-    large_thread, large_out = in_thread(lambda: batcher.submit(large, timeout_s=60))
-    wait_until(lambda: len(batcher.decoder.rows) == 2)  # its share; six rows wait
+    large_caller, large_out = submitted(batcher, large)
+    batcher.cycle()
+    assert len(batcher.decoder.rows) == 2  # its share; six rows wait
     small = request(VOCAB, "c", options(9, length=40))
-    before = batcher.steps
-    assert batcher.submit([small], timeout_s=60) == ["".join(generate(model, VOCAB, "c", small.options))]
-    # It joined at the next step and left after its 41: as if the large request's six waiting rows
-    # were not there. In turn after them, it would have waited for a large row to finish (400 steps).
-    # (This thread reads the count some steps late: it wakes while the batch runs on.)
-    assert batcher.steps - before < 200
-    assert large_thread.is_alive()
-    large_thread.join()
-    assert large_out == [["".join(generate(model, VOCAB, "ab", r.options)) for r in large]]
+    small_caller, small_out = submitted(batcher, [small])
+    batcher.cycle()
+    (job,) = [job for job in batcher.jobs if job.requests == [small]]
+    steps = 1
+    while not job.finished.is_set():
+        assert steps < 400, "the small request waited for a large row to finish"
+        batcher.cycle()
+        steps += 1
+    # It joined at the next step and left after its prompt and 40 characters, as if the large
+    # request's six waiting rows were not there.
+    assert steps == 1 + 40
+    small_caller.join(timeout=30)
+    assert small_out == [[alone(model, small, "c")]]
+    assert large_caller.is_alive()
+    drain(batcher)
+    large_caller.join(timeout=30)
+    assert large_out == [[alone(model, r, "ab") for r in large]]
 
 
 def test_a_full_worker_refuses_at_once_and_a_timed_out_caller_leaves(model: CharLM) -> None:
-    limits = ServeConfig(max_batch_rows=2, max_request_batch_rows=2, max_waiting_rows=4)
-    batcher = Batcher(model, VOCAB, limits)
-    endless = [request(VOCAB, "a", SamplingOptions(length=10**6, seed=n)) for n in range(2)]
-    running, running_out = in_thread(lambda: batcher.submit(endless, timeout_s=1))
-    wait_until(lambda: len(batcher.decoder.rows) == 2 and batcher.waiting_rows == 0)
-    queued = [request(VOCAB, "b", SamplingOptions(length=20, seed=n)) for n in range(4)]
-    waiting, waiting_out = in_thread(lambda: batcher.submit(queued, timeout_s=1))
-    wait_until(lambda: batcher.waiting_rows == 4)
+    batcher = Batcher(
+        model, VOCAB, limits(max_batch_rows=2, max_request_batch_rows=2, max_waiting_rows=4), threaded=False
+    )
+    endless = [request(VOCAB, "a", config(SamplingOptions, length=10**6, seed=n)) for n in range(2)]
+    running, running_out = submitted(batcher, endless, timeout_s=1)
+    batcher.cycle()
+    assert len(batcher.decoder.rows) == 2 and batcher.waiting_rows == 0
+    queued = [request(VOCAB, "b", config(SamplingOptions, length=20, seed=n)) for n in range(4)]
+    waiting, waiting_out = submitted(batcher, queued, timeout_s=1)
 
     full = r"4 rows wait to join its batch \(max_waiting_rows 4\); retry after \d+ s"
     with pytest.raises(Overloaded, match=full) as info:
         batcher.submit([request(VOCAB, "c", options(1))], timeout_s=60)
     assert info.value.retry_after_s >= 1
 
-    running.join()
-    waiting.join()
+    running.join(timeout=30)
+    waiting.join(timeout=30)  # both callers give up at their deadline, the batch untouched since
     assert isinstance(running_out[0], TimeoutError) and isinstance(waiting_out[0], TimeoutError)
-    quick = request(VOCAB, "b", options(1))
-    assert batcher.submit([quick], timeout_s=60) == ["".join(generate(model, VOCAB, "b", options(1)))]
+    batcher.cycle()
     assert batcher.decoder.rows == [] and batcher.waiting_rows == 0  # the abandoned rows are gone
+    quick = request(VOCAB, "b", options(1))
+    caller, out = submitted(batcher, [quick])
+    drain(batcher)
+    caller.join(timeout=30)
+    assert out == [[alone(model, quick, "b")]]
 
 
 def test_work_that_could_not_finish_within_the_timeout_is_refused_at_once(model: CharLM) -> None:
-    batcher = Batcher(model, VOCAB, ServeConfig())
-    batcher.submit([request(VOCAB, "a", options(1))], timeout_s=60)  # the speed is measured
-    huge = [request(VOCAB, "a", SamplingOptions(length=10**8))]
+    batcher = Batcher(model, VOCAB, limits(), threaded=False)
+    caller, _ = submitted(batcher, [request(VOCAB, "a", options(1))])
+    drain(batcher)  # the speed is measured
+    caller.join(timeout=30)
+    huge = [request(VOCAB, "a", config(SamplingOptions, length=10**8))]
     with pytest.raises(Overloaded, match=r"would take \d+ s, beyond the request timeout of 60 s"):
         batcher.submit(huge, timeout_s=60)
     assert batcher.waiting_rows == 0
 
 
 def test_a_deadline_follows_the_requests_own_size() -> None:
-    limits = ServeConfig(max_request_batch_rows=2, min_row_chars_per_sec=100)
-    one = [request(VOCAB, "ab", SamplingOptions(length=1000))]
-    assert deadline_s(one, limits, timeout_s=60) == pytest.approx(5 + 1002 / 100)
+    serve = limits(max_request_batch_rows=2, min_row_chars_per_sec=100)
+    one = [request(VOCAB, "ab", config(SamplingOptions, length=1000))]
+    assert deadline_s(one, serve, timeout_s=60) == pytest.approx(5 + 1002 / 100)
     four = one * 4  # two waves of its share
-    assert deadline_s(four, limits, timeout_s=60) == pytest.approx(5 + 2 * 1002 / 100)
-    assert deadline_s(four * 10, limits, timeout_s=60) == 60  # never beyond the server's timeout
+    assert deadline_s(four, serve, timeout_s=60) == pytest.approx(5 + 2 * 1002 / 100)
+    assert deadline_s(four * 10, serve, timeout_s=60) == 60  # never beyond the server's timeout
 
 
 def test_a_request_that_cannot_join_fails_alone(model: CharLM) -> None:
-    batcher = Batcher(model, VOCAB, ServeConfig())
-    long = request(VOCAB, "c", SamplingOptions(length=3000, seed=2))
-    running, result = in_thread(lambda: batcher.submit([long], timeout_s=60))
-    wait_until(lambda: bool(batcher.decoder.rows))
+    batcher = Batcher(model, VOCAB, limits(), threaded=False)
+    long = request(VOCAB, "c", config(SamplingOptions, length=3000, seed=2))
+    running, result = submitted(batcher, [long])
+    batcher.cycle()
     broken = Request(torch.tensor([[len(VOCAB) + 5]]), options(0))  # an id outside the embedding
-    with pytest.raises(IndexError):
-        batcher.submit([request(VOCAB, "a", options(1)), broken], timeout_s=60)
-    running.join()
-    assert result == [["".join(generate(model, VOCAB, "c", long.options))]]  # untouched by the failure
+    failing, failed = submitted(batcher, [request(VOCAB, "a", options(1)), broken])
+    batcher.cycle()
+    failing.join(timeout=30)
+    assert isinstance(failed[0], IndexError)
+    drain(batcher)
+    running.join(timeout=30)
+    assert result == [[alone(model, long, "c")]]  # untouched by the failure
     assert batcher.decoder.rows == [] and batcher.waiting_rows == 0
+
+
+def test_a_threaded_batcher_serves_callers_on_its_own(model: CharLM) -> None:
+    batcher = Batcher(model, VOCAB, limits())
+    reqs = [request(VOCAB, "ab", options(n)) for n in range(3)]
+    assert batcher.submit(reqs, timeout_s=60) == [alone(model, r, "ab") for r in reqs]

@@ -5,11 +5,13 @@ import pytest
 from pydantic import ValidationError
 
 from charlm.errors import CharlmError, ParamsError
-from charlm.params import SamplingOptions, ServeConfig
+from charlm.params.generate import SamplingOptions
+from charlm.params.serve import ServeConfig
 from charlm.serving.interface import GenerationRequest, ServedSettings
+from tests.helpers import config
 
-LIMITS = ServeConfig(max_request_rows=3, max_request_chars=100)
-SETTINGS = ServedSettings(sampling=SamplingOptions(length=20, top_k=4), limits=LIMITS)
+LIMITS = config(ServeConfig, max_request_rows=3, max_request_chars=100)
+SETTINGS = ServedSettings(sampling=config(SamplingOptions, length=20, top_k=4), limits=LIMITS)
 
 
 def rows(*fields: dict) -> list:
@@ -51,4 +53,4 @@ def test_options_take_the_logged_defaults_and_keep_to_the_limits() -> None:
 
 def test_a_request_share_larger_than_the_batch_is_refused() -> None:
     with pytest.raises(ParamsError, match="max_request_batch_rows: must be at most max_batch_rows"):
-        ServeConfig.parse({"max_batch_rows": 4, "max_request_batch_rows": 8})
+        config(ServeConfig, max_batch_rows=4, max_request_batch_rows=8)

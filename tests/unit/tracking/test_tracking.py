@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from charlm.errors import CharlmError, TrainingInterrupted
-from charlm.tracking.runs import RunTracker, end_orphaned_runs, ending, model_run, stage_run
+from charlm.tracking.runs import RunTracker, StageTracking, end_orphaned_runs, ending
 from charlm.tracking.store import HTTP_DEFAULTS, connect, experiment_id, tracking_uri
 from charlm.tracking.tags import owner_tags
 from tests.helpers import free_port
@@ -41,7 +41,7 @@ def test_unreachable_server_fails_fast_naming_the_uri(monkeypatch: pytest.Monkey
 
 
 def test_tracker_sends_metrics_at_flush_and_logs_files(tmp_path: Path, mlflow_client) -> None:  # type: ignore[no-untyped-def]
-    tracker = RunTracker.start(mlflow_client, "exp", "m", {"a.b": 1}, {"k": "v"})
+    tracker = RunTracker.start(StageTracking(mlflow_client, "exp", {"s": "1"}), "m", {"a.b": 1}, {"k": "v"})
     tracker.log(1, {"loss": 2.5})
     assert mlflow_client.get_metric_history(tracker.run_id, "loss") == []  # waits for the checkpoint
     tracker.flush()
@@ -52,7 +52,7 @@ def test_tracker_sends_metrics_at_flush_and_logs_files(tmp_path: Path, mlflow_cl
     run = mlflow_client.get_run(tracker.run_id)
     assert run.info.status == "FINISHED" and run.data.metrics == {"loss": 2.0, "bpc": 3.0, "best": 1.5}
     assert [m.step for m in mlflow_client.get_metric_history(tracker.run_id, "loss")] == [1, 2]
-    assert run.data.params == {"a.b": "1"} and run.data.tags["k"] == "v"
+    assert run.data.params == {"a.b": "1"} and run.data.tags["k"] == "v" and run.data.tags["s"] == "1"
     assert [a.path for a in mlflow_client.list_artifacts(tracker.run_id, tmp_path.name)] == [
         f"{tmp_path.name}/metrics.json"
     ]
@@ -76,7 +76,7 @@ def test_a_run_ends_as_its_block_does(mlflow_client, error: BaseException | None
     made = []
     with (
         contextlib.suppress(type(error) if error else ()),
-        stage_run(mlflow_client, "exp", "s", {}) as run_id,
+        StageTracking(mlflow_client, "exp", {}).new_run("s") as run_id,
     ):
         made.append(run_id)
         if error:
@@ -86,13 +86,15 @@ def test_a_run_ends_as_its_block_does(mlflow_client, error: BaseException | None
 
 def test_model_run_reuses_the_training_run_or_makes_one(mlflow_client) -> None:  # type: ignore[no-untyped-def]
     training = mlflow_client.create_run(experiment_id(mlflow_client, "exp")).info.run_id
-    with model_run(mlflow_client, training, "exp", "m (evaluation)", {}) as (run_id, created):
+    tracking = StageTracking(mlflow_client, "exp", {"k": "v"})
+    with tracking.model_run(training, "m (evaluation)") as (run_id, created):
         assert (run_id, created) == (training, False)
     assert mlflow_client.get_run(training).info.status == "RUNNING"  # not this stage's to end
-    with model_run(mlflow_client, "gone", "exp", "m (evaluation)", {"k": "v"}) as (run_id, created):
+    with tracking.model_run("gone", "m (evaluation)") as (run_id, created):
         assert created and run_id != "gone"
     made = mlflow_client.get_run(run_id)
     assert made.info.status == "FINISHED" and made.data.tags["charlm.training_run"] == "gone"
+    assert made.data.tags["k"] == "v"
 
 
 def test_orphaned_running_runs_are_marked_killed(mlflow_client) -> None:  # type: ignore[no-untyped-def]

@@ -7,8 +7,10 @@ import pytest
 import torch
 
 from charlm.errors import ParamsError
-from charlm.params import DistributedConfig, Params
+from charlm.params.distributed import DistributedConfig
+from charlm.params.pipeline import Params
 from charlm.training.distributed import SINGLE, torchrun_argv
+from tests.helpers import config
 
 
 def test_a_single_process_is_a_world_of_one() -> None:
@@ -22,10 +24,10 @@ def test_a_single_process_is_a_world_of_one() -> None:
 
 def test_torchrun_command_for_one_node_and_for_several() -> None:
     script = ["stages/train.py", "--model", "lstm"]
-    one = torchrun_argv(DistributedConfig(nproc_per_node=2), script)
+    one = torchrun_argv(config(DistributedConfig, nproc_per_node=2), script)
     assert one[:3] == [sys.executable, "-m", "torch.distributed.run"]
     assert "--nproc-per-node=2" in one and "--standalone" in one and one[-3:] == script
-    cfg = DistributedConfig(nproc_per_node=4, nnodes=2, master_addr="10.0.0.5", master_port=29600)
+    cfg = config(DistributedConfig, nproc_per_node=4, nnodes=2, master_addr="10.0.0.5", master_port=29600)
     second = torchrun_argv(cfg, script, node_rank=1)
     assert "--standalone" not in second
     assert {"--nnodes=2", "--node-rank=1", "--master-addr=10.0.0.5", "--master-port=29600"} <= set(second)

@@ -10,17 +10,19 @@ import torch
 
 from charlm.errors import DataError
 from charlm.model.network import CharLM
-from charlm.params import ModelConfig, TrainConfig
+from charlm.params.model import ModelConfig
+from charlm.params.train import TrainConfig
 from charlm.training.recipe import make_optimizer
-from charlm.training.state import Progress, TrainingState, read_state, save_state
+from charlm.training.state import LoopState, TrainingState, read_state, save_state
+from tests.helpers import config
 
-CONFIG = ModelConfig(cell="lstm", embedding_size=8, hidden_size=8, num_layers=1, tie_weights=True)
+CONFIG = config(ModelConfig, cell="lstm", embedding_size=8, hidden_size=8, num_layers=1, tie_weights=True)
 
 
 def _trained(seed: int) -> tuple[CharLM, torch.optim.Optimizer]:
     torch.manual_seed(seed)
     model = CharLM(CONFIG, 9)
-    optimizer = make_optimizer(model, TrainConfig())
+    optimizer = make_optimizer(model, config(TrainConfig))
     logits, _ = model(torch.randint(0, 9, (2, 5)))
     logits.sum().backward()
     optimizer.step()
@@ -31,13 +33,11 @@ def test_state_round_trips_into_a_fresh_model_and_optimizer(tmp_path: Path) -> N
     model, optimizer = _trained(0)
     hidden = [torch.randn(1, 4, 8), torch.randn(1, 4, 8)]
     rngs = [torch.get_rng_state(), torch.get_rng_state()]
-    progress = Progress(
-        step=3, best_val_loss=1.5, train_chars=99, run_id="r", history={"train": [[1, 2.0, 0.1]]}
-    )
-    save_state(tmp_path / "s.safetensors", TrainingState("fp", progress, hidden, rngs), model, optimizer)
+    loop = LoopState(steps=3, best_val_loss_nats=1.5, train_chars=99, history={"train": [[1, 2.0, 0.1]]})
+    save_state(tmp_path / "s.safetensors", TrainingState("fp", "r", loop, hidden, rngs), model, optimizer)
 
     state = read_state(tmp_path / "s.safetensors")
-    assert state is not None and state.fingerprint == "fp" and state.progress == progress
+    assert state is not None and (state.fingerprint, state.run_id, state.loop) == ("fp", "r", loop)
     assert all(torch.equal(a, b) for a, b in zip(state.hidden, hidden, strict=True)) and len(state.rngs) == 2
     fresh, fresh_optimizer = _trained(1)
     state.restore(fresh, fresh_optimizer, tmp_path / "s.safetensors")
@@ -70,24 +70,26 @@ def test_file_size_limit_while_checkpointing_keeps_the_previous_file(tmp_path: P
     """A real RLIMIT_FSIZE in a child process: the write fails, the old file stays, no temp file."""
     path = tmp_path / "state.safetensors"
     model, optimizer = _trained(0)
-    save_state(path, TrainingState("first", Progress(step=1), [], []), model, optimizer)
+    save_state(path, TrainingState("first", "", LoopState(steps=1), [], []), model, optimizer)
     script = f"""
 import resource, torch
 from pathlib import Path
 from charlm.errors import run_cli
 from charlm.model.network import CharLM
-from charlm.params import ModelConfig, TrainConfig
+from charlm.params.model import ModelConfig
+from charlm.params.train import TrainConfig
 from charlm.training.recipe import make_optimizer
-from charlm.training.state import Progress, TrainingState, save_state
-big = CharLM(ModelConfig(hidden_size=512), 9)
+from charlm.training.state import LoopState, TrainingState, save_state
+from tests.helpers import config
+big = CharLM(config(ModelConfig, hidden_size=512), 9)
 resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
-state = TrainingState("second", Progress(step=2), [], [])
-run_cli(lambda: save_state(Path({str(path)!r}), state, big, make_optimizer(big, TrainConfig())))
+state = TrainingState("second", "", LoopState(steps=2), [], [])
+run_cli(lambda: save_state(Path({str(path)!r}), state, big, make_optimizer(big, config(TrainConfig))))
 """
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert proc.returncode == 2, proc.stderr
     assert "state.safetensors: could not be written (" in proc.stderr and "File too large" in proc.stderr
     assert proc.stderr.rstrip().endswith("the previous version is kept")
     state = read_state(path)
-    assert state is not None and state.fingerprint == "first" and state.progress.step == 1
+    assert state is not None and state.fingerprint == "first" and state.loop.steps == 1
     assert [p.name for p in tmp_path.iterdir()] == ["state.safetensors"]

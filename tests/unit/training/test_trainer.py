@@ -18,28 +18,28 @@ from charlm.errors import TrainingInterrupted
 from charlm.generation.decoder import generate
 from charlm.model.directory import load_model_dir
 from charlm.model.network import CharLM
-from charlm.params import ModelConfig, ModelRun, SamplingOptions, TrainConfig
+from charlm.params.generate import SamplingOptions
+from charlm.params.model import ModelConfig
+from charlm.params.models import ModelSpec
+from charlm.params.train import TrainConfig
+from charlm.tracking.runs import StageTracking
+from charlm.training.job import TrainJob, train_model
 from charlm.training.outputs import TrainOutputs, TrainSummary
 from charlm.training.recipe import lr_at, make_optimizer
-from charlm.training.run import run_training
 from charlm.training.state import STATE_FILE, read_state
 from charlm.training.trainer import TrainData, Trainer, TrainingDiverged
+from tests.helpers import config, spec
 
-TINY_MODEL = ModelConfig(cell="lstm", embedding_size=16, hidden_size=32, num_layers=2, dropout=0.1)
-TINY_TRAIN = TrainConfig(
-    batch_size=8,
-    seq_len=32,
-    learning_rate=1e-2,
-    warmup_steps=5,
-    max_steps=40,
-    eval_interval=10,
-    checkpoint_interval=10,
-    device="cpu",
-)
+TINY = {
+    **{"cell": "lstm", "embedding_size": 16, "hidden_size": 32, "num_layers": 2, "dropout": 0.1},
+    **{"batch_size": 8, "seq_len": 32, "learning_rate": 1e-2, "warmup_steps": 5, "max_steps": 40},
+    **{"eval_interval": 10, "checkpoint_interval": 10, "device": "cpu", "precision": "fp32"},
+}
+TINY_MODEL = config(ModelConfig, **{k: v for k, v in TINY.items() if k in ModelConfig.model_fields})
 
 
-def tiny_run(name: str = "lstm", **train: Any) -> ModelRun:
-    return ModelRun(name=name, **TINY_MODEL.model_dump(), **TINY_TRAIN.model_dump() | train)
+def tiny_run(name: str = "lstm", **train: Any) -> ModelSpec:
+    return spec(name, **TINY | train)
 
 
 def outputs(root: Path, name: str = "lstm") -> TrainOutputs:
@@ -52,12 +52,26 @@ def outputs(root: Path, name: str = "lstm") -> TrainOutputs:
     )
 
 
-def train(root: Path, data: TrainData, client: Any, run: ModelRun) -> TrainSummary:
-    return run_training(run, 0, data, outputs(root, run.name), client, "test", {"x": 1}, {"t": "1"})
+def train(root: Path, data: TrainData, client: Any, run: ModelSpec) -> TrainSummary:
+    return train_model(
+        TrainJob(run, 0, data, outputs(root, run.name)), StageTracking(client, "test", {"t": "1"})
+    )
+
+
+def interrupt_at(monkeypatch: pytest.MonkeyPatch, step: int) -> None:
+    """Deliver SIGTERM to this process during `step`: the loop checkpoints after it and stops."""
+    original = Trainer.train_step
+
+    def step_then_signal(self: Trainer, at: int) -> float:
+        if at == step:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return original(self, at)
+
+    monkeypatch.setattr(Trainer, "train_step", step_then_signal)
 
 
 def test_lr_schedule_warms_up_then_decays_to_floor() -> None:
-    cfg = TrainConfig(learning_rate=1.0, warmup_steps=10, max_steps=110, min_lr_ratio=0.1)
+    cfg = config(TrainConfig, learning_rate=1.0, warmup_steps=10, max_steps=110, min_lr_ratio=0.1)
     assert lr_at(0, cfg) == pytest.approx(0.1)
     assert lr_at(9, cfg) == pytest.approx(1.0)
     assert lr_at(60, cfg) == pytest.approx(0.55)
@@ -67,7 +81,7 @@ def test_lr_schedule_warms_up_then_decays_to_floor() -> None:
 
 
 def test_optimizer_takes_its_settings_from_the_train_section() -> None:
-    cfg = TrainConfig(learning_rate=0.5, weight_decay=0.2, beta1=0.8, beta2=0.95)
+    cfg = config(TrainConfig, learning_rate=0.5, weight_decay=0.2, beta1=0.8, beta2=0.95)
     optimizer = make_optimizer(CharLM(TINY_MODEL, 10), cfg)
     decay, no_decay = optimizer.param_groups
     assert decay["weight_decay"] == 0.2 and no_decay["weight_decay"] == 0.0  # biases are not decayed
@@ -100,7 +114,9 @@ def test_training_lowers_the_loss_and_writes_everything(
     assert loaded.info.val_bpc == summary.best_val_bpc and loaded.info.step == summary.best_step
     runs = mlflow_client.search_runs([mlflow_client.get_experiment_by_name("test").experiment_id])
     assert [(r.info.run_name, r.info.status) for r in runs] == [("lstm", "FINISHED")]
-    assert runs[0].data.params["x"] == "1" and runs[0].data.tags["t"] == "1"
+    params, tags = runs[0].data.params, runs[0].data.tags
+    assert (params["seed"], params["model.hidden_size"], params["train.max_steps"]) == ("0", "32", "60")
+    assert tags["t"] == "1" and tags["charlm.vocab_sha256"] == tiny_data.vocab.hash
     history = mlflow_client.get_metric_history(runs[0].info.run_id, "val_bpc")
     assert [m.step for m in history] == [10, 20, 30, 40, 50, 60]
 
@@ -115,21 +131,13 @@ def test_interrupted_run_resumes_bit_exactly(
     run = tiny_run()
     reference = train(tmp_path / "a", tiny_data, mlflow_client, run)
 
-    # Deliver SIGTERM to ourselves during step 25: the loop checkpoints at 25 and stops.
-    original = Trainer.train_step
-
-    def step_then_signal(self: Trainer, step: int) -> float:
-        if step == 24:
-            os.kill(os.getpid(), signal.SIGTERM)
-        return original(self, step)
-
-    monkeypatch.setattr(Trainer, "train_step", step_then_signal)
+    interrupt_at(monkeypatch, 24)  # the loop checkpoints at 25 and stops
     with pytest.raises(TrainingInterrupted) as info:
         train(tmp_path / "b", tiny_data, mlflow_client, run)
     assert info.value.exit_code == 128 + signal.SIGTERM
     state = read_state(outputs(tmp_path / "b").checkpoint_dir / STATE_FILE)
-    assert state is not None and state.progress.step == 25
-    monkeypatch.setattr(Trainer, "train_step", original)
+    assert state is not None and state.loop.steps == 25
+    monkeypatch.undo()
 
     resumed = train(tmp_path / "b", tiny_data, mlflow_client, run)
     assert resumed.best_val_loss_nats == reference.best_val_loss_nats
@@ -155,7 +163,7 @@ def test_same_seed_same_metrics_weights_and_samples(
     models = [load_model_dir(outputs(tmp_path / run).model_dir) for run in ("a", "b")]
     weights = [_weights(outputs(tmp_path / run).model_dir) for run in ("a", "b")]
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
-    options = SamplingOptions(length=60, temperature=0.8, top_p=0.95, seed=7)
+    options = config(SamplingOptions, length=60, temperature=0.8, top_p=0.95, seed=7)
     a, b = ("".join(generate(m.model, m.vocab, "ROMEO:", options)) for m in models)
     assert a == b and len(a) == 60
 
@@ -168,7 +176,7 @@ def test_non_finite_loss_stops_and_keeps_last_checkpoint(
         train(tmp_path, tiny_data, mlflow_client, run)
     out = outputs(tmp_path)
     state = read_state(out.checkpoint_dir / STATE_FILE)
-    assert state is not None and not state.progress.finished
+    assert state is not None and not state.loop.finished
     assert not out.model_dir.exists()
     (status,) = [
         r.info.status
@@ -177,10 +185,19 @@ def test_non_finite_loss_stops_and_keeps_last_checkpoint(
     assert status == "FAILED"
 
 
-def test_changed_params_start_afresh(tmp_path: Path, tiny_data: TrainData, mlflow_client: Any) -> None:
-    train(tmp_path, tiny_data, mlflow_client, tiny_run(max_steps=10))
-    summary = train(tmp_path, tiny_data, mlflow_client, tiny_run(max_steps=20))
-    assert summary.steps == 20 and summary.train_chars == 20 * 8 * 32
+def test_changed_params_start_afresh(
+    tmp_path: Path, tiny_data: TrainData, mlflow_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reference = train(tmp_path / "a", tiny_data, mlflow_client, tiny_run(max_steps=20))
+    interrupt_at(monkeypatch, 7)  # a checkpoint at step 8 that would resume: the run did not finish
+    with pytest.raises(TrainingInterrupted):
+        train(tmp_path / "b", tiny_data, mlflow_client, tiny_run(max_steps=10))
+    monkeypatch.undo()
+    summary = train(tmp_path / "b", tiny_data, mlflow_client, tiny_run(max_steps=20))
+    # Steps 6-8 of the other run followed its own cosine schedule: resuming them would change the weights.
+    assert summary.best_val_loss_nats == reference.best_val_loss_nats
+    a, b = _weights(outputs(tmp_path / "a").model_dir), _weights(outputs(tmp_path / "b").model_dir)
+    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_early_stopping_after_patience_evaluations(
@@ -189,7 +206,7 @@ def test_early_stopping_after_patience_evaluations(
     losses = iter([3.0, 2.0, 2.5, 2.4, 1.0])  # improves, improves, then two evaluations without
     monkeypatch.setattr(Trainer, "validate", lambda self: (next(losses), 0.0))
     summary = train(tmp_path, tiny_data, mlflow_client, tiny_run(max_steps=50, patience=2))
-    assert summary.stopped_early == 1 and summary.steps == 40
+    assert summary.stopped_early and summary.steps == 40
     assert summary.best_val_loss_nats == 2.0 and summary.best_step == 20
 
 

@@ -1,0 +1,34 @@
+"""How models rank, and when two can be compared: one rule behind choosing the candidate, ordering
+the comparison table, settling the champion alias and the registry's verdict.
+
+A model stands by its validation bits per character, at `BPC_DECIMALS` decimals (the precision the
+registry's version tags carry, so a figure read back from a tag ranks as it did when written),
+ties going to fewer parameters. Two standings compare only when measured on the same validation
+data, the same sha256 of the encoded split; the test split never decides.
+"""
+
+from dataclasses import dataclass
+
+BPC_DECIMALS = 6
+
+
+@dataclass(frozen=True)
+class Standing:
+    val_bpc: float
+    num_params: int
+    val_sha256: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "val_bpc", round(self.val_bpc, BPC_DECIMALS))
+
+    @property
+    def key(self) -> tuple[float, int]:
+        """Sorts the better model first."""
+        return self.val_bpc, self.num_params
+
+    def comparable(self, other: "Standing") -> bool:
+        return self.val_sha256 == other.val_sha256
+
+    def beats(self, other: "Standing") -> bool:
+        """Ranks before `other` on the same validation data."""
+        return self.comparable(other) and self.key < other.key

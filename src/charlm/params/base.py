@@ -1,0 +1,55 @@
+"""What the params sections share: their value types, and reading them from `params.yaml`.
+
+Each section of `params.yaml` is a frozen record declared in a module of its own, beside nothing
+else, so a stage depends on exactly the sections it reads. Every value is stated in `params.yaml`
+alone: no section record carries a default of its own (`tests/unit/test_params.py` checks this).
+A stage reads its sections with `load_params(ItsRecord)`; the `params` stage checks the whole
+file first (`charlm.params.pipeline`), so a mistake anywhere fails before any work.
+"""
+
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import yaml
+from pydantic import Field
+
+from charlm.errors import ParamsError
+from charlm.records import Record
+
+PARAMS_FILE = Path("params.yaml")
+
+Positive = Annotated[int, Field(gt=0)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+Fraction = Annotated[float, Field(gt=0, lt=1)]
+Globs = Annotated[tuple[str, ...], Field(strict=False)]  # YAML lists become tuples
+
+R = TypeVar("R", bound=Record)
+
+
+def read_params(path: Path = PARAMS_FILE) -> dict[str, Any]:
+    """The sections of `path` as plain data; a file that is missing or not a mapping is a ParamsError."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except OSError as err:
+        raise ParamsError(f"{path}: cannot read params file ({err.strerror})") from None
+    except yaml.YAMLError as err:
+        raise ParamsError(f"{path}: malformed YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{path}: must be a mapping of sections, got {raw!r}")
+    return raw
+
+
+def load_params(schema: type[R], path: Path = PARAMS_FILE) -> R:
+    """The sections of `path` that `schema` declares, validated; the others are left to the
+    `params` stage, which checks the whole file."""
+    raw = read_params(path)
+    return schema.parse({key: raw[key] for key in schema.model_fields if key in raw})
+
+
+def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
+    """Flatten nested records/dicts into dotted keys, as MLflow params and reports want them."""
+    if isinstance(obj, Record):
+        obj = dict(obj)
+    if not isinstance(obj, dict):
+        return {prefix.rstrip("."): list(obj) if isinstance(obj, tuple) else obj}
+    return {k: v for key, value in obj.items() for k, v in flatten(value, f"{prefix}{key}.").items()}

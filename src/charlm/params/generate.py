@@ -1,0 +1,34 @@
+"""The `generate` section, and the sampling options it shares with `charlm generate` and the fields
+of a served request: one declaration behind all three."""
+
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from charlm.params.base import Globs, Positive, PositiveFloat
+from charlm.records import Record
+
+
+class SamplingOptions(Record):
+    """How to draw characters from a model."""
+
+    length: Positive = Field(description="characters to generate")
+    temperature: PositiveFloat = Field(description="below 1 sharpens, above 1 flattens")
+    top_k: Annotated[int, Field(ge=1)] | None = Field(description="keep the k most likely characters")
+    top_p: Annotated[float, Field(gt=0, le=1)] | None = Field(
+        description="keep the smallest set of characters whose probability reaches p"
+    )
+    seed: int | None = Field(description="fix for reproducible text")
+    unknown: Literal["error", "unk"] = Field(description="prompt characters outside the vocabulary")
+
+
+class GenerateConfig(SamplingOptions):
+    """The generate stage: these prompts, each sampled `num_samples` times with its own seed."""
+
+    prompts: Annotated[Globs, Field(min_length=1)]
+    num_samples: Positive  # per prompt
+
+    def options(self, index: int = 0) -> SamplingOptions:
+        """Options for the index-th sample: the same settings, each sample its own seed."""
+        values = self.model_dump(include=set(SamplingOptions.model_fields))
+        return SamplingOptions(**values | {"seed": None if self.seed is None else self.seed + index})

@@ -1,0 +1,46 @@
+"""The whole of `params.yaml`: every section, and the rules across sections.
+
+The `params` stage validates the file with this record before any other stage runs, so a misspelt
+key or an out-of-range value anywhere fails `dvc repro` before any work; `charlm params` shows it.
+`dvc.yaml`'s templating reads `paths`.
+"""
+
+from typing import Annotated
+
+from pydantic import Field, model_validator
+
+from charlm.params.distributed import DistributedConfig
+from charlm.params.evaluate import EvaluateConfig
+from charlm.params.fetch import FetchConfig
+from charlm.params.generate import GenerateConfig
+from charlm.params.models import Models
+from charlm.params.prepare import PrepareConfig
+from charlm.params.register import WithRegister
+from charlm.params.serve import ServeConfig
+from charlm.params.tracking import TrackingConfig
+from charlm.params.vocab import VocabConfig
+from charlm.records import Invalid
+
+
+class Params(Models, WithRegister):
+    seed: Annotated[int, Field(ge=0)]
+    paths: dict[str, str]
+    fetch: FetchConfig
+    prepare: PrepareConfig
+    vocab: VocabConfig
+    evaluate: EvaluateConfig
+    generate: GenerateConfig
+    serve: ServeConfig
+    tracking: TrackingConfig
+    distributed: DistributedConfig
+
+    @model_validator(mode="after")
+    def _batches_split_over_the_processes(self) -> "Params":
+        ranks = self.distributed.world_size
+        for name, spec in self.models.items():
+            if spec.batch_size % ranks:  # every rank trains on an equal share of the streams
+                raise Invalid(
+                    f"models.{name}.batch_size",
+                    f"must be divisible by the {ranks} distributed processes, got {spec.batch_size}",
+                )
+        return self

@@ -1,0 +1,22 @@
+"""The `serve` section: the served model's limits per request and its admission control per
+worker, logged with it (`charlm.serving.batching` says how they work together)."""
+
+from pydantic import model_validator
+
+from charlm.params.base import Positive, PositiveFloat
+from charlm.records import Invalid, Record
+
+
+class ServeConfig(Record):
+    max_request_rows: Positive  # texts one request may ask for
+    max_request_chars: Positive  # characters one request may ask for, over all its texts
+    max_batch_rows: Positive  # rows a worker generates at once; the others wait their turn
+    max_request_batch_rows: Positive  # a request's share: its rows in the batch at once
+    max_waiting_rows: Positive  # rows a worker holds waiting; a request beyond gets 503
+    min_row_chars_per_sec: PositiveFloat  # a request's deadline: its size at this speed per row
+
+    @model_validator(mode="after")
+    def _share_fits(self) -> "ServeConfig":
+        if self.max_request_batch_rows > self.max_batch_rows:
+            raise Invalid("max_request_batch_rows", f"must be at most max_batch_rows ({self.max_batch_rows})")
+        return self

@@ -1,0 +1,131 @@
+"""One model's training job, as the train stage runs it: the checkpoint directory held by one
+process, the model's MLflow run (created, or resumed with its checkpoint), signals turned into a
+checkpoint, progress on stderr, and the exported model, summary and curves.
+"""
+
+import shutil
+import signal
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from charlm.errors import CharlmError, LockedError
+from charlm.files import file_lock, replace_dir
+from charlm.params.base import flatten
+from charlm.params.models import ModelSpec
+from charlm.progress import step_bar
+from charlm.tracking import tags as tag
+from charlm.tracking.runs import RunTracker, StageTracking, end_orphaned_runs, ending
+from charlm.training.distributed import SINGLE, World
+from charlm.training.outputs import TrainOutputs, TrainSummary
+from charlm.training.state import STATE_FILE, read_state
+from charlm.training.trainer import TrainData, Trainer, fingerprint
+
+BEST_DIR = "best"  # in the checkpoint directory: the best model so far, exported at the end
+RESUME_STEP = "the step to resume from (every node needs the same checkpoint directory)"
+
+
+@dataclass(frozen=True)
+class TrainJob:
+    spec: ModelSpec
+    seed: int
+    data: TrainData
+    outputs: TrainOutputs
+
+    def run_params(self, world: World) -> dict[str, Any]:
+        """Its MLflow params: the model's settings by section, and what else shapes the weights."""
+        spec, data = self.spec, self.data
+        extra = {"model.vocab_size": len(data.vocab), "seed": self.seed, "distributed.world_size": world.size}
+        return flatten(spec.settings()) | extra
+
+    def run_tags(self) -> dict[str, str]:
+        """Its MLflow tags: the data it trains and validates on."""
+        data = {tag.split_sha256(split): sha for split, sha in self.data.sha256.items()}
+        return {tag.VOCAB_SHA256: self.data.vocab.hash, **data}
+
+
+@contextmanager
+def exclusive_checkpoints(checkpoint_dir: Path, name: str) -> Iterator[None]:
+    """Only one process at a time trains into a checkpoint directory.
+
+    A second one (say, a new `dvc repro` while a trainer orphaned by a killed `dvc repro` still
+    runs) refuses to start, naming the live process.
+    """
+    try:
+        with file_lock(checkpoint_dir.parent / f".{checkpoint_dir.name}.lock", wait=False):
+            yield
+    except LockedError as err:
+        raise CharlmError(
+            f"{checkpoint_dir} is in use by training process {err.holder}; wait for it to finish"
+            f" or stop it (kill {err.holder}) before training {name} again"
+        ) from None
+
+
+@contextmanager
+def stop_signals() -> Iterator[list[int]]:
+    """Record SIGINT/SIGTERM instead of dying, so the loop can checkpoint first."""
+    received: list[int] = []
+    previous = {
+        s: signal.signal(s, lambda signum, _frame: received.append(signum))
+        for s in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        yield received
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def train_model(job: TrainJob, tracking: StageTracking | None, world: World = SINGLE) -> TrainSummary:
+    """Train (or resume) one model; rank 0 tracks it with `tracking` and writes the model, summary
+    and curves, the other ranks (`tracking` None) only train."""
+    out, name = job.outputs, job.spec.name
+    lock = exclusive_checkpoints(out.checkpoint_dir, name) if world.is_main else nullcontext()
+    with lock:
+        path = out.checkpoint_dir / STATE_FILE
+        state = read_state(path)
+        if state is not None and not state.continues(fingerprint(job.spec, job.seed, job.data)):
+            if world.is_main:
+                why = "finished" if state.loop.finished else "made with other params, data or version"
+                print(f"train: {path} was {why}; training from scratch", file=sys.stderr)
+            state = None
+        world.agree(state.loop.steps if state else 0, RESUME_STEP)
+        best_dir = out.checkpoint_dir / BEST_DIR
+        if tracking is None:
+            trainer = Trainer(job.spec, job.seed, job.data, out.checkpoint_dir, "", world, state)
+            _fit(trainer, None, best_dir)
+            return trainer.summary()
+        client = tracking.client
+        for run_id in end_orphaned_runs(client, tracking.experiment):
+            print(
+                f"train: MLflow run {run_id} was left RUNNING by a dead process; marked KILLED",
+                file=sys.stderr,
+            )
+        if state is not None:
+            print(f"train: resuming {name} from step {state.loop.steps}", file=sys.stderr)
+            tracker = RunTracker.resume(client, state.run_id)
+        else:
+            shutil.rmtree(best_dir, ignore_errors=True)
+            tracker = RunTracker.start(tracking, name, job.run_params(world), job.run_tags())
+        trainer = Trainer(job.spec, job.seed, job.data, out.checkpoint_dir, tracker.run_id, world, state)
+        with ending(client, tracker.run_id):
+            _fit(trainer, tracker, best_dir)
+            with replace_dir(out.model_dir) as staging:
+                shutil.copytree(best_dir, staging, dirs_exist_ok=True)
+            summary = trainer.summary()
+            summary.write(out.metrics)
+            out.write_curves(trainer.loop.history)
+            tracker.finish(summary.model_dump(), [out.metrics, out.train_curve, out.val_curve])
+        return summary
+
+
+def _fit(trainer: Trainer, tracker: RunTracker | None, best_dir: Path) -> None:
+    """Fit with signals recorded and progress shown (by rank 0)."""
+    bar = step_bar(
+        f"train {trainer.spec.name}", trainer.cfg.max_steps, trainer.loop.steps, not trainer.world.is_main
+    )
+    with stop_signals() as received, bar as on_step:
+        trainer.fit(tracker, best_dir, received, on_step)

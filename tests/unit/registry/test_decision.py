@@ -1,0 +1,44 @@
+"""decision: the pure rules of registration, on standings alone: the best candidate, whether the
+alias may move, and the verdict that says why."""
+
+from charlm.evaluation.ranking import Standing
+from charlm.params.register import RegisterConfig
+from charlm.registry.candidate import Candidate, pick_best
+from charlm.registry.decision import may_move, verdict
+from tests.helpers import SHA_A, SHA_B, config, eval_report
+
+KEEP, PROMOTE = (
+    config(RegisterConfig, on_new_val_data="keep"),
+    config(RegisterConfig, on_new_val_data="promote"),
+)
+
+
+def test_the_best_candidate_has_the_lowest_val_bpc_then_fewer_parameters() -> None:
+    a = Candidate(eval_report(2.0, test_bpc=2.0, model="a"))
+    b = Candidate(eval_report(2.5, test_bpc=1.0, model="b"))  # a far better test bpc never decides
+    assert pick_best([a, b]) is a
+    small = Candidate(eval_report(2.0, num_params=999, model="small"))
+    assert pick_best([a, small]) is small
+    assert pick_best([a, Candidate(eval_report(2.0 - 4e-7, model="c"))]) is a  # a tie at the tags' precision
+
+
+def test_the_alias_moves_off_other_validation_data_only_when_told() -> None:
+    candidate, same, other = Standing(2.0, 10, SHA_A), Standing(2.5, 10, SHA_A), Standing(1.0, 10, SHA_B)
+    assert may_move(candidate, None, KEEP) and may_move(candidate, same, KEEP)
+    assert not may_move(candidate, other, KEEP) and may_move(candidate, other, PROMOTE)
+
+
+def test_the_verdict_says_why() -> None:
+    candidate = Standing(2.0, 10, SHA_A)
+    assert verdict(candidate, None, False, KEEP) == "no champion yet: the candidate becomes the first"
+    assert verdict(candidate, candidate, True, KEEP) == "the candidate already is the champion"
+    assert (
+        verdict(candidate, Standing(2.5, 10, SHA_A), False, KEEP)
+        == "val bpc 2.0000 beats the champion's 2.5000"
+    )
+    kept = verdict(Standing(2.5, 10, SHA_A), candidate, False, KEEP)
+    assert kept == "val bpc 2.5000 does not beat the champion's 2.0000; champion kept"
+    assert "not comparable; champion kept" in verdict(candidate, Standing(1.0, 10, SHA_B), False, KEEP)
+    assert "promoted (register.on_new_val_data: promote)" in verdict(
+        candidate, Standing(1.0, 10, SHA_B), False, PROMOTE
+    )
