@@ -16,7 +16,7 @@ from charlm.stage import stage_args
 def main() -> None:
     args = stage_args(__doc__, "out")
     Params.parse(read_params())
-    write_json(args.out, {"checked": list(Params.model_fields)})
+    write_json(args.out, {"checked": sorted(Params.model_fields)})
 
 
 if __name__ == "__main__":

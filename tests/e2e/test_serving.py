@@ -170,13 +170,20 @@ def test_one_client_cannot_stall_the_others(
         url = f"http://127.0.0.1:{port}/invocations"
         heavy = {"inputs": [{"prompt": "ab", "length": 60_000, "seed": n} for n in range(3)]}  # 2 rows wait
         with ThreadPoolExecutor(1) as pool:
-            heavy_answer = pool.submit(http_call, url, heavy, 3)  # the client gives up after 3 s
-            time.sleep(0.5)  # the heavy request holds its slot; its other rows wait
-            status, body, _ = http_call(url, {"inputs": [{"prompt": "ab", "length": 200, "seed": 1}]})
-            assert status == 200 and len(body["predictions"][0]) == 200
-            assert not heavy_answer.done()  # the light request did not wait for the heavy one
-            status, body, headers = http_call(url, {"inputs": [{"prompt": "a", "length": 5}] * 2})
+            # The heavy request needs 180,000 characters one row at a time; its client gives up after 8 s.
+            heavy_answer = pool.submit(http_call, url, heavy, 8)
+            # More rows than the worker may hold: refused at once, 503, without generating anything;
+            # the message says how many rows wait, so the heavy request's two are seen queued.
+            over = {"inputs": [{"prompt": "a", "length": 5}] * 4}
+            while "2 rows wait" not in (answer := http_call(url, over))[1]["message"]:
+                assert answer[0] == 503 and not heavy_answer.done(), answer
+            status, body, headers = answer
             assert status == 503 and "max_waiting_rows 3" in body["message"], body
             assert int(headers["Retry-After"]) >= 1 and body["retry_after_s"] == int(headers["Retry-After"])
+            # A light request joins the batch beside the heavy one's running row and is done
+            # while that one has most of its work ahead.
+            status, body, _ = http_call(url, {"inputs": [{"prompt": "ab", "length": 200, "seed": 1}]})
+            assert status == 200 and len(body["predictions"][0]) == 200
+            assert not heavy_answer.done()
             with pytest.raises(TimeoutError):  # urllib's socket timeout: the heavy client left
                 heavy_answer.result()

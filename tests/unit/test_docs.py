@@ -11,7 +11,9 @@ from tests.helpers import REPO
 
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 TEST = re.compile(r"tests/[\w/.-]+\.py(?:::\w+)?")
-FILE = re.compile(r"`((?:src|stages|tests|benchmarks|docs|\.ci|\.dvc)/[\w/.-]*\w|[\w-]+\.(?:yaml|toml|txt|lock))`")
+FILE = re.compile(
+    r"`((?:src|stages|tests|benchmarks|docs|\.ci|\.dvc)/[\w/.-]*\w|[\w-]+\.(?:yaml|toml|txt|lock))`"
+)
 MODULE = re.compile(r"`(charlm(?:_scoring_loop)?(?:\.\w+)*)")
 MAKE = re.compile(r"\bmake ([a-z][\w-]*)")
 LOCAL = ".local"  # a file each user makes for themselves (`.dvc/config.local`), never committed
@@ -56,7 +58,9 @@ def missing(doc: Path) -> list[str]:
     gone = []
     for ref in cited(TEST, text):
         path, _, name = ref.partition("::")
-        if not (REPO / path).is_file() or (name and not re.search(rf"^def {name}\b", (REPO / path).read_text(), re.M)):
+        if not (REPO / path).is_file() or (
+            name and not re.search(rf"^def {name}\b", (REPO / path).read_text(), re.M)
+        ):
             gone.append(ref)
     gone += [path for path in cited(FILE, text) if not (REPO / path).exists() and not path.endswith(LOCAL)]
     gone += [name for name in cited(MODULE, text) - tag_names() if not resolves(name)]
@@ -75,4 +79,9 @@ def test_a_citation_of_something_gone_is_caught(tmp_path: Path) -> None:
         "See `tests/unit/test_docs.py::test_gone`, `src/charlm/gone.py`, `charlm.params.gone`,"
         " and run `make gone`; `tests/unit/test_docs.py::test_what_the_docs_cite_exists` stays."
     )
-    assert missing(doc) == ["charlm.params.gone", "make gone", "src/charlm/gone.py", "tests/unit/test_docs.py::test_gone"]
+    assert missing(doc) == [
+        "charlm.params.gone",
+        "make gone",
+        "src/charlm/gone.py",
+        "tests/unit/test_docs.py::test_gone",
+    ]
