@@ -14,7 +14,9 @@ processes), then the ratios the serving targets are stated in.
 Then a fresh server with one worker takes one heavy client among `--light` light ones: the heavy
 client sends the largest request `serve` allows (`max_request_rows` texts sharing
 `max_request_chars`) back to back, the light clients send one 200-character text at a time, and
-the light clients' p50 and p95 are printed: what one careless client costs everyone else. Traffic
+the light clients' p50 and p95 are printed: what one careless client costs everyone else. A last
+server does the same with a client that sends one prompt of `max_prompt_chars` after another (ten
+characters generated after each): what feeding the longest prompts costs everyone else. Traffic
 goes only to loopback.
 """
 
@@ -99,11 +101,11 @@ def client(
     conn.close()
 
 
-def heavy_client(port: int, load: Load, lock: threading.Lock, rows: int, length: int) -> None:
-    """The largest request allowed, again and again, from one client."""
+def heavy_client(port: int, load: Load, lock: threading.Lock, rows: list[dict[str, object]]) -> None:
+    """One large request, again and again, from one client."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
     while time.monotonic() < load.until:
-        status, body = post(conn, [{"prompt": "ROMEO:", "length": length, "seed": n} for n in range(rows)])
+        status, body = post(conn, rows)
         with lock:
             if status == 200:
                 load.heavy_done += 1
@@ -128,9 +130,9 @@ def run_load(
     seconds: float,
     length: int,
     invalid_every: int,
-    heavy: tuple[int, int] | None = None,
+    heavy: list[dict[str, object]] | None = None,
 ) -> Load:
-    """`clients` light clients joining over `ramp_s`; with `heavy` (rows, length), a heavy one first."""
+    """`clients` light clients joining over `ramp_s`; with `heavy` (its request's rows), a heavy one first."""
     lock = threading.Lock()
     start = time.monotonic()
     load = Load(clients, since=start + ramp_s, until=start + ramp_s + seconds)
@@ -141,7 +143,7 @@ def run_load(
         for i in range(clients)
     ]
     if heavy is not None:
-        threads.insert(0, threading.Thread(target=heavy_client, args=(port, load, lock, *heavy)))
+        threads.insert(0, threading.Thread(target=heavy_client, args=(port, load, lock, heavy)))
     for thread in threads:
         thread.start()
     while any(thread.is_alive() for thread in threads):
@@ -223,17 +225,25 @@ def main() -> None:
             report(load)
 
     limits = load_params(Params).serve
-    rows, length = limits.max_request_rows, limits.max_request_chars // limits.max_request_rows
-    print(
-        f"\none heavy client ({rows} texts x {length} characters a request) among {args.light} light clients:"
-    )
-    with serving(args.model, 1, args.threads) as (port, server):
-        print(header)
-        heavy = run_load(port, server, args.light, args.ramp_s, args.seconds, args.length, 0, (rows, length))
-        report(heavy)
-    print(
-        f"heavy requests answered: {heavy.heavy_done}; light p95 {np.percentile(heavy.latencies, 95):.3f} s\n"
-    )
+    rows, prompt = limits.max_request_rows, "ROMEO:"
+    length = limits.max_request_chars // rows - len(prompt)  # prompts count in the request's characters
+    longest = ("ROMEO: Good morrow.\n" * (limits.max_prompt_chars // 20 + 1))[: limits.max_prompt_chars]
+    for title, request in (
+        (
+            f"{rows} texts x {length} characters",
+            [{"prompt": prompt, "length": length, "seed": n} for n in range(rows)],
+        ),
+        (f"a prompt of {len(longest):,} characters", [{"prompt": longest, "length": 10, "seed": 0}]),
+    ):
+        print(f"\none heavy client ({title} a request) among {args.light} light clients:")
+        with serving(args.model, 1, args.threads) as (port, server):
+            print(header)
+            heavy = run_load(port, server, args.light, args.ramp_s, args.seconds, args.length, 0, request)
+            report(heavy)
+        print(
+            f"heavy requests answered: {heavy.heavy_done}; light p95 {np.percentile(heavy.latencies, 95):.3f} s"
+        )
+    print()
 
     one, eight, first32, second32 = loads
     p95_ratio = np.percentile(eight.latencies, 95) / np.percentile(one.latencies, 50)

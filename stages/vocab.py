@@ -9,6 +9,7 @@ from charlm.data.vocab import Vocabulary, char_counts
 from charlm.errors import run_cli
 from charlm.evaluation.baselines import BASELINES
 from charlm.params.base import load_params
+from charlm.params.prepare import PrepareConfig
 from charlm.params.vocab import VocabConfig
 from charlm.progress import bytes_bar
 from charlm.records import Record
@@ -16,6 +17,7 @@ from charlm.stage import stage_args
 
 
 class Params(Record):
+    prepare: PrepareConfig  # its unicode_form: the vocabulary records it, for prompts to be put in
     vocab: VocabConfig
 
 
@@ -29,7 +31,9 @@ def main() -> None:
     encoded = EncodedSplits(args.encoded)
     with bytes_bar(total, "vocab") as bar, open(texts["train"], "rb") as train:
         vocab = Vocabulary.from_counts(
-            char_counts(data for _, data in line_chunks(train, on_read=bar.update)), params.vocab.min_count
+            char_counts(data for _, data in line_chunks(train, on_read=bar.update)),
+            params.vocab.min_count,
+            params.prepare.unicode_form,
         )
         splits = encoded.write(texts, vocab, bar.update)
     vocab.save(args.vocab)

@@ -306,7 +306,7 @@ def workspace_store(ws: Path) -> Any:
 
 
 # -- configurations and small models -----------------------------------------------------------
-SMALL_TEXT = "abcdefgh \n"  # the training text of the small models: a vocabulary of 11 with <unk>
+SMALL_TEXT = "abcdefgh \n\u00e9"  # the small models' training text (NFC): a vocabulary of 12 with <unk>
 SHA_A, SHA_B, SHA_C = "a" * 64, "b" * 64, "c" * 64
 R = TypeVar("R")
 
@@ -337,7 +337,7 @@ def spec(name: str = "lstm", **overrides: Any) -> Any:
 def small_vocab() -> Any:
     from charlm.data.vocab import Vocabulary
 
-    return Vocabulary.build(SMALL_TEXT)
+    return Vocabulary.build(SMALL_TEXT, unicode_form="NFC")
 
 
 def tiny_model(cell: str, num_layers: int = 2, hidden_size: int = 16) -> Any:
@@ -419,7 +419,7 @@ def saved_candidate(
 SAMPLE_TEXT = "a bad cafe\nhead"
 
 
-SMALL_LIMITS = {"max_request_rows": 4, "max_request_chars": 100}
+SMALL_LIMITS = {"max_request_rows": 4, "max_prompt_chars": 50, "max_request_chars": 100}
 
 
 def register_candidate(

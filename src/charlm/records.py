@@ -20,6 +20,7 @@ from charlm.files import write_json
 KINDS = {
     "int_type": "an integer",
     "float_type": "a number",
+    "finite_number": "a finite number",
     "bool_type": "true or false",
     "string_type": "a string",
     "tuple_type": "a list",

@@ -6,18 +6,22 @@ process killed at any point resumes to bit-identical weights; a second repro is 
 runs, and an orphaned trainer is never raced."""
 
 import csv
+import json
 import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import psutil
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file
 
 from charlm.data.report import DataReport
+from charlm.data.vocab import Vocabulary
 from charlm.evaluation.report import EvalReport
 from charlm.generation.samples import Samples
 from charlm.registry.decision import Decision
@@ -33,6 +37,21 @@ def runs_by_name(ws: Path) -> dict[str, Any]:
     client = workspace_store(ws)
     experiment = client.get_experiment_by_name("charlm")
     return {r.info.run_name: r for r in client.search_runs([experiment.experiment_id])}
+
+
+def test_the_data_stages_split_the_corpus_and_encode_it_by_the_training_vocabulary(
+    tiny_pipeline: Path, tiny_corpus: Path
+) -> None:
+    ws = tiny_pipeline
+    prepared = {name: (ws / "data/prepared" / f"{name}.txt").read_text() for name in ("train", "val", "test")}
+    assert prepared["train"] + prepared["val"] + prepared["test"] == tiny_corpus.read_text()
+    vocab = Vocabulary.load(ws / "data/vocab.json")
+    assert set(vocab.itos[1:]) == set(prepared["train"]) and vocab.unicode_form == "NFC"
+    ids = np.load(ws / "data/encoded/val.npy")
+    assert ids.dtype == np.uint8 and ids.tolist() == vocab.encode(prepared["val"]).tolist()
+    data = DataReport.read(ws / "metrics/data.json")
+    assert data.vocab_size == len(vocab) and data.splits["val"].chars == len(prepared["val"])
+    assert json.loads((ws / "metrics/prepare.json").read_text())["val"]["chars"] == len(prepared["val"])
 
 
 def test_whole_pipeline_ends_with_a_loadable_champion(tiny_pipeline: Path) -> None:
@@ -168,3 +187,41 @@ def test_sigkill_of_dvc_leaves_an_orphan_trainer_that_a_new_repro_will_not_race(
         orphan.wait(timeout=30)
     # The orphan's last checkpoint is intact, for the next repro to resume from.
     assert read_state(ws / "checkpoints/lstm/state.safetensors").loop.steps > 0  # type: ignore[union-attr]
+
+
+def test_new_held_out_splits_score_the_same_weights_anew_and_promote_only_when_told(
+    lstm_workspace: Workspace,
+) -> None:
+    ws = lstm_workspace()
+    run(["dvc", "repro"], ws)
+    first = Decision.read(ws / "metrics/register.json")
+    weights = (ws / "models/lstm/model.safetensors").read_bytes()
+
+    def with_params(**sections: dict[str, Any]) -> Decision:
+        params = yaml.safe_load((ws / "params.yaml").read_text())
+        for name, values in sections.items():
+            params[name].update(values)
+        (ws / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        out = run(["dvc", "repro"], ws)
+        assert "Traceback" not in out.stdout + out.stderr
+        return Decision.read(ws / "metrics/register.json")
+
+    # Half the validation text moves to the test split; the training split stays as it was.
+    kept = with_params(prepare={"val_fraction": 0.05, "test_fraction": 0.15})
+    assert (ws / "models/lstm/model.safetensors").read_bytes() == weights
+    assert kept.new_version and kept.champion == first.version and not kept.promoted
+    assert "validated on other data" in kept.verdict
+    client = workspace_store(ws)
+    version = client.get_model_version("charlm", str(kept.version))
+    report, data = EvalReport.read(ws / "metrics/eval/lstm.json"), DataReport.read(ws / "metrics/data.json")
+    assert version.tags["charlm.val_sha256"] == report.val.sha256 == data.sha256("val")
+    assert version.tags["charlm.val_bpc"] == f"{report.val.bpc:.6f}"  # its own figures...
+    assert (
+        f"| this model | {report.val.bpc:.4f} | {report.test.bpc:.4f} |" in version.description
+    )  # ...on its card
+    first_version = client.get_model_version("charlm", str(first.version))
+    assert first_version.tags["charlm.val_sha256"] != report.val.sha256  # the first keeps its own
+
+    promoted = with_params(register={"on_new_val_data": "promote"})
+    assert promoted.version == kept.version and promoted.promoted and promoted.champion == kept.version
+    assert int(client.get_model_version_by_alias("charlm", "champion").version) == kept.version

@@ -1,40 +1,17 @@
-"""End to end: the real DVC pipeline's data stages (fetch, prepare, vocab) in a fresh repository."""
+"""End to end: the real DVC pipeline's data stages (fetch, prepare, vocab) on bad input, in a fresh
+repository (what they make of good input: tests/e2e/test_pipeline.py)."""
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
-from charlm.data.vocab import Vocabulary
 from tests.helpers import run, tiny_overrides
 
 pytestmark = pytest.mark.slow
 
 Workspace = Callable[[dict[str, Any]], Path]
-
-
-def test_data_stages_reproduce_then_stay_up_to_date(workspace: Workspace, tiny_corpus: Path) -> None:
-    ws = workspace(tiny_overrides(tiny_corpus))
-    run(["dvc", "repro", "vocab"], ws)
-
-    text = tiny_corpus.read_text()
-    prepared = {name: (ws / "data/prepared" / f"{name}.txt").read_text() for name in ("train", "val", "test")}
-    assert prepared["train"] + prepared["val"] + prepared["test"] == text
-    vocab = Vocabulary.load(ws / "data/vocab.json")
-    assert set(vocab.itos[1:]) == set(prepared["train"])
-    ids = np.load(ws / "data/encoded/val.npy")
-    assert ids.dtype == np.uint8
-    assert ids.tolist() == vocab.encode(prepared["val"]).tolist()
-    metrics = json.loads((ws / "metrics/prepare.json").read_text())
-    assert metrics["val"]["chars"] == len(prepared["val"])
-    assert json.loads((ws / "metrics/data.json").read_text())["vocab_size"] == len(vocab)
-
-    assert "up to date" in run(["dvc", "status", "--with-deps", "vocab"], ws).stdout
-    again = run(["dvc", "repro", "vocab"], ws)
-    assert "Running stage" not in again.stdout
 
 
 def test_bad_corpus_fails_cleanly_without_partial_outputs(workspace: Workspace, tmp_path: Path) -> None:

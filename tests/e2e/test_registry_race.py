@@ -16,7 +16,7 @@ from tests.helpers import register_candidate, saved_candidate, store
 
 pytestmark = pytest.mark.slow
 
-ROUNDS = 20
+ROUNDS = 12  # every code before the convergence failed within two rounds
 WORKERS = 2
 MODEL_NAME = "race"
 

@@ -3,6 +3,7 @@ bad requests by name, batches concurrent callers (in-process and over HTTP), str
 `charlm generate`, and serves over HTTP with `charlm serve`."""
 
 import os
+import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -40,15 +41,18 @@ def champion_uri(tmp_path: Path, mlflow_client: Any, monkeypatch: pytest.MonkeyP
 
 def test_pyfunc_round_trip_without_pickle(champion_uri: str) -> None:
     model = mlflow.pyfunc.load_model(champion_uri)
-    rows = [{"prompt": "abc", "length": 30, "seed": 3}, {"prompt": "h" * 5000, "length": 5, "seed": 4}]
+    rows = [
+        {"prompt": "abc", "length": 30, "seed": 3},
+        {"prompt": "h" * 40, "length": 5, "seed": 4},
+    ]  # in slices
     out = model.predict(rows)
     assert [len(t) for t in out] == [30, 5] and set("".join(out)) <= LETTERS
     assert model.predict(rows) == out  # seeded
     assert len(model.predict([{"prompt": "a"}])[0]) == 20  # the logged default length
     for bad, message in (
         ({"prompt": "xyz", "seed": 1}, "not in the model's vocabulary"),
-        ({"prompt": "a", "temperature": 0.0}, "temperature: must be > 0"),
-        ({"prompt": "a", "length": 101}, "max_request_chars: a request asks for at most 100 characters"),
+        ({"prompt": "a", "temperature": 0.0}, "temperature: must be >= 0.001"),
+        ({"prompt": "a", "length": 100}, "max_request_chars: a request asks for at most 100 characters"),
         ({"prompt": "a", "lenght": 5}, "lenght: unknown key (did you mean 'length'?)"),
         ({"prompt": None}, "prompt"),
     ):
@@ -103,8 +107,19 @@ def test_charlm_generate_streams_from_the_registry(champion_uri: str, tmp_path: 
     )
     assert missing.returncode == 2 and "cannot load from MLflow" in missing.stderr
     assert "Traceback" not in missing.stderr
-    bad = run([*cmd[:-2], "--temperature", "0"], tmp_path, env=env, check=False)
-    assert bad.returncode == 2 and "temperature: must be > 0" in bad.stderr
+    # The command's one-line errors are the served model's.
+    for option, value, message in (
+        ("--temperature", "0", "error: temperature: must be >= 0.001, got 0.0"),
+        ("--temperature", "inf", "error: temperature: must be a finite number, got inf"),
+        ("--seed", str(2**64), "error: seed: must be < 9223372036854775808, got 18446744073709551616"),
+        (
+            "--prompt",
+            "a\udcff",
+            "error: prompt: not valid Unicode: '\\udcff' at character 1 (surrogates not allowed)",
+        ),
+    ):
+        bad = run([*cmd[:-2], option, value], tmp_path, env=env, check=False)
+        assert bad.returncode == 2 and bad.stderr.splitlines() == [message], bad.stderr
 
 
 def test_charlm_serve_answers_concurrent_invocations_and_refuses_bad_requests_by_name(
@@ -129,6 +144,31 @@ def test_charlm_serve_answers_concurrent_invocations_and_refuses_bad_requests_by
                 {"inputs": [{"prompt": "a", "length": 1}] * 5},
                 "max_request_rows: a request asks for at most 4 texts, got 5",
             ),
+            (
+                {"inputs": [{"prompt": "a" * 51, "length": 5}]},
+                "max_prompt_chars: a prompt has at most 50 characters, got 51",
+            ),
+            ({"inputs": []}, "inputs: a request asks for at least one text, got none"),
+            (
+                {"inputs": [{"prompt": "ab", "seed": 2**64}]},
+                "seed: must be < 9223372036854775808, got 18446744073709551616",
+            ),
+            (
+                {"inputs": [{"prompt": "ab", "seed": -(2**70)}]},
+                "seed: must be >= 0, got -1180591620717411303424",
+            ),
+            (
+                {"inputs": [{"prompt": "a\ud800", "unknown": "unk"}]},
+                "prompt: not valid Unicode: '\\ud800' at character 1",
+            ),
+            (
+                {"inputs": [{"prompt": "ab", "temperature": 1e-300}]},
+                "temperature: must be >= 0.001, got 1e-300",
+            ),
+            (
+                {"inputs": [{"prompt": "ab", "temperature": float("inf")}]},
+                "temperature: must be a finite number, got inf",
+            ),
             ({"inputs": [{"prompt": "abc", "lenght": 5}]}, "lenght: unknown key (did you mean 'length'?)"),
             ({"inputs": [{"prompt": "abc", "max_new_chars": 5}]}, "max_new_chars: unknown key"),
             ({"inputs": [{"prompt": None, "length": 5}]}, "prompt"),
@@ -138,6 +178,9 @@ def test_charlm_serve_answers_concurrent_invocations_and_refuses_bad_requests_by
             status, body = http_json(url, bad)
             assert status == 400 and named in body["message"], (bad, body)
         assert http_json(url, request)[0] == 200  # still serving after bad requests
+        # A prompt in the other normal form of the corpus's é is put in the corpus's form first.
+        status, body = http_json(url, {"inputs": [{"prompt": "ae\u0301", "length": 5}]})
+        assert status == 200 and len(body["predictions"][0]) == 5
 
         rows = [{"prompt": "ab", "length": 60, "seed": n} for n in range(8)]
         alone = [http_json(url, {"inputs": [row]})[1]["predictions"][0] for row in rows]
@@ -150,17 +193,29 @@ def test_charlm_serve_answers_concurrent_invocations_and_refuses_bad_requests_by
         assert [a[0] for a in answers[-2:]] == [400, 400]
 
 
+def until_admitted(url: str, payload: Any, attempts: int = 30) -> tuple[int, Any, Any]:
+    """POST as a client should: after a 503, again once Retry-After has passed."""
+    for _ in range(attempts):
+        status, body, headers = http_call(url, payload)
+        if status != 503:
+            return status, body, headers
+        time.sleep(int(headers["Retry-After"]))
+    raise AssertionError(f"still 503 after {attempts} attempts: {body}")
+
+
 def test_one_client_cannot_stall_the_others(
     tmp_path: Path, mlflow_client: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A heavy request runs one row at a time (its share of a batch of two); a light request joins
-    beside it and finishes while it runs; a request the worker cannot hold is answered 503 with
-    Retry-After, at once."""
+    """A heavy request of long prompts runs one row at a time (its share of a batch of two), each
+    prompt fed in slices; a light request joins beside it and is served while it runs; a request
+    the worker cannot hold is answered 503 with Retry-After, at once; a prompt over the limit, 400."""
     limits = {
-        "max_request_chars": 200_000,
+        "max_prompt_chars": 60_000,
+        "max_request_chars": 400_000,
         "max_batch_rows": 2,
         "max_request_batch_rows": 1,
         "max_waiting_rows": 3,
+        "max_request_rows": 3,
     }
     register_candidate(mlflow_client, saved_candidate(tmp_path, 1, val_bpc=2.0), **limits)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
@@ -168,22 +223,31 @@ def test_one_client_cannot_stall_the_others(
     cmd = ["charlm", "serve", "--model", "models:/charlm@champion", "--port", str(port), "--workers", "1"]
     with background_server(cmd, tmp_path, f"http://127.0.0.1:{port}/ping"):
         url = f"http://127.0.0.1:{port}/invocations"
-        heavy = {"inputs": [{"prompt": "ab", "length": 60_000, "seed": n} for n in range(3)]}  # 2 rows wait
+        # Three prompts at the limit and 30,000 characters, one row at a time: seconds of work.
+        heavy = {"inputs": [{"prompt": "ab" * 30_000, "length": 10_000, "seed": n} for n in range(3)]}
         with ThreadPoolExecutor(1) as pool:
-            # The heavy request needs 180,000 characters one row at a time; its client gives up after 8 s.
-            heavy_answer = pool.submit(http_call, url, heavy, 8)
-            # More rows than the worker may hold: refused at once, 503, without generating anything;
-            # the message says how many rows wait, so the heavy request's two are seen queued.
-            over = {"inputs": [{"prompt": "a", "length": 5}] * 4}
-            while "2 rows wait" not in (answer := http_call(url, over))[1]["message"]:
-                assert answer[0] == 503 and not heavy_answer.done(), answer
+            heavy_answer = pool.submit(until_admitted, url, heavy)
+            # Two rows beside the heavy request's two waiting ones are more than the worker may hold:
+            # refused at once, 503, without generating anything. Until then, two short rows are
+            # served (the heavy request is not queued yet, or comes back after their 503 to it).
+            over = {"inputs": [{"prompt": "a", "length": 5}] * 2}
+            while (answer := http_call(url, over))[0] != 503:
+                assert answer[0] == 200 and not heavy_answer.done(), answer
             status, body, headers = answer
-            assert status == 503 and "max_waiting_rows 3" in body["message"], body
+            # The heavy request's rows are queued: all three, or two once the first has joined.
+            assert re.search(r"[23] rows wait to join its batch \(max_waiting_rows 3\)", body["message"]), (
+                body
+            )
             assert int(headers["Retry-After"]) >= 1 and body["retry_after_s"] == int(headers["Retry-After"])
             # A light request joins the batch beside the heavy one's running row and is done
             # while that one has most of its work ahead.
             status, body, _ = http_call(url, {"inputs": [{"prompt": "ab", "length": 200, "seed": 1}]})
             assert status == 200 and len(body["predictions"][0]) == 200
             assert not heavy_answer.done()
-            with pytest.raises(TimeoutError):  # urllib's socket timeout: the heavy client left
-                heavy_answer.result()
+            status, body, _ = heavy_answer.result()
+            assert status == 200 and [len(text) for text in body["predictions"]] == [10_000] * 3
+            over_limit = {"inputs": [{"prompt": "a" * 60_001, "length": 5}]}
+            status, body, _ = http_call(url, over_limit)
+            assert (
+                status == 400 and "max_prompt_chars: a prompt has at most 60000 characters" in body["message"]
+            )

@@ -8,6 +8,7 @@ table on the few multi-byte ones), so they stream a corpus of any size.
 
 import hashlib
 import json
+import unicodedata
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from pydantic import Field
 
 from charlm.data.chunks import char_starts, multibyte
 from charlm.errors import DataError
+from charlm.params.prepare import UnicodeForm
 from charlm.records import Record
 
 UNK = "<unk>"
@@ -51,9 +53,10 @@ def _byte_counts(data: bytes) -> torch.Tensor:
 class Vocabulary:
     itos: tuple[str, ...]  # itos[0] is UNK, then single characters sorted by code point
     counts: tuple[int, ...]  # training-split count of each entry (for UNK: the characters it replaced)
+    unicode_form: UnicodeForm  # the normal form of the text it was built from (`prepare.unicode_form`)
 
     @classmethod
-    def from_counts(cls, counts: np.ndarray, min_count: int = 1) -> "Vocabulary":
+    def from_counts(cls, counts: np.ndarray, min_count: int, unicode_form: UnicodeForm) -> "Vocabulary":
         """The characters counted at least `min_count` times, by code point; the rarer ones are <unk>."""
         seen = np.flatnonzero(counts)
         kept = seen[counts[seen] >= min_count]
@@ -62,11 +65,13 @@ class Vocabulary:
                 f"no character occurs at least vocab.min_count={min_count} times in the training split"
             )
         unk_count = int(counts[seen].sum() - counts[kept].sum())
-        return cls(itos=(UNK, *map(chr, kept.tolist())), counts=(unk_count, *counts[kept].tolist()))
+        itos, kept_counts = (UNK, *map(chr, kept.tolist())), (unk_count, *counts[kept].tolist())
+        return cls(itos=itos, counts=kept_counts, unicode_form=unicode_form)
 
     @classmethod
-    def build(cls, text: str, min_count: int = 1) -> "Vocabulary":
-        return cls.from_counts(char_counts([text.encode("utf-8")]), min_count)
+    def build(cls, text: str, min_count: int = 1, unicode_form: UnicodeForm = "none") -> "Vocabulary":
+        """The vocabulary of `text` as it is (tests and benchmarks; the vocab stage counts files)."""
+        return cls.from_counts(char_counts([text.encode("utf-8")]), min_count, unicode_form)
 
     def __len__(self) -> int:
         return len(self.itos)
@@ -115,6 +120,10 @@ class Vocabulary:
     def decode(self, ids: "np.ndarray | list[int]") -> str:
         return "".join(REPLACEMENT_CHAR if i == UNK_ID else self.itos[i] for i in np.asarray(ids).tolist())
 
+    def normalize(self, text: str) -> str:
+        """`text` in the normal form of the text the vocabulary was built from, as prompts should be."""
+        return text if self.unicode_form == "none" else unicodedata.normalize(self.unicode_form, text)
+
     def unknown_chars(self, text: str) -> list[str]:
         """Distinct characters of `text` outside the vocabulary, in order of appearance."""
         return [c for c in dict.fromkeys(text) if c not in self._known]
@@ -124,13 +133,15 @@ class Vocabulary:
         return frozenset(self.itos[1:])
 
     def save(self, path: Path) -> None:
-        VocabFile(itos=self.itos, counts=self.counts, hash=self.hash).write(path)
+        VocabFile(itos=self.itos, counts=self.counts, unicode_form=self.unicode_form, hash=self.hash).write(
+            path
+        )
 
     @classmethod
     def load(cls, path: Path) -> "Vocabulary":
         """The vocabulary in `path`, refused unless it is a charlm vocabulary whose hash matches."""
         file = VocabFile.read(path)
-        vocab = cls(itos=file.itos, counts=file.counts)
+        vocab = cls(itos=file.itos, counts=file.counts, unicode_form=file.unicode_form)
         if not vocab.itos or vocab.itos[0] != UNK or len(vocab.counts) != len(vocab.itos):
             raise DataError(f"{path}: not a charlm vocabulary (itos must start with {UNK!r})")
         if file.hash != vocab.hash:
@@ -145,4 +156,5 @@ class VocabFile(Record):
 
     itos: Annotated[tuple[str, ...], Field(strict=False)]  # JSON lists
     counts: Annotated[tuple[int, ...], Field(strict=False)]
+    unicode_form: UnicodeForm
     hash: str

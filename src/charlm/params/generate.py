@@ -5,20 +5,27 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from charlm.params.base import Globs, Positive, PositiveFloat
+from charlm.params.base import Globs, Positive
 from charlm.records import Record
+
+# Logits over a float32 temperature much below this overflow to infinities (their softmax is NaN);
+# from 0.01 down, sampling is greedy to within a character in millions anyway.
+MIN_TEMPERATURE = 1e-3
+SEEDS = 2**63  # a row's generator takes a 64-bit seed; JSON and MLflow's signatures, a signed one
 
 
 class SamplingOptions(Record):
     """How to draw characters from a model."""
 
     length: Positive = Field(description="characters to generate")
-    temperature: PositiveFloat = Field(description="below 1 sharpens, above 1 flattens")
+    temperature: Annotated[float, Field(ge=MIN_TEMPERATURE, allow_inf_nan=False)] = Field(
+        description="below 1 sharpens, above 1 flattens"
+    )
     top_k: Annotated[int, Field(ge=1)] | None = Field(description="keep the k most likely characters")
     top_p: Annotated[float, Field(gt=0, le=1)] | None = Field(
         description="keep the smallest set of characters whose probability reaches p"
     )
-    seed: int | None = Field(description="fix for reproducible text")
+    seed: Annotated[int, Field(ge=0, lt=SEEDS)] | None = Field(description="fix for reproducible text")
     unknown: Literal["error", "unk"] = Field(description="prompt characters outside the vocabulary")
 
 

@@ -7,13 +7,15 @@ from pydantic import Field, model_validator
 from charlm.params.base import Fraction, Globs
 from charlm.records import Invalid, Record
 
+UnicodeForm = Literal["NFC", "NFD", "NFKC", "NFKD", "none"]
+
 
 class PrepareConfig(Record):
     include: Annotated[Globs, Field(min_length=1)]  # globs over document names (archive members or files)
     exclude: Globs
     strip_gutenberg: bool
     normalize_newlines: bool
-    unicode_form: Literal["NFC", "NFD", "NFKC", "NFKD", "none"]
+    unicode_form: UnicodeForm
     val_fraction: Fraction
     test_fraction: Fraction
     val_documents: Globs  # explicit document names; override val_fraction

@@ -64,22 +64,23 @@ def standing(tags: dict[str, str]) -> Standing:
     return Standing(float(values[0]), int(values[1]), values[2])
 
 
-def settle(client: "MlflowClient", cfg: RegisterConfig, val_sha256: str) -> Any:
+def settle(client: "MlflowClient", cfg: RegisterConfig, val_sha256: str, replaces: str | None = None) -> Any:
     """Point the alias at the best version validated on `val_sha256`; the version it ends on.
 
-    Stops early if another process moved the alias to a version validated on other data (its
-    `register.on_new_val_data: promote` replaced the validation data): the two are not comparable.
+    The alias leaves a version validated on other data only if that data is `replaces` (under
+    `register.on_new_val_data: promote`, the champion's data this candidate's data replaces). On any
+    other data it stays: another process promoted it there, and the two are not comparable.
     """
     from mlflow.exceptions import MlflowException
 
     failure = "other processes keep moving it"
-    for attempt in range(ROUNDS):
+    for _ in range(ROUNDS):
         versions = tagged(client, cfg.model_name, tag.split_sha256("val"), val_sha256)
         best = min(versions, key=lambda v: (standing(v.tags).key, number(v)))
         current = champion(client, cfg)
         if current is not None and number(current) == number(best):
             return current
-        if attempt and current is not None and current.tags.get(tag.split_sha256("val")) != val_sha256:
+        if current is not None and current.tags.get(tag.split_sha256("val")) not in (val_sha256, replaces):
             return current
         try:
             client.set_registered_model_alias(cfg.model_name, cfg.alias, best.version)

@@ -11,8 +11,10 @@ from dataclasses import dataclass
 
 from charlm.data.layout import SPLITS
 from charlm.data.report import DataReport
+from charlm.data.vocab import Vocabulary
 from charlm.evaluation.baselines import BASELINES
 from charlm.generation.samples import Sample
+from charlm.model.directory import VOCAB_FILE
 from charlm.registry.candidate import Candidate
 from charlm.registry.decision import Decision
 from charlm.serving.interface import DEFAULT_PORT, ServedSettings
@@ -26,6 +28,11 @@ class CardFacts:
     data: DataReport
     sample: Sample  # the generate stage's first sample of the candidate
     served: ServedSettings
+
+
+def prompt_form(candidate: Candidate) -> str:
+    form = Vocabulary.load(candidate.model_dir / VOCAB_FILE).unicode_form
+    return "no normal form" if form == "none" else form
 
 
 def model_card(candidate: Candidate, decision: Decision, facts: CardFacts) -> str:
@@ -83,9 +90,11 @@ def model_card(candidate: Candidate, decision: Decision, facts: CardFacts) -> st
             "",
             "## Use",
             "",
-            f"A request asks for up to {served.limits.max_request_rows} texts and"
-            f" {served.limits.max_request_chars:,} characters in all; each text is a prompt and any of"
-            f" {', '.join(f'`{f}`' for f in type(served.sampling).model_fields)}.",
+            f"A request asks for up to {served.limits.max_request_rows} texts, prompts of up to"
+            f" {served.limits.max_prompt_chars:,} characters and {served.limits.max_request_chars:,}"
+            " characters in all, prompts and generated; each text is a prompt and any of"
+            f" {', '.join(f'`{f}`' for f in type(served.sampling).model_fields)}. Prompts are put in"
+            f" {prompt_form(candidate)}, the corpus's Unicode form, before they meet the vocabulary.",
             "",
             "```python",
             "import mlflow.pyfunc",

@@ -16,12 +16,13 @@ def may_move(candidate: Standing, champion: Standing | None, cfg: RegisterConfig
     return champion is None or candidate.comparable(champion) or cfg.on_new_val_data == "promote"
 
 
-def verdict(candidate: Standing, champion: Standing | None, same_weights: bool, cfg: RegisterConfig) -> str:
+def verdict(candidate: Standing, champion: Standing | None, same: bool, cfg: RegisterConfig) -> str:
     """Why the candidate is or is not the champion, against `champion`: the champion it replaced
-    when it won, the one that stayed or came instead when it did not."""
+    when it won, the one that stayed or came instead when it did not (`same`: it is the candidate's
+    own version)."""
     if champion is None:
         return "no champion yet: the candidate becomes the first"
-    if same_weights:
+    if same:
         return "the candidate already is the champion"
     if not candidate.comparable(champion):
         if cfg.on_new_val_data == "promote":

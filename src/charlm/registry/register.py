@@ -23,30 +23,40 @@ from charlm.tracking.runs import StageTracking
 def _register_once(
     tracking: StageTracking, candidate: Candidate, cfg: RegisterConfig, facts: CardFacts
 ) -> tuple[Any, bool]:
-    """The candidate's version, registered unless its weights already are; whether it is new.
+    """The candidate's version, registered unless its weights already are with figures on the same
+    validation data; whether it is new. A version's figures never change: the same weights scored
+    on other validation data are a version of their own.
 
-    Two processes that register the same weights at once both create a version; the one that
-    created the later version deletes it and takes the earlier, so each weights' version is unique.
+    Two processes that register the same candidate at once both create a version; the one that
+    created the later version deletes it and takes the earlier, so each candidate's version is unique.
     """
     import mlflow
 
-    client, report, model_sha = tracking.client, candidate.report, candidate.model_sha256
-    mine = tagged(client, cfg.model_name, tag.MODEL_SHA256, model_sha)
-    if mine:
+    client, report = tracking.client, candidate.report
+
+    def twins() -> list[Any]:
+        same = tagged(client, cfg.model_name, tag.MODEL_SHA256, candidate.model_sha256)
+        return [v for v in same if v.tags.get(tag.split_sha256("val")) == report.val.sha256]
+
+    if mine := twins():
         return min(mine, key=number), False
     with tracking.model_run(candidate.info.mlflow_run_id, f"{candidate.name} (registration)") as (run_id, _):
         logged = log_model(candidate.model_dir, run_id, facts.served, facts.sample.prompt)
         for split in HELD_OUT:
             client.log_metric(run_id, f"{split}_bpc", report.split(split).bpc, model_id=logged.model_id)
     # The figures are tags given at creation, so no process ever sees a version without them.
-    version_tags = {tag.MODEL_SHA256: model_sha, tag.MODEL: candidate.name, **standing_tags(report.standing)}
+    version_tags = {
+        tag.MODEL_SHA256: candidate.model_sha256,
+        tag.MODEL: candidate.name,
+        **standing_tags(report.standing),
+    }
     version_tags[tag.split_sha256("train")] = facts.data.sha256("train")
     version_tags[tag.split_sha256("test")] = report.test.sha256
     version_tags[tag.split_bpc("test")] = f"{report.test.bpc:.6f}"
     version = mlflow.register_model(
         logged.model_uri, cfg.model_name, await_registration_for=60, tags=version_tags
     )
-    first = min(tagged(client, cfg.model_name, tag.MODEL_SHA256, model_sha), key=number)
+    first = min(twins(), key=number)
     if number(first) != number(version):
         client.delete_model_version(cfg.model_name, version.version)
         return first, False
@@ -65,12 +75,13 @@ def register(
     version, new_version = _register_once(tracking, candidate, cfg, facts)
     mine = candidate.report.standing
     before = champion(client, cfg)
-    before_standing = standing(before.tags) if before else None
-    after = settle(client, cfg, mine.val_sha256) if may_move(mine, before_standing, cfg) else before
+    held = standing(before.tags) if before else None
+    replaces = held.val_sha256 if held and not mine.comparable(held) else None
+    after = settle(client, cfg, mine.val_sha256, replaces) if may_move(mine, held, cfg) else before
     won = number(after) == number(version)
     against = before if won else after
-    same_weights = against is not None and against.tags.get(tag.MODEL_SHA256) == candidate.model_sha256
-    reason = verdict(mine, standing(against.tags) if against else None, same_weights, cfg)
+    same = against is not None and number(against) == number(version)
+    reason = verdict(mine, standing(against.tags) if against else None, same, cfg)
     client.set_model_version_tag(cfg.model_name, version.version, tag.DECISION, reason)
     decision = Decision(
         registered_model=cfg.model_name,

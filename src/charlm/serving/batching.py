@@ -11,13 +11,16 @@ stalling the others:
   submission with the fewest rows in the batch (the oldest first), so a small request's latency
   does not depend on how many rows a large one brought;
 - the queue holds at most `max_waiting_rows` rows, and a submission is refused at once
-  (`Overloaded`, with the seconds to wait) when it would overflow it or when the work already
-  waiting could not be done within the caller's timeout at the measured speed.
+  (`Overloaded`, with the seconds to wait) when it would overflow it or when, with the work already
+  waiting (at a full batch) and at its share of the batch, it could not be done within the caller's
+  timeout (`StepCost`: what a step costs by its rows, measured when the batcher starts, scaled as
+  steps run; so what is admitted does not depend on the traffic before).
 
-A caller waits until its deadline (`deadline_s`: its own size over a floor speed per row, never
-more than the server's timeout); a caller that stops waiting marks its submission abandoned, and the
-thread drops its rows at the next step. A submission that cannot join fails alone; an error in a
-step fails the submissions in the batch, never the thread.
+Long prompts enter in slices, one per step (`charlm.generation.decoder`). A caller waits until its
+deadline (`deadline_s`: its own size, prompts included, over a floor speed per row, never more than
+the server's timeout); a caller that stops waiting marks its submission abandoned, and the thread
+drops its rows at the next step. A submission that cannot join fails alone; an error in a step fails
+the submissions in the batch, never the thread.
 """
 
 import collections
@@ -25,10 +28,13 @@ import math
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import torch
+
 from charlm.data.vocab import Vocabulary
-from charlm.generation.decoder import STEPPED_PROMPT_CHARS, Decoder, Request, Row
+from charlm.generation.decoder import PROMPT_SLICE, Decoder, Request, Row
 from charlm.model.network import CharLM
 from charlm.params.serve import ServeConfig
 
@@ -73,11 +79,62 @@ class Job:
 
 
 def deadline_s(requests: list[Request], limits: ServeConfig, timeout_s: float) -> float:
-    """How long a caller waits: its rows' generation in waves of its batch share, at the floor speed
-    per row, plus a grace; never more than the server's timeout."""
+    """How long a caller waits: its rows' prompts and generation in waves of its batch share, at the
+    floor speed per row, plus a grace; never more than the server's timeout."""
     waves = math.ceil(len(requests) / limits.max_request_batch_rows)
-    longest = max(r.options.length + min(r.prompt.size(1), STEPPED_PROMPT_CHARS) for r in requests)
+    longest = max(r.options.length + r.prompt.size(1) for r in requests)
     return min(timeout_s, DEADLINE_GRACE_S + waves * longest / limits.min_row_chars_per_sec)
+
+
+def work(requests: list[Request]) -> tuple[int, int]:
+    """The requests' characters through the batch (generated, and the prompts' ends that ride
+    along) and the prompt characters fed in slices."""
+    sliced = [max(r.prompt.size(1) - PROMPT_SLICE, 0) for r in requests]
+    return sum(r.options.length + r.prompt.size(1) for r in requests) - sum(sliced), sum(sliced)
+
+
+@dataclass
+class StepCost:
+    """Seconds a model step takes: `fixed` + `per_row` for each row, + `per_char` for each prompt
+    character fed in a slice. Measured when the batcher starts; `scale` follows the machine's speed
+    as steps run (other load, frequency), so the shape holds whatever rows the traffic brought."""
+
+    fixed: float
+    per_row: float
+    per_char: float
+    scale: float = 1.0
+
+    @classmethod
+    def measure(cls, model: CharLM, rows: int) -> "StepCost":
+        """Time steps of 1 and of `rows` rows, and a slice, each the fastest of four after a warm-up."""
+        ids = torch.ones(max(rows, PROMPT_SLICE), dtype=torch.long, device=next(model.parameters()).device)
+
+        def fastest(call: Callable[[], object]) -> float:
+            seconds = []
+            for _ in range(5):
+                started = time.perf_counter()
+                call()
+                seconds.append(time.perf_counter() - started)
+            return min(seconds[1:])  # the first warms up
+
+        with torch.inference_mode():
+            one, full = (
+                fastest(lambda b=b: model.step(ids[:b], model.initial_hidden(b))) for b in (1, max(rows, 2))
+            )
+            piece = fastest(lambda: model(ids[:PROMPT_SLICE].view(1, -1)))
+        per_row = max(full - one, 0.0) / (max(rows, 2) - 1)
+        return cls(fixed=max(one - per_row, 1e-6), per_row=per_row, per_char=piece / PROMPT_SLICE)
+
+    def measured_s(self, rows: int, sliced: int = 0) -> float:
+        return self.fixed + self.per_row * rows + self.per_char * sliced
+
+    def observe(self, rows: int, sliced: int, seconds: float) -> None:
+        if rows:  # a moving average of how much faster or slower steps run than measured
+            self.scale = 0.9 * self.scale + 0.1 * seconds / self.measured_s(rows, sliced)
+
+    def work_s(self, chars: int, sliced: int, rows: int) -> float:
+        """Seconds a full batch of `rows` takes for `chars` characters and `sliced` prompt characters."""
+        return self.scale * (chars / rows * self.measured_s(rows) + sliced * self.per_char)
 
 
 class Batcher:
@@ -86,12 +143,12 @@ class Batcher:
         caller drives it, one `cycle` at a time (so tests count steps, not seconds)."""
         self.model, self.vocab, self.limits = model, vocab, limits
         self.decoder = Decoder(model, vocab)  # used by the batching thread only
+        self.cost = StepCost.measure(model, limits.max_batch_rows)
         self.jobs: list[Job] = []  # the submissions the batching thread holds, in arrival order
         self.incoming: queue.SimpleQueue[Job] = queue.SimpleQueue()
         self.threaded, self.thread = threaded, None
         self.lock = threading.Lock()  # guards the counts below and starting the thread
-        self.waiting_rows = self.waiting_chars = self.arrivals = 0
-        self.chars_per_sec = 0.0  # measured generation speed of the whole batch (0: none yet)
+        self.waiting_rows = self.waiting_chars = self.waiting_sliced = self.arrivals = 0
         self.steps = 0  # model steps taken: rows that share a step are generated together
 
     def submit(self, requests: list[Request], timeout_s: float) -> list[str]:
@@ -100,14 +157,16 @@ class Batcher:
         Raises Overloaded at once when the worker cannot take them, and TimeoutError after the
         submission's deadline, when its rows have already left the batch.
         """
-        chars = sum(r.options.length for r in requests)
+        chars, sliced = work(requests)
+        # The work ahead of it runs a full batch; its own rows run at most its share at once.
+        rows, share = self.limits.max_batch_rows, min(len(requests), self.limits.max_request_batch_rows)
         with self.lock:
             if self.threaded and self.thread is None:  # started on first use, in the process that serves
                 self.thread = threading.Thread(target=self._run, name="charlm-batching", daemon=True)
                 self.thread.start()
-            rate = self.chars_per_sec
-            backlog_s = (self.waiting_chars + chars) / rate if rate else 0.0
-            retry = max(1, math.ceil(self.waiting_chars / rate)) if rate else 1
+            waiting_s = self.cost.work_s(self.waiting_chars, self.waiting_sliced, rows)
+            backlog_s = waiting_s + self.cost.work_s(chars, sliced, share)
+            retry = max(1, math.ceil(waiting_s))
             if self.waiting_rows + len(requests) > self.limits.max_waiting_rows:
                 raise Overloaded(
                     f"the worker is busy: {self.waiting_rows} rows wait to join its batch"
@@ -116,12 +175,13 @@ class Batcher:
                 )
             if backlog_s > timeout_s:
                 raise Overloaded(
-                    f"the worker is busy: the work waiting for it would take {backlog_s:.0f} s, beyond"
-                    f" the request timeout of {timeout_s:g} s; retry after {retry} s",
+                    f"the worker is busy: the request, after the work waiting for it, would take"
+                    f" {backlog_s:.0f} s, beyond the request timeout of {timeout_s:g} s; retry after {retry} s",
                     retry,
                 )
             self.waiting_rows += len(requests)
             self.waiting_chars += chars
+            self.waiting_sliced += sliced
             self.arrivals += 1
             job = Job(list(requests), self.arrivals)
         self.incoming.put(job)
@@ -151,8 +211,10 @@ class Batcher:
             self.jobs = [job for job in self.jobs if not job.abandoned]
             self._fill(self.jobs)
             rows, started = len(self.decoder.rows), time.perf_counter()
+            sliced = PROMPT_SLICE if any(row.slicing for row in self.decoder.rows) else 0
             self.decoder.step()
-            self._measure(rows, time.perf_counter() - started)
+            self.steps += 1
+            self.cost.observe(rows, sliced, time.perf_counter() - started)
             for job in [job for job in self.jobs if job.done or job.finished.is_set()]:
                 self.jobs.remove(job)
                 job.complete(job.error)
@@ -172,7 +234,7 @@ class Batcher:
                 return
             job = min(ready, key=lambda j: (counts[j], j.arrival))
             index = job.waiting.popleft()
-            self._release(1, job.requests[index].options.length)
+            self._release([job.requests[index]])
             try:
                 job.rows[index] = self.decoder.add(job.requests[index])
             except Exception as err:  # a submission that cannot join fails alone
@@ -185,16 +247,13 @@ class Batcher:
     def _leave(self, job: Job) -> None:
         """Take a submission's rows out of the batch and its waiting rows out of the queue."""
         self.decoder.remove({row for row in job.rows if row is not None})
-        self._release(len(job.waiting), sum(job.requests[i].options.length for i in job.waiting))
+        self._release([job.requests[i] for i in job.waiting])
         job.waiting.clear()
 
-    def _release(self, rows: int, chars: int) -> None:
+    def _release(self, requests: list[Request]) -> None:
+        """The requests leave the queue (joined the batch, or abandoned)."""
+        chars, sliced = work(requests)
         with self.lock:
-            self.waiting_rows -= rows
+            self.waiting_rows -= len(requests)
             self.waiting_chars -= chars
-
-    def _measure(self, rows: int, seconds: float) -> None:
-        self.steps += 1
-        if rows and seconds > 0:  # a moving average: the speed drifts with the batch and the machine
-            rate = rows / seconds
-            self.chars_per_sec = rate if not self.chars_per_sec else 0.9 * self.chars_per_sec + 0.1 * rate
+            self.waiting_sliced -= sliced

@@ -43,15 +43,23 @@ class ServedSettings(Record):
         """Each row's options over the logged defaults; bad values and requests over a limit raise,
         naming the limit."""
         limits = self.limits
+        if not rows:
+            raise CharlmError("inputs: a request asks for at least one text, got none")
         if len(rows) > limits.max_request_rows:
             raise CharlmError(
                 f"max_request_rows: a request asks for at most {limits.max_request_rows} texts, got {len(rows)}"
             )
+        if (longest := max(len(row.prompt) for row in rows)) > limits.max_prompt_chars:
+            raise CharlmError(
+                f"max_prompt_chars: a prompt has at most {limits.max_prompt_chars} characters, got {longest}"
+            )
         given = [row.model_dump(exclude={"prompt"}, exclude_none=True) for row in rows]
         options = [SamplingOptions.parse(self.sampling.model_dump() | values) for values in given]
-        if (chars := sum(o.length for o in options)) > limits.max_request_chars:
+        if (
+            chars := sum(o.length + len(row.prompt) for o, row in zip(options, rows, strict=True))
+        ) > limits.max_request_chars:
             raise CharlmError(
                 f"max_request_chars: a request asks for at most {limits.max_request_chars} characters"
-                f" in all, got {chars}"
+                f" in all, prompts and generated, got {chars}"
             )
         return options

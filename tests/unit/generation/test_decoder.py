@@ -6,9 +6,9 @@ from collections import Counter
 import pytest
 import torch
 
-from charlm.data.vocab import UNK_ID
+from charlm.data.vocab import UNK_ID, Vocabulary
 from charlm.errors import ParamsError
-from charlm.generation.decoder import STEPPED_PROMPT_CHARS, Decoder, SamplingError, generate, request
+from charlm.generation.decoder import PROMPT_SLICE, Decoder, SamplingError, generate, request
 from charlm.generation.sampling import sample_next
 from charlm.model.network import CharLM
 from charlm.params.generate import SamplingOptions
@@ -101,12 +101,12 @@ def test_a_seeded_row_gives_the_same_text_alone_or_batched(model: CharLM) -> Non
     assert "".join(row.chars) == alone and len(decoder.rows) == 2
 
 
-LONG_PROMPT = "abc\nd" * 10  # its head is fed in one pass of the module, the rest by steps
+LONG_PROMPT = "abc\nd" * 10  # its head is fed in slices through the module, the rest by steps
 
 
 @pytest.mark.parametrize("prompt", ["ab", LONG_PROMPT], ids=["stepped", "long"])
 def test_carried_state_matches_refeeding_the_whole_prefix(model: CharLM, prompt: str) -> None:
-    assert len(LONG_PROMPT) > STEPPED_PROMPT_CHARS
+    assert len(LONG_PROMPT) > 2 * PROMPT_SLICE
     text = "".join(generate(model, VOCAB, prompt, config(SamplingOptions, length=30, top_k=1, seed=0)))
     prefix = prompt
     with torch.no_grad():
@@ -117,21 +117,63 @@ def test_carried_state_matches_refeeding_the_whole_prefix(model: CharLM, prompt:
             prefix += expected
 
 
+def test_long_prompts_go_in_slices_one_per_step_and_change_no_other_row(
+    model: CharLM, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    slices: list[list[int]] = []  # per step, the length of each pass of the module
+    forward = model.forward
+
+    def counted(idx: torch.Tensor, hidden: object = None) -> object:
+        slices[-1].append(idx.size(1))
+        return forward(idx, hidden)
+
+    monkeypatch.setattr(model, "forward", counted)
+    short = config(SamplingOptions, length=60, seed=3)
+    long = [(("abcdefgh \n" * 30)[: 300 - n], config(SamplingOptions, length=20, seed=n)) for n in range(2)]
+    decoder = Decoder(model, VOCAB)
+    row = decoder.add(request(VOCAB, "ab", short))
+    longs = [decoder.add(request(VOCAB, prompt, options)) for prompt, options in long]
+    while decoder.rows:
+        slices.append([])
+        decoder.step()
+    assert max(len(s) for s in slices) == 1 and max(max(s, default=0) for s in slices) == PROMPT_SLICE
+    assert "".join(row.chars) == "".join(generate(model, VOCAB, "ab", short))  # untouched beside them
+    for got, (prompt, options) in zip(longs, long, strict=True):
+        assert "".join(got.chars) == "".join(generate(model, VOCAB, prompt, options))
+
+
 def test_prompt_errors(model: CharLM) -> None:
     with pytest.raises(SamplingError, match=r"not in the model's vocabulary: \['z', 'Q'\]"):
         list(generate(model, VOCAB, "azQ", config(SamplingOptions, length=5)))
     assert len("".join(generate(model, VOCAB, "azQ", config(SamplingOptions, length=5, unknown="unk")))) == 5
     with pytest.raises(SamplingError, match="prompt is empty"):
         list(generate(model, VOCAB, "", config(SamplingOptions, length=5)))
-    with pytest.raises(SamplingError, match=r"top_k: must be in 1\.\.11"):
-        list(generate(model, VOCAB, "a", config(SamplingOptions, length=5, top_k=12)))
+    with pytest.raises(SamplingError, match=r"top_k: must be in 1\.\.12"):
+        list(generate(model, VOCAB, "a", config(SamplingOptions, length=5, top_k=13)))
+    unk = config(SamplingOptions, length=5, unknown="unk")  # not even <unk> takes a lone surrogate
+    with pytest.raises(SamplingError, match=r"prompt: not valid Unicode: '\\ud800' at character 1"):
+        list(generate(model, VOCAB, "a\ud800", unk))
+
+
+def test_prompts_are_put_in_the_corpus_normal_form() -> None:
+    composed = Vocabulary.build("Rom\u00e9o\n", unicode_form="NFC")
+    decomposed = "Rome\u0301o"  # the same word as NFD: e, then a combining acute accent
+    req = request(composed, decomposed, config(SamplingOptions, length=5))
+    assert composed.decode(req.prompt[0].numpy()) == "Rom\u00e9o"
+    with pytest.raises(SamplingError, match="not in the model's vocabulary"):
+        request(Vocabulary.build("Rom\u00e9o\n"), decomposed, config(SamplingOptions, length=5))  # no form
 
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"temperature": 0}, "temperature: must be > 0"),
-        ({"temperature": -1}, "temperature: must be > 0"),
+        ({"temperature": 0}, "temperature: must be >= 0.001, got 0"),
+        ({"temperature": -1}, "temperature: must be >= 0.001"),
+        ({"temperature": 1e-300}, "temperature: must be >= 0.001, got 1e-300"),  # float32 0: NaN logits
+        ({"temperature": float("inf")}, "temperature: must be a finite number, got inf"),
+        ({"temperature": float("nan")}, "temperature: must be a finite number, got nan"),
+        ({"seed": 2**64}, "seed: must be < 9223372036854775808, got 18446744073709551616"),
+        ({"seed": -(2**70)}, "seed: must be >= 0, got -1180591620717411303424"),
         ({"length": 0}, "length: must be > 0"),
         ({"top_k": 0}, "top_k: must be >= 1"),
         ({"top_p": 0}, "top_p: must be > 0, got 0"),
@@ -139,5 +181,6 @@ def test_prompt_errors(model: CharLM) -> None:
     ],
 )
 def test_out_of_range_options(kwargs: dict[str, float], message: str) -> None:
+    """Every value a request or a param can hold has a range: the edges are refused by name."""
     with pytest.raises(ParamsError, match=message):
         SamplingOptions.parse(config(SamplingOptions).model_dump() | kwargs)

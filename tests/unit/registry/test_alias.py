@@ -1,5 +1,6 @@
 """alias: converging on the best version corrects another machine's stale write, compares only
-versions validated on the same data, and says so when the alias never settles."""
+versions validated on the same data, leaves a promotion alone unless it replaces that data, and says
+so when the alias never settles."""
 
 from pathlib import Path
 from typing import Any
@@ -9,7 +10,7 @@ import pytest
 from charlm.errors import CharlmError
 from charlm.params.register import RegisterConfig
 from charlm.registry import alias
-from tests.helpers import SHA_A, SHA_B, config, register_candidate, saved_candidate
+from tests.helpers import SHA_A, SHA_B, SHA_C, config, register_candidate, saved_candidate
 
 pytestmark = pytest.mark.slow  # a real MLflow store
 
@@ -38,3 +39,24 @@ def test_an_alias_that_never_settles_fails_naming_it(
     monkeypatch.setattr(mlflow_client, "set_registered_model_alias", lambda *args: None)
     with pytest.raises(CharlmError, match=r"charlm@champion alias did not settle after 20 rounds"):
         alias.settle(mlflow_client, cfg, SHA_A)
+
+
+def test_a_stale_keep_does_not_undo_a_promotion_and_a_promotion_outlasts_one(
+    tmp_path: Path, mlflow_client: Any
+) -> None:
+    old = register_candidate(mlflow_client, saved_candidate(tmp_path, 1, val_bpc=2.0, val_sha256=SHA_A))
+    new = register_candidate(
+        mlflow_client, saved_candidate(tmp_path, 2, val_bpc=2.5, val_sha256=SHA_B), on_new_val_data="promote"
+    )
+    cfg = config(RegisterConfig)
+    assert alias.number(alias.champion(mlflow_client, cfg)) == new.version  # new data replaced old
+    # A keep process that read the champion before the promotion converges on the old data: it
+    # leaves the alias where the promotion put it.
+    assert alias.number(alias.settle(mlflow_client, cfg, SHA_A)) == new.version
+    # Had its stale write landed, the promoting process's next read would put it back.
+    mlflow_client.set_registered_model_alias(cfg.model_name, cfg.alias, str(old.version))
+    assert alias.number(alias.settle(mlflow_client, cfg, SHA_B, replaces=SHA_A)) == new.version
+    # A promotion onto a third data set is another process's decision, and stays.
+    third = register_candidate(mlflow_client, saved_candidate(tmp_path, 3, val_bpc=3.0, val_sha256=SHA_C))
+    mlflow_client.set_registered_model_alias(cfg.model_name, cfg.alias, str(third.version))
+    assert alias.number(alias.settle(mlflow_client, cfg, SHA_B, replaces=SHA_A)) == third.version

@@ -56,7 +56,7 @@ def test_every_version_carries_a_model_card_and_a_linked_logged_model(
     for expected in (
         "# charlm v1: m1",
         "GRU, 1 layer(s) x 8 hidden, embedding input (8 wide)",
-        "a vocabulary of 11 characters",
+        "a vocabulary of 12 characters",
         "`corpus/*.txt`",
         f"| train | `{SHA_C}` |",
         f"| val | `{SHA_A}` |",
@@ -67,7 +67,8 @@ def test_every_version_carries_a_model_card_and_a_linked_logged_model(
         "**Champion** (`@champion`): no champion yet",
         "Prompt `ab`, seed 5, temperature 0.6, top-k 4, top-p 0.95:",
         f"~~~text\nab{SAMPLE_TEXT}\n~~~",  # the generate stage's sample, quoted
-        "A request asks for up to 4 texts and 100 characters in all",
+        "A request asks for up to 4 texts, prompts of up to 50 characters and 100 characters in all",
+        "Prompts are put in NFC, the corpus's Unicode form",
         'mlflow.pyfunc.load_model("models:/charlm/1")',
         'model.predict([{"prompt": "ab", "length": 200, "seed": 0}])',
         "charlm generate --model models:/charlm/1",
@@ -83,3 +84,24 @@ def test_every_version_carries_a_model_card_and_a_linked_logged_model(
     )
     metrics = sorted((m.key, m.value) for lm in logged if lm.name == "model" for m in lm.metrics or [])
     assert ("test_bpc", 2.25) in metrics and ("val_bpc", 2.0) in metrics and ("val_bpc", 2.5) in metrics
+
+
+def test_the_same_weights_on_new_validation_data_are_a_version_of_their_own(
+    tmp_path: Path, mlflow_client: Any
+) -> None:
+    first = register_candidate(mlflow_client, saved_candidate(tmp_path, 1, val_bpc=2.0, test_bpc=2.2))
+    # The same weights, scored again after the held-out splits changed.
+    rescored = saved_candidate(tmp_path, 1, val_bpc=2.3, val_sha256=SHA_B, test_bpc=2.1)
+    kept = register_candidate(mlflow_client, rescored)
+    assert kept.new_version and kept.version == 2 and kept.champion == first.version
+    assert "validated on other data" in kept.verdict
+    version = mlflow_client.get_model_version("charlm", str(kept.version))
+    assert version.tags["charlm.val_bpc"] == "2.300000" and version.tags["charlm.val_sha256"] == SHA_B
+    assert "| this model | 2.3000 | 2.1000 |" in version.description  # the card says what the tags say
+    assert mlflow_client.get_model_version("charlm", "1").tags["charlm.val_bpc"] == "2.000000"  # unchanged
+
+    promoted = register_candidate(mlflow_client, rescored, on_new_val_data="promote")
+    assert not promoted.new_version and promoted.version == 2 and promoted.promoted
+    assert champion(mlflow_client) == 2
+    again = register_candidate(mlflow_client, rescored, on_new_val_data="promote")
+    assert again.verdict == "the candidate already is the champion" and not again.promoted

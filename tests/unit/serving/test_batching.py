@@ -65,9 +65,10 @@ def submitted(
     """Submit from another thread (a caller blocks until its texts are done) and wait until the
     submission is queued."""
     rows = batcher.waiting_rows + len(requests)
-    caller = in_thread(lambda: batcher.submit(requests, timeout_s=timeout_s))
-    wait_until(lambda: batcher.waiting_rows == rows)
-    return caller
+    thread, out = in_thread(lambda: batcher.submit(requests, timeout_s=timeout_s))
+    wait_until(lambda: batcher.waiting_rows == rows or bool(out))
+    assert not out, f"the submission was not queued: {out}"
+    return thread, out
 
 
 def drain(batcher: Batcher, limit: int = 100_000) -> list[int]:
@@ -134,9 +135,13 @@ def test_a_small_request_does_not_wait_for_a_large_ones_rows(model: CharLM) -> N
 
 def test_a_full_worker_refuses_at_once_and_a_timed_out_caller_leaves(model: CharLM) -> None:
     batcher = Batcher(
-        model, VOCAB, limits(max_batch_rows=2, max_request_batch_rows=2, max_waiting_rows=4), threaded=False
+        model,
+        VOCAB,
+        limits(max_batch_rows=2, max_request_batch_rows=2, max_waiting_rows=4, max_request_rows=4),
+        threaded=False,
     )
-    endless = [request(VOCAB, "a", config(SamplingOptions, length=10**6, seed=n)) for n in range(2)]
+    # Rows that could finish in their second (the batch is not stepped again until they give up).
+    endless = [request(VOCAB, "a", config(SamplingOptions, length=1000, seed=n)) for n in range(2)]
     running, running_out = submitted(batcher, endless, timeout_s=1)
     batcher.cycle()
     assert len(batcher.decoder.rows) == 2 and batcher.waiting_rows == 0
@@ -171,6 +176,22 @@ def test_work_that_could_not_finish_within_the_timeout_is_refused_at_once(model:
     assert batcher.waiting_rows == 0
 
 
+def test_admission_counts_on_the_batch_whatever_the_traffic_before(model: CharLM) -> None:
+    batcher = Batcher(model, VOCAB, limits(), threaded=False)
+    caller, _ = submitted(batcher, [request(VOCAB, "a", options(1))])
+    drain(batcher)  # traffic of one row at a time
+    caller.join(timeout=30)
+    big = [request(VOCAB, "ab", config(SamplingOptions, length=1000, seed=n)) for n in range(32)]
+    cost, share = batcher.cost, 8  # the request runs 8 rows at once, its share of the batch
+    at_its_share = cost.work_s(32 * 1002, 0, share)
+    at_one_row = cost.scale * 32 * 1002 * cost.measured_s(1)  # the speed the last steps ran at
+    timeout_s = (at_its_share + at_one_row) / 2
+    assert at_its_share < timeout_s < at_one_row
+    caller, out = submitted(batcher, big, timeout_s=timeout_s)  # admitted: it fits, batched
+    caller.join(timeout=60)  # not run here: its caller gives up at its deadline
+    assert isinstance(out[0], TimeoutError)
+
+
 def test_a_deadline_follows_the_requests_own_size() -> None:
     serve = limits(max_request_batch_rows=2, min_row_chars_per_sec=100)
     one = [request(VOCAB, "ab", config(SamplingOptions, length=1000))]
@@ -178,6 +199,8 @@ def test_a_deadline_follows_the_requests_own_size() -> None:
     four = one * 4  # two waves of its share
     assert deadline_s(four, serve, timeout_s=60) == pytest.approx(5 + 2 * 1002 / 100)
     assert deadline_s(four * 10, serve, timeout_s=60) == 60  # never beyond the server's timeout
+    long = [request(VOCAB, "ab" * 2000, config(SamplingOptions, length=1000))]
+    assert deadline_s(long, serve, timeout_s=60) == pytest.approx(5 + 5000 / 100)  # the whole prompt counts
 
 
 def test_a_request_that_cannot_join_fails_alone(model: CharLM) -> None:

@@ -10,7 +10,7 @@ from charlm.params.serve import ServeConfig
 from charlm.serving.interface import GenerationRequest, ServedSettings
 from tests.helpers import config
 
-LIMITS = config(ServeConfig, max_request_rows=3, max_request_chars=100)
+LIMITS = config(ServeConfig, max_request_rows=3, max_prompt_chars=50, max_request_chars=110)
 SETTINGS = ServedSettings(sampling=config(SamplingOptions, length=20, top_k=4), limits=LIMITS)
 
 
@@ -40,17 +40,46 @@ def test_bad_requests_are_refused_by_name(fields: dict, message: str) -> None:
 def test_options_take_the_logged_defaults_and_keep_to_the_limits() -> None:
     (options,) = SETTINGS.options(rows({"seed": 3}))
     assert (options.length, options.top_k, options.seed) == (20, 4, 3)
-    with pytest.raises(ParamsError, match="temperature: must be > 0, got 0"):
+    with pytest.raises(ParamsError, match=r"temperature: must be >= 0\.001, got 0"):
         SETTINGS.options(rows({"temperature": 0}))
+    with pytest.raises(ParamsError, match="seed: must be < 9223372036854775808"):
+        SETTINGS.options(rows({"seed": 2**64}))
     with pytest.raises(ParamsError, match="unknown: must be one of 'error', 'unk', got 'x'"):
         SETTINGS.options(rows({"unknown": "x"}))
-    assert len(SETTINGS.options(rows({"length": 50}, {"length": 50}))) == 2  # 100 characters in all
-    with pytest.raises(CharlmError, match=r"^max_request_chars: .* at most 100 characters in all, got 101$"):
-        SETTINGS.options(rows({"length": 50}, {"length": 51}))
+    # Prompts count: two one-character prompts and 108 characters are 110 in all.
+    assert len(SETTINGS.options(rows({"length": 54}, {"length": 54}))) == 2
+    with pytest.raises(
+        CharlmError,
+        match=r"^max_request_chars: .* at most 110 characters in all, prompts and generated, got 111$",
+    ):
+        SETTINGS.options(rows({"length": 54}, {"length": 55}))
     with pytest.raises(CharlmError, match=r"^max_request_rows: .* at most 3 texts, got 4$"):
         SETTINGS.options(rows({}, {}, {}, {}))
+    long = [GenerationRequest.model_validate({"prompt": "a" * 51, "length": 5})]
+    with pytest.raises(CharlmError, match=r"^max_prompt_chars: a prompt has at most 50 characters, got 51$"):
+        SETTINGS.options(long)
+    with pytest.raises(CharlmError, match=r"^inputs: a request asks for at least one text, got none$"):
+        SETTINGS.options([])
 
 
-def test_a_request_share_larger_than_the_batch_is_refused() -> None:
-    with pytest.raises(ParamsError, match="max_request_batch_rows: must be at most max_batch_rows"):
-        config(ServeConfig, max_batch_rows=4, max_request_batch_rows=8)
+@pytest.mark.parametrize(
+    ("limits", "message"),
+    [
+        (
+            {"max_batch_rows": 4, "max_request_batch_rows": 8},
+            "max_request_batch_rows: must be at most max_batch_rows (4), got 8",
+        ),
+        (
+            {"max_waiting_rows": 16, "max_request_rows": 32},
+            "max_request_rows: must be at most max_waiting_rows (16), got 32",
+        ),
+        (
+            {"max_request_chars": 100, "max_prompt_chars": 200},
+            "max_prompt_chars: must be at most max_request_chars (100), got 200",
+        ),
+    ],
+)
+def test_limits_that_cannot_hold_together_are_refused(limits: dict[str, int], message: str) -> None:
+    # Under each pair, a request within the first limit would be refused forever by the second.
+    with pytest.raises(ParamsError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        config(ServeConfig, **limits)
