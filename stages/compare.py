@@ -37,7 +37,10 @@ def main() -> None:
     plot_comparison(args.out_val, table, data, args.chart)
 
     tracking = StageTracking(connect(), params.tracking.experiment, tag.stage_tags("compare"))
-    with tracking.new_run("comparison", **{tag.KIND: "comparison"}) as run_id:
+    about = (
+        f"The models of this pipeline side by side: {', '.join(params.models)}; the table and chart below."
+    )
+    with tracking.new_run("comparison", **{tag.KIND: "comparison", tag.DESCRIPTION: about}) as run_id:
         for path in (args.table, args.table.with_suffix(".md"), args.chart, args.out_val):
             tracking.client.log_artifact(run_id, str(path), artifact_path="comparison")
     print(markdown)

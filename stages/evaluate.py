@@ -15,7 +15,7 @@ from charlm.params.models import Models
 from charlm.params.tracking import TrackingConfig
 from charlm.stage import stage_args
 from charlm.tracking import tags as tag
-from charlm.tracking.runs import StageTracking, log_metrics
+from charlm.tracking.runs import DatasetRef, StageTracking, log_metrics
 from charlm.tracking.store import connect
 
 
@@ -54,6 +54,11 @@ def main() -> None:
         log_metrics(tracking.client, run_id, report.model_dump())
         for split, figures in splits.items():  # what the figures are comparable on
             tracking.client.set_tag(run_id, tag.split_sha256(split), figures.sha256)
+        held_out = [DatasetRef(s, data.sha256(s), data.source(encoded.path(s))) for s in HELD_OUT]
+        tracking.log_datasets(run_id, held_out)
+        if new:
+            about = f"The evaluation of `{args.model_dir.as_posix()}` on {data.corpus}: its training run is not here."
+            tracking.client.set_tag(run_id, tag.DESCRIPTION, about)
     report.write(args.metrics)
     print(
         f"evaluate: {args.model}: val {report.val.bpc:.4f} bpc, test {report.test.bpc:.4f} bpc;"

@@ -5,7 +5,6 @@ from charlm.errors import run_cli
 from charlm.evaluation.report import EvalReport
 from charlm.generation.samples import Samples
 from charlm.params.base import load_params
-from charlm.params.fetch import FetchConfig
 from charlm.params.generate import GenerateConfig
 from charlm.params.models import Models
 from charlm.params.register import WithRegister
@@ -22,7 +21,6 @@ from charlm.tracking.store import connect
 
 
 class Params(Models, WithRegister):
-    fetch: FetchConfig
     generate: GenerateConfig
     serve: ServeConfig
     tracking: TrackingConfig
@@ -40,7 +38,7 @@ def main() -> None:
     served = ServedSettings(
         sampling=params.generate.options().model_copy(update={"seed": None}), limits=params.serve
     )
-    facts = CardFacts(params.fetch.describe(), DataReport.read(args.data_report), samples.samples[0], served)
+    facts = CardFacts(DataReport.read(args.data_report), samples.samples[0], served)
     tracking = StageTracking(connect(), params.tracking.experiment, tag.stage_tags("register", best.name))
     decision = register(tracking, best, cfg, facts)
     decision.write(args.out)

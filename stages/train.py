@@ -13,7 +13,7 @@ from charlm.params.models import Models
 from charlm.params.tracking import TrackingConfig
 from charlm.stage import stage_args
 from charlm.tracking import tags as tag
-from charlm.tracking.runs import StageTracking
+from charlm.tracking.runs import DatasetRef, StageTracking
 from charlm.tracking.store import connect
 from charlm.training import distributed
 from charlm.training.job import TrainJob, train_model
@@ -43,18 +43,20 @@ def main() -> None:
         {split: report.sha256(split) for split in ("train", "val")},
     )
     outputs = TrainOutputs(args.out, args.checkpoints, args.metrics, args.train_curve, args.val_curve)
+    datasets = [DatasetRef(s, report.sha256(s), report.source(encoded.path(s))) for s in ("train", "val")]
     with distributed.world(params.distributed.backend) as world:
         tracking = None
         if world.is_main:
             tracking = StageTracking(
                 connect(), params.tracking.experiment, tag.stage_tags("train", spec.name)
             )
-        summary = train_model(TrainJob(spec, params.seed, data, outputs), tracking, world)
+        job = TrainJob(spec, params.seed, data, outputs, datasets, report.corpus)
+        summary = train_model(job, tracking, world)
     if world.is_main:
-        print(
-            f"train: {spec.name}: "
-            + ", ".join(f"{k}={v:.4g}" for k, v in summary.model_dump(exclude={"model"}).items())
+        shown = (
+            f"{k}={v}" if isinstance(v, str) else f"{k}={v:.4g}" for k, v in summary.model_dump().items()
         )
+        print(f"train: {', '.join(shown)}")
 
 
 if __name__ == "__main__":

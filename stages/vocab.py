@@ -9,6 +9,7 @@ from charlm.data.vocab import Vocabulary, char_counts
 from charlm.errors import run_cli
 from charlm.evaluation.baselines import BASELINES
 from charlm.params.base import load_params
+from charlm.params.fetch import FetchConfig
 from charlm.params.prepare import PrepareConfig
 from charlm.params.vocab import VocabConfig
 from charlm.progress import bytes_bar
@@ -17,6 +18,7 @@ from charlm.stage import stage_args
 
 
 class Params(Record):
+    fetch: FetchConfig  # the corpus's name, for the report
     prepare: PrepareConfig  # its unicode_form: the vocabulary records it, for prompts to be put in
     vocab: VocabConfig
 
@@ -42,7 +44,9 @@ def main() -> None:
         name: {split: bpc(ids["train"], ids[split], len(vocab)) for split in HELD_OUT}
         for name, bpc in BASELINES.items()
     }
-    report = DataReport(vocab_size=len(vocab), splits=splits, baselines=baselines)
+    report = DataReport(
+        corpus=params.fetch.describe(), vocab_size=len(vocab), splits=splits, baselines=baselines
+    )
     report.write(args.report)
     print(f"vocab: {len(vocab)} symbols (hash {vocab.hash[:12]}), {report.model_dump()}")
 

@@ -13,6 +13,7 @@ from tests.helpers import (
     REPO,
     config,
     copy_workspace,
+    git_commit,
     make_workspace,
     run,
     tiny_overrides,
@@ -59,7 +60,9 @@ def tiny_pipeline(tmp_path_factory: pytest.TempPathFactory, tiny_corpus: Path) -
     """A workspace where the whole tiny pipeline (rnn and lstm) has run once, shared by the tests
     that only read its results or copy it elsewhere."""
     ws = make_workspace(tmp_path_factory.mktemp("pipeline") / "ws", tiny_overrides(tiny_corpus))
-    run(["dvc", "repro"], ws)
+    git_commit(ws, "the tiny pipeline")  # so that its runs name a commit
+    # Its training takes a second: system metrics sampled as often as that allows.
+    run(["dvc", "repro"], ws, env={"MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL": "0.1"})
     return ws
 
 

@@ -387,13 +387,17 @@ def eval_report(
 def data_report() -> Any:
     """A data report whose training split is SHA_C, with baselines on the held-out splits."""
     from charlm.data.report import DataReport
+    from charlm.params.fetch import FetchConfig
 
     splits = {
         split: {"chars": 1000, "sha256": sha, "oov_rate": 0.0}
         for split, sha in [("train", SHA_C), ("val", SHA_A), ("test", SHA_B)]
     }
     baselines = {"unigram": {"val": 3.5, "test": 3.6}, "bigram": {"val": 3.1, "test": 3.2}}
-    return DataReport.parse({"vocab_size": len(SMALL_TEXT) + 1, "splits": splits, "baselines": baselines})
+    corpus = config(FetchConfig, source="local", path="corpus/*.txt", sha256=None).describe()
+    return DataReport.parse(
+        {"corpus": corpus, "vocab_size": len(SMALL_TEXT) + 1, "splits": splits, "baselines": baselines}
+    )
 
 
 def saved_candidate(
@@ -433,7 +437,6 @@ def register_candidate(
     """Register `candidate` in `client`'s registry as the register stage does, with a sample, sampling
     defaults and serving limits (`SMALL_LIMITS`, then `limits`) that are not the repository's."""
     from charlm.generation.samples import Sample
-    from charlm.params.fetch import FetchConfig
     from charlm.params.generate import SamplingOptions
     from charlm.params.register import RegisterConfig
     from charlm.params.serve import ServeConfig
@@ -447,7 +450,6 @@ def register_candidate(
         limits=config(ServeConfig, **SMALL_LIMITS | limits),
     )
     cfg = config(RegisterConfig, on_new_val_data=on_new_val_data, model_name=model_name)
-    corpus = config(FetchConfig, source="local", path="corpus/*.txt", sha256=None).describe()
     sample = Sample(prompt="ab", seed=5, temperature=0.6, text=SAMPLE_TEXT)
-    facts = CardFacts(corpus, data_report(), sample, served)
+    facts = CardFacts(data_report(), sample, served)
     return register(StageTracking(client, experiment, {}), candidate, cfg, facts)

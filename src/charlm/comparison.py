@@ -90,8 +90,8 @@ def plot_comparison(val_curves: Path, table: pd.DataFrame, data: DataReport, out
     curves = pd.read_csv(val_curves)
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
     for name, group in curves.groupby("model"):
-        left.plot(group["step"], group["val_bpc"], marker="o", label=name)
-    left.set(title="Validation bits per character", xlabel="step", ylabel="bpc")
+        left.plot(group["step"], group["train_val_bpc"], marker="o", label=name)  # a ValPoint field
+    left.set(title="Validation bits per character during training", xlabel="step", ylabel="bpc")
     left.legend()
     right.bar(table["model"], table["test_bpc"], color="tab:blue")
     for name, style in zip(BASELINES, (":", "--"), strict=True):

@@ -1,6 +1,8 @@
 """Reviewing in the MLflow UI, in a real browser: the address `make ui` prints opens on the
-experiment's runs and their chart of `val_bpc`, and the champion's version page explains the model
-with its rendered model card.
+experiment's runs, with their datasets and source, and their chart of `val_bpc`; a training run's
+page shows its description, source and commit, its datasets by digest, the machine its figures
+came from, and its system metrics; the champion's version page explains the model with its
+rendered model card.
 
 Drives Debian's Chromium headless through Playwright; nothing is downloaded at run time. Without
 the browser the test is skipped, naming the package to install.
@@ -19,9 +21,11 @@ from typing import Any
 
 import pytest
 
+from charlm.data.report import DataReport
 from charlm.evaluation.report import EvalReport
 from charlm.registry.decision import Decision
-from tests.helpers import free_port, project_env
+from charlm.training.outputs import TrainSummary
+from tests.helpers import free_port, project_env, workspace_store
 
 pytestmark = pytest.mark.slow
 
@@ -90,10 +94,15 @@ def test_a_reviewer_lands_on_the_runs_and_the_registry_page_explains_the_model(
 
     page = browser.new_page(viewport={"width": 1600, "height": 1000})
     page.set_default_timeout(LOAD_MS)
+    expect.set_options(timeout=LOAD_MS)  # a page of a busy machine's UI may take seconds
     try:
         page.goto(ui_address)
         for run in ("lstm", "rnn", "comparison"):  # the runs table, not the GenAI overview
             expect(page.get_by_role("link", name=run, exact=True).first).to_be_visible()
+        data = DataReport.read(tiny_pipeline / "metrics/data.json")
+        train = f"train ({data.sha256('train')[:36]})"  # a dataset: the split and its digest
+        expect(page.get_by_text(train).first).to_be_visible()  # the Dataset column
+        expect(page.get_by_text("train.py").first).to_be_visible()  # the Source column
         page.screenshot(path=tmp_path / "runs.png", full_page=True)
 
         page.locator('label:has(input[name="runs-view-mode"][value="CHART"])').click()  # "Chart view"
@@ -104,6 +113,27 @@ def test_a_reviewer_lands_on_the_runs_and_the_registry_page_explains_the_model(
         champion = Decision.read(tiny_pipeline / "metrics/register.json")
         report = EvalReport.read(tiny_pipeline / f"metrics/eval/{champion.candidate}.json")
         origin = ui_address.split("/#/")[0]
+        experiment = ui_address.split("/experiments/")[1].split("?")[0]
+        run_page = f"{origin}/#/experiments/{experiment}/runs/{report.mlflow_run_id}"
+        page.goto(run_page)
+        expect(page.get_by_text("Recipe", exact=False).first).to_be_visible()  # its description
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=tiny_pipeline, capture_output=True, text=True
+        )
+        expect(page.get_by_text(commit.stdout.strip()[:7]).first).to_be_visible()  # Source's commit
+        for split in ("val", "test"):  # the held-out datasets beside `train`, folded as "+2"
+            assert split in {
+                i.dataset.name
+                for i in workspace_store(tiny_pipeline).get_run(report.mlflow_run_id).inputs.dataset_inputs
+            }
+        expect(page.get_by_text(train).first).to_be_visible()
+        summary = TrainSummary.read(tiny_pipeline / f"metrics/train/{champion.candidate}.json")
+        expect(page.get_by_text(summary.processor).first).to_be_visible()  # the machine of the figures
+        page.screenshot(path=tmp_path / "run.png", full_page=True)
+        page.goto(f"{run_page}/system-metrics")
+        expect(page.get_by_text("cpu_utilization_percentage").first).to_be_visible()  # a chart's title
+        page.screenshot(path=tmp_path / "system_metrics.png", full_page=True)
+
         page.goto(f"{origin}/#/models/{champion.registered_model}/versions/{champion.version}")
         heading = page.get_by_role("heading", name="Bits per character (lower is better)")
         expect(heading).to_be_visible()  # rendered markdown, not "## Bits per character"

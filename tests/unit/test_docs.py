@@ -32,8 +32,10 @@ def tag_names() -> set[str]:
     """The MLflow tags charlm sets (`charlm.val_bpc`), which read like module names."""
     from charlm.data.layout import SPLITS
     from charlm.tracking import tags
+    from charlm.training.outputs import TrainSummary
 
     names = {value for value in vars(tags).values() if isinstance(value, str)}
+    names |= {tags.summary(field) for field in TrainSummary.model_fields}
     return names | {f(split) for split in SPLITS for f in (tags.split_sha256, tags.split_bpc)}
 
 

@@ -1,6 +1,9 @@
-"""Device and precision selection: CUDA, then MPS, then CPU; bf16 autocast where it is native."""
+"""Device and precision selection: CUDA, then MPS, then CPU; bf16 autocast where it is native;
+and the names that say on what a figure was computed."""
 
 import contextlib
+import platform
+from pathlib import Path
 
 import torch
 
@@ -45,6 +48,28 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
             " GPUs bf16 support); use auto or fp32"
         )
     return None
+
+
+def precision_name(dtype: torch.dtype | None) -> str:
+    return "fp32" if dtype is None else str(dtype).removeprefix("torch.").replace("bfloat16", "bf16")
+
+
+def processor(device: torch.device) -> str:
+    """The chip: the GPU's name, or the CPU's model and how it does bf16 (the same params give
+    other figures with and without native bf16: `train.precision: auto`)."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    if device.type != "cpu":
+        return device.type
+    cpuinfo = Path("/proc/cpuinfo")
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.is_file() else []
+    name = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "")
+    bf16 = [
+        label
+        for probe, label in zip(CPU_BF16_PROBES, ("AVX512-BF16", "AMX"), strict=True)
+        if getattr(torch.cpu, probe, lambda: False)()
+    ]
+    return f"{name or platform.processor() or platform.machine()} ({', '.join(bf16) or 'no native bf16'})"
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager[None]:

@@ -38,7 +38,7 @@ class ModelInfo(Record):
     vocab_size: int
     vocab_hash: str
     step: int = 0  # the training step the weights are from
-    val_bpc: float | None = None  # the validation bpc they scored during training
+    best_val_bpc: float | None = None  # the validation bpc they scored during training
     mlflow_run_id: str | None = None  # the training run, where later stages log this model's results
 
 
@@ -55,7 +55,7 @@ def save_model_dir(
     vocab: Vocabulary,
     name: str,
     step: int = 0,
-    val_bpc: float | None = None,
+    best_val_bpc: float | None = None,
     mlflow_run_id: str | None = None,
 ) -> None:
     """Write a self-contained model directory, replacing `directory` only when complete."""
@@ -65,7 +65,7 @@ def save_model_dir(
         vocab_size=model.vocab_size,
         vocab_hash=vocab.hash,
         step=step,
-        val_bpc=val_bpc,
+        best_val_bpc=best_val_bpc,
         mlflow_run_id=mlflow_run_id,
     )
     # A copy on the CPU: on CUDA a cell's weights are views of one flat cuDNN buffer, which

@@ -24,7 +24,6 @@ from charlm.serving.interface import DEFAULT_PORT, ServedSettings
 class CardFacts:
     """What the card says beyond the candidate and the decision."""
 
-    corpus: str  # the corpus as people name it (`FetchConfig.describe`)
     data: DataReport
     sample: Sample  # the generate stage's first sample of the candidate
     served: ServedSettings
@@ -61,7 +60,7 @@ def model_card(candidate: Candidate, decision: Decision, facts: CardFacts) -> st
             "",
             "## Data",
             "",
-            f"Corpus: {facts.corpus}. Splits (sha256 of the encoded split files):",
+            f"Corpus: {data.corpus}. Splits (sha256 of the encoded split files):",
             "",
             "| split | sha256 |",
             "|---|---|",

@@ -38,6 +38,23 @@ def ending(client: "MlflowClient", run_id: str) -> Iterator[None]:
     client.set_terminated(run_id)
 
 
+# MLflow's dataset contexts, by the split a run reads.
+CONTEXTS = {"train": "training", "val": "validation", "test": "test"}
+
+
+DIGEST_CHARS = 36  # what MLflow's datasets table holds of a digest
+
+
+@dataclass(frozen=True)
+class DatasetRef:
+    """A split as an MLflow dataset: the UI's Datasets, filterable by name and digest (the first
+    `DIGEST_CHARS` of the encoded split's sha256, which the run's tags hold in full)."""
+
+    split: str
+    sha256: str  # of the encoded split
+    source: str  # where it comes from (`DataReport.source`)
+
+
 @dataclass(frozen=True)
 class StageTracking:
     """How a stage reaches MLflow: the store, the experiment, and the tags of every run it makes."""
@@ -53,6 +70,18 @@ class StageTracking:
         run_id = self.client.create_run(eid, run_name=run_name, tags=self.tags | tags).info.run_id
         with ending(self.client, run_id):
             yield run_id
+
+    def log_datasets(self, run_id: str, datasets: list[DatasetRef]) -> None:
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        inputs = [
+            DatasetInput(
+                Dataset(name=d.split, digest=d.sha256[:DIGEST_CHARS], source_type="local", source=d.source),
+                tags=[InputTag("mlflow.data.context", CONTEXTS[d.split])],
+            )
+            for d in datasets
+        ]
+        self.client.log_inputs(run_id, datasets=inputs)
 
     @contextmanager
     def model_run(self, run_id: str | None, run_name: str) -> Iterator[tuple[str, bool]]:
@@ -100,6 +129,20 @@ def end_orphaned_runs(client: "MlflowClient", experiment: str) -> list[str]:
             client.set_terminated(run.info.run_id, status="KILLED")
             ended.append(run.info.run_id)
     return ended
+
+
+@contextmanager
+def system_metrics(run_id: str, node: str | None = None) -> Iterator[None]:
+    """MLflow's system metrics (CPU, memory, disk, network, GPUs where there are) on the run while
+    the block runs, under `system/<node>/` when `node` names a node of several."""
+    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+    monitor = SystemMetricsMonitor(run_id, node_id=node)
+    monitor.start()
+    try:
+        yield
+    finally:
+        monitor.finish()
 
 
 def metrics_at(step: int, metrics: dict[str, Any]) -> list[Any]:
@@ -153,10 +196,14 @@ class RunTracker:
             self.client.log_batch(self.run_id, metrics=self._pending)
             self._pending = []
 
-    def finish(self, summary: dict[str, float], files: list[Path]) -> None:
-        """Flush, then log the summary metrics and the DVC metrics and plots files."""
+    def finish(self, summary: dict[str, Any], files: list[Path]) -> None:
+        """Flush, then log the summary (its numbers as metrics, the rest as `charlm.<name>` tags:
+        what the figures were computed on) and the DVC metrics and plots files."""
         self.flush()
         log_metrics(self.client, self.run_id, summary)
+        for key, value in summary.items():
+            if isinstance(value, str):
+                self.client.set_tag(self.run_id, tag.summary(key), value)
         for path in files:
             # Keep the DVC layout (metrics/train/x.json, plots/val/x.csv): names repeat across folders.
             folder = path.parent.as_posix() if not path.is_absolute() else path.parent.name

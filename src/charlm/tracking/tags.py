@@ -2,19 +2,29 @@
 code and DVC stage.
 
 charlm's own tags are `charlm.<name>`; tags about another tool keep that tool's namespace
-(`dvc.stage`, `dvc.exp_name`, `git.commit`, `mlflow.user`, `mlflow.experimentKind`). A split's hash has the same
-name on a training run, an evaluation run and a model version, so they join on it.
+(`dvc.stage`, `dvc.exp_name`, MLflow's `mlflow.source.*`, `mlflow.user`, `mlflow.note.content`,
+`mlflow.experimentKind`), so MLflow's UI shows them where it shows its own: the run's Source, its
+commit, its description. A split's hash has the same name on a training run, an evaluation run and
+a model version, so they join on it.
 """
 
 import getpass
 import os
 import socket
 import subprocess
+import sys
+from pathlib import Path
 
 STAGE = "dvc.stage"
 EXP_NAME = "dvc.exp_name"  # the DVC experiment a run belongs to (`dvc exp show` lists the same name)
-GIT_COMMIT = "git.commit"
+SOURCE_NAME, SOURCE_TYPE = "mlflow.source.name", "mlflow.source.type"  # the run's "Source"
+GIT_COMMIT, GIT_BRANCH, GIT_REPO = (
+    "mlflow.source.git.commit",
+    "mlflow.source.git.branch",
+    "mlflow.source.git.repoURL",
+)
 USER = "mlflow.user"  # the UI's "User" column
+DESCRIPTION = "mlflow.note.content"  # the run's description, markdown
 EXPERIMENT_KIND, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
 
 MODEL = "charlm.model"  # the `models:` entry a run or version is about
@@ -33,17 +43,37 @@ def split_sha256(split: str) -> str:
     return f"charlm.{split}_sha256"
 
 
+def summary(field: str) -> str:
+    """A training summary's text field on its run, e.g. `charlm.precision`."""
+    return f"charlm.{field}"
+
+
 def split_bpc(split: str) -> str:
     """A registered version's bits per character on a split, e.g. `charlm.val_bpc`."""
     return f"charlm.{split}_bpc"
 
 
-def git_commit() -> str:
+def git(*args: str) -> str | None:
+    """What `git <args>` prints, or None outside a repository (or without git)."""
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        out = subprocess.run(["git", *args], capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
-    return out.stdout.strip() if out.returncode == 0 else "unknown"
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def source_tags() -> dict[str, str]:
+    """MLflow's provenance of this process: the script, the commit, the branch and the remote."""
+    tags = {
+        SOURCE_NAME: Path(sys.argv[0]).as_posix(),
+        SOURCE_TYPE: "LOCAL",
+        GIT_COMMIT: git("rev-parse", "HEAD") or "unknown",
+    }
+    found = {
+        GIT_BRANCH: git("rev-parse", "--abbrev-ref", "HEAD"),
+        GIT_REPO: git("remote", "get-url", "origin"),
+    }
+    return tags | {key: value for key, value in found.items() if value}
 
 
 def user() -> str:
@@ -56,7 +86,7 @@ def user() -> str:
 
 def stage_tags(stage: str, model: str | None = None) -> dict[str, str]:
     """Tags that join an MLflow run to its code, DVC stage, experiment (when queued), model and user."""
-    tags = {STAGE: f"{stage}@{model}" if model else stage, GIT_COMMIT: git_commit(), USER: user()}
+    tags = {STAGE: f"{stage}@{model}" if model else stage, USER: user(), **source_tags()}
     if os.environ.get("DVC_EXP_NAME"):
         tags[EXP_NAME] = os.environ["DVC_EXP_NAME"]
     if model is not None:

@@ -69,10 +69,17 @@ class World:
     size: int = 1
     local_rank: int = 0
     comm_device: str = "cpu"  # where collectives want their tensors: cuda:<local rank> for nccl
+    node: int = 0  # this machine among `nodes`
+    nodes: int = 1
 
     @property
     def is_main(self) -> bool:
         return self.rank == 0
+
+    @property
+    def node_label(self) -> str | None:
+        """Names this node where several train together (system metrics are logged per node)."""
+        return f"node_{self.node}" if self.nodes > 1 else None
 
     def shard(self, batch_size: int) -> slice:
         """This rank's streams among `batch_size` (divisibility is checked with the params)."""
@@ -104,6 +111,13 @@ class World:
         dist.all_gather(parts, local)
         return [p.to(tensor.device) for p in parts]
 
+    def broadcast_text(self, text: str) -> str:
+        """Rank 0's `text` (ASCII, up to 64 characters), on every rank."""
+        if self.size == 1:
+            return text
+        codes = [float(ord(c)) for c in text.ljust(64)[:64]]
+        return "".join(chr(int(c)) for c in self.broadcast(codes)).rstrip()
+
     def agree(self, value: int, what: str) -> None:
         """Fail on every rank unless all ranks hold the same `value`."""
         values = [int(v) for v in self.gather(torch.tensor([value], dtype=torch.int64))]
@@ -131,6 +145,8 @@ def world(backend: str) -> Iterator[World]:
         comm_device = f"cuda:{local_rank}"
     dist.init_process_group(backend)
     try:
-        yield World(dist.get_rank(), dist.get_world_size(), local_rank, comm_device)
+        nodes = int(os.environ["WORLD_SIZE"]) // int(os.environ["LOCAL_WORLD_SIZE"])
+        node = int(os.environ["GROUP_RANK"])  # torchrun's name for the node's rank
+        yield World(dist.get_rank(), dist.get_world_size(), local_rank, comm_device, node, nodes)
     finally:
         dist.destroy_process_group()

@@ -3,6 +3,7 @@ process, the model's MLflow run (created, or resumed with its checkpoint), signa
 checkpoint, progress on stderr, and the exported model, summary and curves.
 """
 
+import os
 import shutil
 import signal
 import sys
@@ -18,10 +19,17 @@ from charlm.params.base import flatten
 from charlm.params.models import ModelSpec
 from charlm.progress import step_bar
 from charlm.tracking import tags as tag
-from charlm.tracking.runs import RunTracker, StageTracking, end_orphaned_runs, ending
+from charlm.tracking.runs import (
+    DatasetRef,
+    RunTracker,
+    StageTracking,
+    end_orphaned_runs,
+    ending,
+    system_metrics,
+)
 from charlm.training.distributed import SINGLE, World
 from charlm.training.outputs import TrainOutputs, TrainSummary
-from charlm.training.state import STATE_FILE, read_state
+from charlm.training.state import STATE_FILE, TrainingState, read_state
 from charlm.training.trainer import TrainData, Trainer, fingerprint
 
 BEST_DIR = "best"  # in the checkpoint directory: the best model so far, exported at the end
@@ -34,6 +42,25 @@ class TrainJob:
     seed: int
     data: TrainData
     outputs: TrainOutputs
+    datasets: list[DatasetRef]  # the splits it trains and validates on, for the run's Datasets
+    corpus: str  # as people name it
+
+    def description(self, world: World) -> str:
+        """The run's description: the model, the recipe and the data, in a few lines."""
+        m, t, data = self.spec.model, self.spec.train, self.data
+        ranks = f" on {world.size} processes" if world.size > 1 else ""
+        return "\n\n".join(
+            [
+                f"**{self.spec.name}**: {m.cell.upper()}, {m.num_layers} x {m.hidden_size} hidden, {m.input}"
+                f" input ({m.embedding_size} wide), dropout {m.dropout}, over {len(data.vocab)} characters.",
+                f"**Recipe**: {t.max_steps:,} steps of {t.batch_size} x {t.seq_len} characters{ranks};"
+                f" AdamW at {t.learning_rate:g} (warmup {t.warmup_steps}, cosine to {t.min_lr_ratio:g}x),"
+                f" betas {t.beta1:g}/{t.beta2:g}, weight decay {t.weight_decay:g}, clip {t.grad_clip:g};"
+                f" precision {t.precision}, seed {self.seed}.",
+                f"**Data**: {self.corpus}; trained on {len(data.train):,} characters, validated on"
+                f" {len(data.val):,} (the datasets below, by the sha256 of their encoded files).",
+            ]
+        )
 
     def run_params(self, world: World) -> dict[str, Any]:
         """Its MLflow params: the model's settings by section, and what else shapes the weights."""
@@ -94,32 +121,48 @@ def train_model(job: TrainJob, tracking: StageTracking | None, world: World = SI
             state = None
         world.agree(state.loop.steps if state else 0, RESUME_STEP)
         best_dir = out.checkpoint_dir / BEST_DIR
-        if tracking is None:
-            trainer = Trainer(job.spec, job.seed, job.data, out.checkpoint_dir, "", world, state)
-            _fit(trainer, None, best_dir)
-            return trainer.summary()
-        client = tracking.client
-        for run_id in end_orphaned_runs(client, tracking.experiment):
-            print(
-                f"train: MLflow run {run_id} was left RUNNING by a dead process; marked KILLED",
-                file=sys.stderr,
-            )
-        if state is not None:
-            print(f"train: resuming {name} from step {state.loop.steps}", file=sys.stderr)
-            tracker = RunTracker.resume(client, state.run_id)
-        else:
-            shutil.rmtree(best_dir, ignore_errors=True)
-            tracker = RunTracker.start(tracking, name, job.run_params(world), job.run_tags())
-        trainer = Trainer(job.spec, job.seed, job.data, out.checkpoint_dir, tracker.run_id, world, state)
-        with ending(client, tracker.run_id):
-            _fit(trainer, tracker, best_dir)
-            with replace_dir(out.model_dir) as staging:
-                shutil.copytree(best_dir, staging, dirs_exist_ok=True)
-            summary = trainer.summary()
-            summary.write(out.metrics)
-            out.write_curves(trainer.loop.history)
-            tracker.finish(summary.model_dump(), [out.metrics, out.train_curve, out.val_curve])
-        return summary
+        tracker = None if tracking is None else _tracker(job, tracking, state, world)
+        # Every node's first process logs its machine's system metrics to the run: on other nodes,
+        # when they reach the tracking server too (MLFLOW_TRACKING_URI); each node under its name.
+        run_id = world.broadcast_text(tracker.run_id if tracker else "")
+        monitored = world.is_main or (world.local_rank == 0 and "MLFLOW_TRACKING_URI" in os.environ)
+        trainer = Trainer(job.spec, job.seed, job.data, out.checkpoint_dir, run_id, world, state)
+        with system_metrics(run_id, world.node_label) if monitored else nullcontext():
+            if tracker is None:
+                _fit(trainer, None, best_dir)
+                return trainer.summary()
+            return _fit_tracked(trainer, tracker, out, best_dir)
+
+
+def _tracker(job: TrainJob, tracking: StageTracking, state: TrainingState | None, world: World) -> RunTracker:
+    """The job's MLflow run: the checkpoint's, resumed, or a new one with its params, tags,
+    description and datasets."""
+    client = tracking.client
+    for run_id in end_orphaned_runs(client, tracking.experiment):
+        print(
+            f"train: MLflow run {run_id} was left RUNNING by a dead process; marked KILLED", file=sys.stderr
+        )
+    if state is not None:
+        print(f"train: resuming {job.spec.name} from step {state.loop.steps}", file=sys.stderr)
+        return RunTracker.resume(client, state.run_id)
+    shutil.rmtree(job.outputs.checkpoint_dir / BEST_DIR, ignore_errors=True)
+    tags = job.run_tags() | {tag.DESCRIPTION: job.description(world)}
+    tracker = RunTracker.start(tracking, job.spec.name, job.run_params(world), tags)
+    tracking.log_datasets(tracker.run_id, job.datasets)
+    return tracker
+
+
+def _fit_tracked(trainer: Trainer, tracker: RunTracker, out: TrainOutputs, best_dir: Path) -> TrainSummary:
+    """Fit within the run, then export the best model and write the summary and curves."""
+    with ending(tracker.client, tracker.run_id):
+        _fit(trainer, tracker, best_dir)
+        with replace_dir(out.model_dir) as staging:
+            shutil.copytree(best_dir, staging, dirs_exist_ok=True)
+        summary = trainer.summary()
+        summary.write(out.metrics)
+        out.write_curves(trainer.loop.history)
+        tracker.finish(summary.model_dump(), [out.metrics, out.train_curve, out.val_curve])
+    return summary
 
 
 def _fit(trainer: Trainer, tracker: RunTracker | None, best_dir: Path) -> None:

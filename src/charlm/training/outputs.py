@@ -1,7 +1,8 @@
 """What the train stage writes for later stages: its summary record and its curves.
 
 A curve is a CSV with a `step` column and the fields of its point class, one row per logged
-step; the field names are the metric names everywhere (history, CSV header, MLflow).
+step; the field names are the metric names everywhere (history, CSV header, MLflow). Validation
+during training is `train_val_bpc`: `val_bpc` is the evaluation of the exported model.
 """
 
 import dataclasses
@@ -20,8 +21,8 @@ class TrainPoint:
 
 @dataclass(frozen=True)
 class ValPoint:
-    val_loss_nats: float
-    val_bpc: float
+    train_val_loss_nats: float
+    train_val_bpc: float
 
 
 CURVES: dict[str, type[TrainPoint] | type[ValPoint]] = {"train": TrainPoint, "val": ValPoint}
@@ -40,6 +41,12 @@ class TrainSummary(Record):
     train_chars_per_sec: float  # in training steps alone
     num_params: int
     stopped_early: bool  # patience ran out before max_steps
+    # What the figures were computed on: the same params give other figures on other hardware.
+    device: str
+    precision: str  # bf16 or fp32, as `train.precision` resolved
+    processor: str  # the CPU's model and its bf16 support, or the GPU's name
+    torch_threads: int
+    torch_version: str
 
 
 @dataclass(frozen=True)

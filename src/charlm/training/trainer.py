@@ -30,7 +30,7 @@ from charlm.data.vocab import Vocabulary
 from charlm.errors import CharlmError, TrainingInterrupted
 from charlm.evaluation.evaluate import evaluate
 from charlm.evaluation.metrics import bits_per_char
-from charlm.model.device import autocast, autocast_dtype, select_device
+from charlm.model.device import autocast, autocast_dtype, precision_name, processor, select_device
 from charlm.model.directory import save_model_dir
 from charlm.model.network import CharLM, Hidden, detach_hidden, hidden_from_tensors, hidden_tensors
 from charlm.params.models import ModelSpec
@@ -222,7 +222,7 @@ class Trainer:
             self.data.vocab,
             self.spec.name,
             step=self.loop.steps,
-            val_bpc=bits_per_char(self.loop.best_val_loss_nats),
+            best_val_bpc=bits_per_char(self.loop.best_val_loss_nats),
             mlflow_run_id=self.run_id or None,
         )
 
@@ -239,4 +239,9 @@ class Trainer:
             train_chars_per_sec=loop.train_chars / max(loop.train_time_s, 1e-9),
             num_params=self.model.num_parameters(),
             stopped_early=loop.stopped_early,
+            device=str(self.device),
+            precision=precision_name(self.dtype),
+            processor=processor(self.device),
+            torch_threads=torch.get_num_threads(),
+            torch_version=torch.__version__,
         )

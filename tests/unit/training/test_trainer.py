@@ -22,7 +22,7 @@ from charlm.params.generate import SamplingOptions
 from charlm.params.model import ModelConfig
 from charlm.params.models import ModelSpec
 from charlm.params.train import TrainConfig
-from charlm.tracking.runs import StageTracking
+from charlm.tracking.runs import DatasetRef, StageTracking
 from charlm.training.job import TrainJob, train_model
 from charlm.training.outputs import TrainOutputs, TrainSummary
 from charlm.training.recipe import lr_at, make_optimizer
@@ -53,9 +53,9 @@ def outputs(root: Path, name: str = "lstm") -> TrainOutputs:
 
 
 def train(root: Path, data: TrainData, client: Any, run: ModelSpec) -> TrainSummary:
-    return train_model(
-        TrainJob(run, 0, data, outputs(root, run.name)), StageTracking(client, "test", {"t": "1"})
-    )
+    datasets = [DatasetRef(split, sha, f"{split}.npy") for split, sha in data.sha256.items()]
+    job = TrainJob(run, 0, data, outputs(root, run.name), datasets, "a generated play")
+    return train_model(job, StageTracking(client, "test", {"t": "1"}))
 
 
 def interrupt_at(monkeypatch: pytest.MonkeyPatch, step: int) -> None:
@@ -111,14 +111,21 @@ def test_training_lowers_the_loss_and_writes_everything(
     assert summary.steps == 60 and summary.train_chars == 60 * 8 * 32
     assert TrainSummary.read(out.metrics) == summary
     loaded = load_model_dir(out.model_dir, vocab=tiny_data.vocab)
-    assert loaded.info.val_bpc == summary.best_val_bpc and loaded.info.step == summary.best_step
+    assert loaded.info.best_val_bpc == summary.best_val_bpc and loaded.info.step == summary.best_step
     runs = mlflow_client.search_runs([mlflow_client.get_experiment_by_name("test").experiment_id])
     assert [(r.info.run_name, r.info.status) for r in runs] == [("lstm", "FINISHED")]
     params, tags = runs[0].data.params, runs[0].data.tags
     assert (params["seed"], params["model.hidden_size"], params["train.max_steps"]) == ("0", "32", "60")
     assert tags["t"] == "1" and tags["charlm.vocab_sha256"] == tiny_data.vocab.hash
-    history = mlflow_client.get_metric_history(runs[0].info.run_id, "val_bpc")
+    history = mlflow_client.get_metric_history(runs[0].info.run_id, "train_val_bpc")
     assert [m.step for m in history] == [10, 20, 30, 40, 50, 60]
+    # What a reviewer reads on the run: its description, its datasets, the machine of its figures.
+    assert tags["mlflow.note.content"].startswith("**lstm**: LSTM, 2 x 32 hidden")
+    assert "a generated play" in tags["mlflow.note.content"]
+    inputs = {(i.dataset.name, i.dataset.digest, i.tags[0].value) for i in runs[0].inputs.dataset_inputs}
+    assert inputs == {("train", "0" * 36, "training"), ("val", "1" * 36, "validation")}
+    assert (summary.device, summary.precision, tags["charlm.precision"]) == ("cpu", "fp32", "fp32")
+    assert tags["charlm.processor"] == summary.processor and summary.torch_version == torch.__version__
 
 
 def _weights(directory: Path) -> dict[str, torch.Tensor]:
