@@ -9,7 +9,9 @@ at once, the first worker to wake would accept every connection), and only reque
 the ramp, for `--seconds`, are measured. The 32-client load runs twice, so the server's memory can
 be compared across two consecutive loads. Prints requests/s, generated chars/s, p50 and p95
 latency of the valid requests, the 400s, any other errors and the server's peak RSS (all its
-processes), then the ratios the serving targets are stated in.
+processes), then the ratios the serving targets are stated in. Then the same server takes 1, 8 and
+32 streaming clients (`POST /stream`, the same requests), whose time to the first character (p50,
+p95) is printed beside the rest.
 
 Then a fresh server with one worker takes one heavy client among `--light` light ones: the heavy
 client sends the largest request `serve` allows (`max_request_rows` texts sharing
@@ -43,6 +45,7 @@ from charlm.serving.launcher import serve_command
 from charlm.tracking.store import tracking_uri
 
 LOADS = (1, 8, 32, 32)
+STREAM_LOADS = (1, 8, 32)
 JSON = {"Content-Type": "application/json"}
 
 
@@ -58,6 +61,7 @@ class Load:
     errors: list[str] = field(default_factory=list)
     peak_rss: int = 0
     heavy_done: int = 0  # the heavy client's answered requests
+    first_chars: list[float] = field(default_factory=list)  # streams: seconds to the first character
 
     @property
     def chars_per_s(self) -> float:
@@ -76,8 +80,23 @@ def post(conn: http.client.HTTPConnection, rows: list[dict[str, object]]) -> tup
     return response.status, response.read()
 
 
+def post_stream(conn: http.client.HTTPConnection, rows: list[dict[str, object]]) -> tuple[int, bytes, float]:
+    """`POST /stream`: the status, the text (or the error body) and when its first character came."""
+    start = time.monotonic()
+    conn.request("POST", "/stream", json.dumps({"inputs": rows}), JSON)
+    response = conn.getresponse()
+    if response.status != 200:
+        return response.status, response.read(), 0.0
+    text, first = [], 0.0
+    for line in iter(response.readline, b""):
+        if line.startswith(b"data: ") and b'"text"' in line:
+            text.append(json.loads(line[6:])["text"])
+            first = first or time.monotonic() - start
+    return 200, json.dumps({"predictions": ["".join(text)]}).encode(), first
+
+
 def client(
-    port: int, load: Load, lock: threading.Lock, join_at: float, length: int, invalid_every: int
+    port: int, load: Load, lock: threading.Lock, join_at: float, length: int, invalid_every: int, stream: bool
 ) -> None:
     time.sleep(max(0.0, join_at - time.monotonic()))
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
@@ -86,7 +105,7 @@ def client(
         sent += 1
         invalid = invalid_every > 0 and sent % invalid_every == 0
         row = {"prompt": "\u2603" if invalid else "ROMEO:", "length": length}
-        status, body = post(conn, [row])
+        status, body, first = post_stream(conn, [row]) if stream else (*post(conn, [row]), 0.0)
         elapsed = time.monotonic() - start
         measured = start >= load.since
         with lock:
@@ -96,6 +115,7 @@ def client(
                 if measured:
                     load.latencies.append(elapsed)
                     load.chars += len(json.loads(body)["predictions"][0])
+                    load.first_chars += [first] if stream else []
             else:
                 load.errors.append(f"{status}: {body[:200]!r}")
     conn.close()
@@ -131,6 +151,7 @@ def run_load(
     length: int,
     invalid_every: int,
     heavy: list[dict[str, object]] | None = None,
+    stream: bool = False,
 ) -> Load:
     """`clients` light clients joining over `ramp_s`; with `heavy` (its request's rows), a heavy one first."""
     lock = threading.Lock()
@@ -138,7 +159,8 @@ def run_load(
     load = Load(clients, since=start + ramp_s, until=start + ramp_s + seconds)
     threads = [
         threading.Thread(
-            target=client, args=(port, load, lock, start + ramp_s * i / clients, length, invalid_every)
+            target=client,
+            args=(port, load, lock, start + ramp_s * i / clients, length, invalid_every, stream),
         )
         for i in range(clients)
     ]
@@ -185,9 +207,14 @@ def serving(model: str, workers: int | None, threads: int) -> Iterator[tuple[int
 def report(load: Load) -> None:
     done = len(load.latencies) + load.refused
     p50, p95 = np.percentile(load.latencies, [50, 95]) if load.latencies else (float("nan"),) * 2
+    first = (
+        "  first char p50 {:.3f} p95 {:.3f}".format(*np.percentile(load.first_chars, [50, 95]))
+        if load.first_chars
+        else ""
+    )
     print(
         f"{load.clients:>7} {done / load.seconds:>7.1f} {load.chars / load.seconds:>9,.0f} {p50:>7.3f} {p95:>7.3f}"
-        f" {load.refused:>5} {len(load.errors):>6} {load.peak_rss / 2**20:>6.0f} MiB"
+        f" {load.refused:>5} {len(load.errors):>6} {load.peak_rss / 2**20:>6.0f} MiB{first}"
     )
     for error in load.errors[:3]:
         print(f"        error {error}")
@@ -223,6 +250,13 @@ def main() -> None:
             load = run_load(port, server, clients, args.ramp_s, args.seconds, args.length, args.invalid_every)
             loads.append(load)
             report(load)
+        print("streaming (POST /stream), the same requests:")
+        streams = {}
+        for clients in STREAM_LOADS:
+            streams[clients] = run_load(
+                port, server, clients, args.ramp_s, args.seconds, args.length, args.invalid_every, stream=True
+            )
+            report(streams[clients])
 
     limits = load_params(Params).serve
     rows, prompt = limits.max_request_rows, "ROMEO:"
@@ -257,6 +291,10 @@ def main() -> None:
     print(
         f"peak RSS over the two 32-client loads: {first32.peak_rss / 2**20:.0f} MiB, then {second32.peak_rss / 2**20:.0f} MiB"
     )
+    for clients, plain in ((8, eight), (32, first32)):
+        print(
+            f"{clients} streaming clients: {streams[clients].chars_per_s / plain.chars_per_s:.2f}x the non-streaming chars/s"
+        )
 
 
 if __name__ == "__main__":

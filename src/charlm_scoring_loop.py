@@ -1,6 +1,6 @@
 """The event loop `charlm serve` runs MLflow's scoring server on (uvicorn's `--loop` hook).
 
-Three things differ from uvicorn's default asyncio loop, the first two for continuous batching:
+Four things differ from uvicorn's default asyncio loop, the first two for continuous batching:
 
 - The default thread pool. The scoring server runs each request's `predict` in the loop's default
   executor, and a charlm `predict` holds its thread while its rows are in the running batch.
@@ -12,6 +12,9 @@ Three things differ from uvicorn's default asyncio loop, the first two for conti
 - Retry-After on a 503. MLflow's scoring server answers an error with a JSON body and no headers
   of its own; when the body of a 503 (an overloaded worker) carries `retry_after_s`, the header
   says it too.
+- Routes of the model's own. The scoring server answers a custom model only at `/invocations`; a
+  model that serves more (charlm's `/stream` and its page) puts its ASGI apps in `ROUTES` when it
+  loads, and requests for them go there instead.
 
 This module stands outside the `charlm` package on purpose: uvicorn imports it before the model
 loads, and importing `charlm` first would make the server run the installed library instead of
@@ -27,6 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 THREADS_ENV = "CHARLM_SCORING_THREADS"
+ROUTES: dict[tuple[str, str], Any] = {}  # ASGI apps by method and path, filled by the loaded model
 DEFAULT_THREADS = 64
 RETRY_AFTER_KEY = "retry_after_s"  # in a 503's JSON body
 
@@ -35,7 +39,8 @@ Send = Callable[[Message], Awaitable[None]]
 
 
 class RetryAfter:
-    """ASGI middleware: a 503 whose JSON body carries `retry_after_s` gets a Retry-After header."""
+    """ASGI middleware: a 503 whose JSON body carries `retry_after_s` gets a Retry-After header;
+    a request for one of `ROUTES` goes to it."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -62,6 +67,9 @@ class RetryAfter:
                 held = None
             await send(message)
 
+        route = ROUTES.get((scope.get("method"), scope.get("path"))) if scope["type"] == "http" else None
+        if route is not None:
+            return await route(scope, receive, send)
         await self.app(scope, receive, send_with_retry_after if scope["type"] == "http" else send)
 
 

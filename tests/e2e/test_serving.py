@@ -2,10 +2,13 @@
 bad requests by name, batches concurrent callers (in-process and over HTTP), streams from
 `charlm generate`, and serves over HTTP with `charlm serve`."""
 
+import json
 import os
 import re
 import threading
 import time
+import urllib.request
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -251,3 +254,44 @@ def test_one_client_cannot_stall_the_others(
             assert (
                 status == 400 and "max_prompt_chars: a prompt has at most 60000 characters" in body["message"]
             )
+
+
+def sse_events(url: str, payload: Any) -> Iterator[tuple[str, Any]]:
+    """POST to a stream and yield its server-sent events (name, data) as they arrive."""
+    post = urllib.request.Request(url, json.dumps(payload).encode(), {"Content-Type": "application/json"})
+    with urllib.request.urlopen(post, timeout=60) as response:
+        name = "text"
+        for raw in response:
+            line = raw.decode().rstrip("\n")
+            if line.startswith("event: "):
+                name = line.removeprefix("event: ")
+            elif line.startswith("data: "):
+                yield name, json.loads(line.removeprefix("data: "))
+                name = "text"
+
+
+def test_text_streams_over_http_as_it_is_generated(
+    tmp_path: Path, mlflow_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    register_candidate(mlflow_client, saved_candidate(tmp_path, 1, val_bpc=2.0), max_request_chars=5_000)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    port = free_port()
+    cmd = ["charlm", "serve", "--model", "models:/charlm@champion", "--port", str(port), "--workers", "1"]
+    with background_server(cmd, tmp_path, f"http://127.0.0.1:{port}/ping"):
+        server = f"http://127.0.0.1:{port}"
+        row = {"prompt": "ab", "length": 1000, "seed": 5}
+        events = sse_events(f"{server}/stream", {"inputs": [row]})
+        name, first = next(events)  # the first characters, while the rest are being generated
+        rest = list(events)
+        assert name == "text" and 0 < len(first["text"]) < 1000 and rest[-1] == ("done", {})
+        streamed = first["text"] + "".join(data["text"] for name, data in rest if name == "text")
+        (whole,) = http_json(f"{server}/invocations", {"inputs": [row]})[1]["predictions"]
+        assert streamed == whole  # seeded: the same characters as predict's
+
+        cli = ["charlm", "generate", "--server", server, "--prompt", "ab", "--length", "1000", "--seed", "5"]
+        assert run(cli, tmp_path).stdout == f"ab{whole}\n"
+        bad = run([*cli[:-4], "--prompt", "xyz"], tmp_path, check=False)
+        assert bad.returncode == 2 and bad.stderr.startswith(f"error: {server}/stream: 400: invalid request")
+        assert "not in the model's vocabulary" in bad.stderr and bad.stdout == ""
+        status, body = http_json(f"{server}/stream", {"inputs": [{"prompt": "ab", "lenght": 5}]})
+        assert status == 400 and "inputs.0.lenght: unknown key" in body["message"]

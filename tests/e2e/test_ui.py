@@ -2,7 +2,8 @@
 experiment's runs, with their datasets and source, and their chart of `val_bpc`; a training run's
 page shows its description, source and commit, its datasets by digest, the machine its figures
 came from, and its system metrics; the champion's version page explains the model with its
-rendered model card.
+rendered model card. And the page `charlm serve` shows at its root writes the text as it is
+generated, and says in words why a request is refused.
 
 Drives Debian's Chromium headless through Playwright; nothing is downloaded at run time. Without
 the browser the test is skipped, naming the package to install.
@@ -25,7 +26,14 @@ from charlm.data.report import DataReport
 from charlm.evaluation.report import EvalReport
 from charlm.registry.decision import Decision
 from charlm.training.outputs import TrainSummary
-from tests.helpers import free_port, project_env, workspace_store
+from tests.helpers import (
+    background_server,
+    free_port,
+    project_env,
+    register_candidate,
+    saved_candidate,
+    workspace_store,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -147,3 +155,51 @@ def test_a_reviewer_lands_on_the_runs_and_the_registry_page_explains_the_model(
         raise
     finally:
         page.close()
+
+
+def test_the_served_page_writes_as_the_model_generates_and_says_why_it_cannot(
+    browser: Any, tmp_path: Path, mlflow_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from playwright.sync_api import expect
+
+    register_candidate(mlflow_client, saved_candidate(tmp_path, 1, val_bpc=2.0), max_request_chars=30_000)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    port = free_port()
+    cmd = ["charlm", "serve", "--model", "models:/charlm@champion", "--port", str(port), "--workers", "1"]
+    # A 2 s timeout: the longest request below could not be done in it, and is refused at once.
+    with background_server(
+        cmd, tmp_path, f"http://127.0.0.1:{port}/ping", env={"MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT": "2"}
+    ):
+        page = browser.new_page()
+        page.set_default_timeout(LOAD_MS)
+        expect.set_options(timeout=LOAD_MS)
+        try:
+            page.goto(f"http://127.0.0.1:{port}/")
+            page.fill("#prompt", "ab")
+            page.fill("#length", "3000")
+            page.fill("#seed", "7")
+            page.click("#generate")
+            # Part of the text is there while the rest is generated, then all of it.
+            page.wait_for_function(
+                "() => { const n = document.getElementById('text').textContent.length; return n > 2 && n < 3002; }"
+            )
+            expect(page.locator("#status")).to_have_text("done")
+            assert len(page.locator("#text").text_content() or "") == 3002
+            page.screenshot(path=tmp_path / "page.png", full_page=True)
+
+            page.fill("#prompt", "xyz")  # characters the model never saw
+            page.click("#generate")
+            expect(page.locator("#status")).to_contain_text(
+                "400: invalid request: prompt characters not in the model's vocabulary"
+            )
+            page.fill("#prompt", "ab")
+            page.fill("#length", "20000")
+            page.click("#generate")
+            expect(page.locator("#status")).to_contain_text(
+                re.compile(r"503: the worker is busy: .*\(try again in \d+ s\)")
+            )
+        except Exception:
+            page.screenshot(path=tmp_path / "failure.png", full_page=True)
+            raise
+        finally:
+            page.close()

@@ -59,7 +59,7 @@ def test_generate_options_are_the_sampling_options() -> None:
     from charlm.params.generate import SamplingOptions
 
     generate = build_parser()._subparsers._group_actions[0].choices["generate"]  # type: ignore[union-attr]
-    options = {a.dest: a for a in generate._actions if a.dest not in ("help", "model", "prompt")}
+    options = {a.dest: a for a in generate._actions if a.dest not in ("help", "model", "server", "prompt")}
     assert options.keys() == SamplingOptions.model_fields.keys()
     for name, info in SamplingOptions.model_fields.items():
         assert options[name].default is None and str(info.description) in options[name].help

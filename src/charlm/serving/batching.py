@@ -28,7 +28,7 @@ import math
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -51,10 +51,14 @@ class Overloaded(Exception):
 
 @dataclass(eq=False)
 class Job:
-    """The rows of one submission, which of them wait to join, and how the caller learns they are done."""
+    """The rows of one submission, which of them wait to join, and how the caller learns they
+    advanced (`on_progress`, called by the batching thread after each step they took part in and
+    when they are done) and that they are done."""
 
     requests: list[Request]
     arrival: int  # among submissions with as many rows in the batch, the oldest joins first
+    deadline: float  # time.monotonic() after which its caller has given up
+    on_progress: "Callable[[Job], object] | None" = None
     waiting: collections.deque[int] = field(default_factory=collections.deque)  # request indices
     rows: list[Row | None] = field(default_factory=list)  # by request index, once joined
     finished: threading.Event = field(default_factory=threading.Event)
@@ -76,6 +80,28 @@ class Job:
     def complete(self, error: BaseException | None = None) -> None:
         self.error = error
         self.finished.set()
+        self.notify()
+
+    def notify(self) -> None:
+        """Tell the caller its rows advanced; a caller that cannot be told (gone) is abandoned."""
+        if self.on_progress is not None:
+            try:
+                self.on_progress(self)
+            except Exception:
+                self.abandoned = True
+
+    def texts(self) -> list[str]:
+        return ["".join(row.chars) if row is not None else "" for row in self.rows]
+
+    def news(self, sent: list[int]) -> list[str]:
+        """Each row's characters since `sent` (how many of its characters the caller has), which
+        it moves on. A row's characters only grow, so this may run beside the batching thread."""
+        news = []
+        for i, row in enumerate(self.rows):
+            chars = row.chars[sent[i] :] if row is not None else []
+            sent[i] += len(chars)
+            news.append("".join(chars))
+        return news
 
 
 def deadline_s(requests: list[Request], limits: ServeConfig, timeout_s: float) -> float:
@@ -157,6 +183,40 @@ class Batcher:
         Raises Overloaded at once when the worker cannot take them, and TimeoutError after the
         submission's deadline, when its rows have already left the batch.
         """
+        job = self.enqueue(requests, timeout_s)
+        wait_s = job.deadline - time.monotonic()
+        if not job.finished.wait(wait_s):
+            job.abandoned = True
+            raise TimeoutError(f"generation did not finish within {wait_s:.0f} s")
+        if job.error is not None:
+            raise job.error
+        return job.texts()
+
+    def stream(self, requests: list[Request], timeout_s: float) -> Iterator[list[str]]:
+        """The requests' texts as they are generated: each item holds every row's new characters
+        (some maybe empty). Raises as `submit` does; a consumer that stops leaves the batch."""
+        woken = threading.Event()
+        job = self.enqueue(requests, timeout_s, lambda _: woken.set())
+        sent = [0] * len(requests)
+        try:
+            while not job.finished.is_set():
+                if not woken.wait(job.deadline - time.monotonic()):
+                    raise TimeoutError("generation did not finish within its deadline")
+                woken.clear()
+                if any(news := job.news(sent)):
+                    yield news
+            if job.error is not None:
+                raise job.error
+            if any(news := job.news(sent)):
+                yield news
+        finally:
+            job.abandoned = not job.finished.is_set()
+
+    def enqueue(
+        self, requests: list[Request], timeout_s: float, on_progress: Callable[[Job], object] | None = None
+    ) -> Job:
+        """Admit a submission, which its caller waits for until `timeout_s` at most, and queue it
+        for the batch; Overloaded at once when the worker cannot take it."""
         chars, sliced = work(requests)
         # The work ahead of it runs a full batch; its own rows run at most its share at once.
         rows, share = self.limits.max_batch_rows, min(len(requests), self.limits.max_request_batch_rows)
@@ -183,15 +243,10 @@ class Batcher:
             self.waiting_chars += chars
             self.waiting_sliced += sliced
             self.arrivals += 1
-            job = Job(list(requests), self.arrivals)
+            deadline = time.monotonic() + deadline_s(requests, self.limits, timeout_s)
+            job = Job(list(requests), self.arrivals, deadline, on_progress)
         self.incoming.put(job)
-        wait_s = deadline_s(job.requests, self.limits, timeout_s)
-        if not job.finished.wait(wait_s):
-            job.abandoned = True
-            raise TimeoutError(f"generation did not finish within {wait_s:g} s")
-        if job.error is not None:
-            raise job.error
-        return ["".join(row.chars) for row in job.rows if row is not None]
+        return job
 
     def _run(self) -> None:
         while True:
@@ -218,6 +273,9 @@ class Batcher:
             for job in [job for job in self.jobs if job.done or job.finished.is_set()]:
                 self.jobs.remove(job)
                 job.complete(job.error)
+            for job in self.jobs:
+                if job.in_batch:
+                    job.notify()
         except Exception as err:  # a failed step fails the batch; the thread serves on
             for job in self.jobs:
                 self._leave(job)
@@ -239,8 +297,7 @@ class Batcher:
                 job.rows[index] = self.decoder.add(job.requests[index])
             except Exception as err:  # a submission that cannot join fails alone
                 self._leave(job)
-                job.error = err
-                job.finished.set()
+                job.complete(err)
                 continue
             counts[job] += 1
 

@@ -7,6 +7,9 @@ checks every request against the vocabulary and the limits. A bad request raises
 with INVALID_PARAMETER_VALUE, which the scoring server answers with HTTP 400 while it keeps
 serving; no row of a bad request starts generating.
 
+`predict_stream` yields one text as it is generated (`mlflow.pyfunc.load_model(...).predict_stream`);
+under `charlm serve` the scoring server also streams over HTTP (`charlm.serving.stream`).
+
 `predict` is thread-safe: the scoring server calls it from several threads at once, and every
 call's rows join one continuously batched generation (`charlm.serving.batching`). A request still
 running when the scoring server's own timeout (MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT) passes leaves
@@ -16,6 +19,8 @@ a worker batches at once: `min(32, cores + 4)` under plain `mlflow models serve`
 `charlm serve` (see `charlm_scoring_loop`).
 """
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +30,11 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import DEADLINE_EXCEEDED, INVALID_PARAMETER_VALUE, TEMPORARILY_UNAVAILABLE
 
 from charlm.errors import CharlmError
-from charlm.generation.decoder import request
+from charlm.generation.decoder import Request, request
 from charlm.model.directory import LoadedModel, load_model_dir
 from charlm.serving.batching import Batcher, Overloaded
 from charlm.serving.interface import MODEL_DIR_ARTIFACT, GenerationRequest, ServedSettings
+from charlm.serving.stream import routes
 
 
 class CharLMModel(mlflow.pyfunc.PythonModel):
@@ -36,21 +42,57 @@ class CharLMModel(mlflow.pyfunc.PythonModel):
         self.loaded: LoadedModel = load_model_dir(Path(context.artifacts[MODEL_DIR_ARTIFACT]))
         self.settings = ServedSettings.parse(context.model_config)
         self.batcher = Batcher(self.loaded.model, self.loaded.vocab, self.settings.limits)
+        try:  # under `charlm serve`, the scoring server serves the streaming routes too
+            import charlm_scoring_loop
+        except ImportError:
+            return
+        timeout_s = MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT.get()
+        charlm_scoring_loop.ROUTES.update(routes(self.requests, self.batcher, timeout_s))
+
+    def requests(self, rows: list[GenerationRequest]) -> list[Request]:
+        """Every row checked, over the logged defaults and within the limits, before any joins
+        the batch; a bad one is a CharlmError naming it."""
+        options = self.settings.options(rows)
+        return [request(self.loaded.vocab, row.prompt, o) for row, o in zip(rows, options, strict=True)]
 
     def predict(
         self, model_input: list[GenerationRequest], params: dict[str, Any] | None = None
     ) -> list[str]:
-        vocab = self.loaded.vocab
-        try:  # every row is checked before any joins the batch
-            options = self.settings.options(model_input)
-            requests = [request(vocab, row.prompt, o) for row, o in zip(model_input, options, strict=True)]
-        except CharlmError as err:
-            raise MlflowException(f"invalid request: {err}", error_code=INVALID_PARAMETER_VALUE) from None
-        try:
-            return self.batcher.submit(requests, timeout_s=MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT.get())
-        except Overloaded as err:  # 503; charlm_scoring_loop turns retry_after_s into Retry-After
-            raise MlflowException(
-                str(err), error_code=TEMPORARILY_UNAVAILABLE, retry_after_s=err.retry_after_s
-            ) from None
-        except TimeoutError as err:
-            raise MlflowException(str(err), error_code=DEADLINE_EXCEEDED) from None
+        with mlflow_errors():
+            return self.batcher.submit(
+                self.requests(model_input), MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT.get()
+            )
+
+    def predict_stream(
+        self, model_input: list[GenerationRequest] | dict[str, Any], params: dict[str, Any] | None = None
+    ) -> Iterator[str]:
+        """One text, as it is generated: the same characters as `predict` gives it, in pieces.
+
+        MLflow's `PyFuncModel.predict_stream` takes a single input, which for this model's
+        signature (a list of requests) is a list of one request, `[[{"prompt": ...}]]`; it hands
+        the request on as a dict.
+        """
+        with mlflow_errors():
+            given = [model_input] if isinstance(model_input, dict) else model_input
+            rows = [GenerationRequest.parse(row) if isinstance(row, dict) else row for row in given]
+            if len(rows) != 1:
+                raise CharlmError(f"inputs: a stream is of one text, got {len(rows)}")
+            for (text,) in self.batcher.stream(
+                self.requests(rows), MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT.get()
+            ):
+                yield text
+
+
+@contextmanager
+def mlflow_errors() -> Iterator[None]:
+    """charlm's errors as the MlflowExceptions the scoring server answers with their status."""
+    try:
+        yield
+    except CharlmError as err:
+        raise MlflowException(f"invalid request: {err}", error_code=INVALID_PARAMETER_VALUE) from None
+    except Overloaded as err:  # 503; charlm_scoring_loop turns retry_after_s into Retry-After
+        raise MlflowException(
+            str(err), error_code=TEMPORARILY_UNAVAILABLE, retry_after_s=err.retry_after_s
+        ) from None
+    except TimeoutError as err:
+        raise MlflowException(str(err), error_code=DEADLINE_EXCEEDED) from None

@@ -223,3 +223,36 @@ def test_a_threaded_batcher_serves_callers_on_its_own(model: CharLM) -> None:
     batcher = Batcher(model, VOCAB, limits())
     reqs = [request(VOCAB, "ab", options(n)) for n in range(3)]
     assert batcher.submit(reqs, timeout_s=60) == [alone(model, r, "ab") for r in reqs]
+
+
+def test_a_stream_gives_the_texts_in_pieces_and_a_consumer_that_stops_leaves(model: CharLM) -> None:
+    batcher = Batcher(model, VOCAB, limits(), threaded=False)
+    reqs = [request(VOCAB, "ab", options(n, length=60)) for n in range(2)]
+    pieces: list[list[str]] = []
+    consumer = threading.Thread(target=lambda: pieces.extend(batcher.stream(reqs, timeout_s=60)))
+    consumer.start()
+    wait_until(lambda: batcher.waiting_rows == 2)
+    drain(batcher)
+    consumer.join(timeout=30)
+    texts = ["".join(piece[i] for piece in pieces) for i in range(2)]
+    assert texts == [alone(model, r, "ab") for r in reqs] and len(pieces) > 1  # the same text, in pieces
+
+    endless = [request(VOCAB, "a", config(SamplingOptions, length=10_000, seed=1))]
+    first: list[list[str]] = []
+
+    def read_one() -> None:
+        stream = batcher.stream(endless, timeout_s=60)
+        first.append(next(stream))
+        stream.close()  # the consumer goes away
+
+    reader = threading.Thread(target=read_one)
+    reader.start()
+    wait_until(lambda: batcher.waiting_rows == 1)
+    for _ in range(10_000):  # steps until its first piece is taken
+        batcher.cycle()
+        reader.join(timeout=0.001)
+        if not reader.is_alive():
+            break
+    assert first and len(first[0][0]) < 10_000 and batcher.decoder.rows  # still in the batch...
+    batcher.cycle()
+    assert batcher.decoder.rows == []  # ...until the next step

@@ -1,0 +1,151 @@
+"""The routes `charlm serve` adds to MLflow's scoring server, which answers a custom model only
+with its whole prediction: `POST /stream` sends the text as it is generated, as server-sent events,
+and `GET /` is a page to try the model in a browser.
+
+A stream goes through the same checks, limits, admission and continuous batch as `/invocations`
+(`CharLMModel.requests`, `Batcher.enqueue`): a bad request is a 400, an overloaded worker a 503 with
+Retry-After, both as JSON before any event. Then each event is `data: {"index": i, "text": ...}`
+with a row's new characters, the first as soon as there are some, then at most every
+`EVENT_INTERVAL_S`, and the last is `event: done` (or `event: error`, naming it). A client that goes away is noticed at once (ASGI's
+`http.disconnect`): its rows leave the batch at the next step. Only JSON is taken, so a page of
+another origin cannot post here without a CORS preflight, which nothing here answers.
+"""
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from charlm.errors import CharlmError
+from charlm.generation.decoder import Request
+from charlm.records import Record, invalid
+from charlm.serving.batching import Batcher, Job, Overloaded
+from charlm.serving.interface import GenerationRequest
+
+STREAM_PATH = "/stream"
+PAGE = Path(__file__).with_name("page.html")
+# Events carry what the batch made since the last; sent every step, 32 clients' events would cost
+# the worker more than their generation.
+EVENT_INTERVAL_S = 0.05
+
+Message = dict[str, Any]
+App = Callable[
+    [Message, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]], Awaitable[None]
+]
+
+
+class StreamRequest(Record):
+    """What `POST /stream` takes: the texts to generate, as `/invocations` does."""
+
+    inputs: list[GenerationRequest]
+
+
+def routes(
+    requests_of: Callable[[list[Any]], list[Request]], batcher: Batcher, timeout_s: float
+) -> dict[tuple[str, str], App]:
+    """The routes, by method and path, for a model that checks its rows with `requests_of`."""
+
+    async def page(scope: Message, receive: Any, send: Any) -> None:
+        await respond(send, 200, PAGE.read_bytes(), b"text/html; charset=utf-8")
+
+    async def stream(scope: Message, receive: Any, send: Any) -> None:
+        body, loop, woken = await read_body(receive), asyncio.get_running_loop(), asyncio.Event()
+        told = [0, 0.0]  # characters the stream was told of, and when it may be told again
+
+        def advanced(job: Job) -> None:
+            """On the batching thread, after each step of the job: wake the stream when there is
+            something new, at most every EVENT_INTERVAL_S (each wake costs the batching thread
+            the GIL), and at once when the job ends."""
+            chars, now = sum(len(row.chars) for row in job.rows if row is not None), time.monotonic()
+            if job.finished.is_set() or (chars > told[0] and now >= told[1]):
+                told[:] = chars, now + EVENT_INTERVAL_S
+                loop.call_soon_threadsafe(woken.set)
+
+        if dict(scope["headers"]).get(b"content-type", b"").split(b";")[0].strip() != b"application/json":
+            return await error(send, 415, "UNSUPPORTED_MEDIA_TYPE", "send the request as application/json")
+        try:
+            try:
+                rows = StreamRequest.model_validate_json(body).inputs
+            except ValidationError as err:
+                raise invalid(err) from None
+            job = batcher.enqueue(requests_of(rows), timeout_s, advanced)
+        except CharlmError as err:
+            return await error(send, 400, "INVALID_PARAMETER_VALUE", f"invalid request: {err}")
+        except Overloaded as err:
+            return await error(send, 503, "TEMPORARILY_UNAVAILABLE", str(err), err.retry_after_s)
+        start = {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [*HEADERS, (b"content-type", b"text/event-stream")],
+        }
+        await send(start)
+
+        async def watch() -> None:  # the client went away: its rows leave at the next step
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            job.abandoned = True
+            woken.set()
+
+        watcher, sent = asyncio.create_task(watch()), [0] * len(rows)
+        try:
+            while not job.abandoned:
+                try:
+                    await asyncio.wait_for(woken.wait(), max(job.deadline - time.monotonic(), 0))
+                except TimeoutError:
+                    job.abandoned = True
+                    message = {"message": "generation did not finish within its deadline"}
+                    return await event(send, "error", message, last=True)
+                woken.clear()
+                done = job.finished.is_set()
+                for index, text in enumerate(job.news(sent)):
+                    if text:
+                        await event(send, "", {"index": index, "text": text})
+                if done:
+                    failed = {"message": str(job.error)} if job.error else {}
+                    return await event(send, "error" if job.error else "done", failed, last=True)
+        finally:
+            watcher.cancel()
+
+    return {("GET", "/"): page, ("POST", STREAM_PATH): stream}
+
+
+HEADERS = [(b"cache-control", b"no-store"), (b"x-content-type-options", b"nosniff")]
+
+
+async def read_body(receive: Callable[[], Awaitable[Message]]) -> bytes:
+    body, more = b"", True
+    while more:
+        message = await receive()
+        body, more = body + message.get("body", b""), message.get("more_body", False)
+    return body
+
+
+async def respond(
+    send: Any, status: int, body: bytes, content_type: bytes, headers: tuple[tuple[bytes, bytes], ...] = ()
+) -> None:
+    start = {
+        "type": "http.response.start",
+        "status": status,
+        "headers": [*HEADERS, (b"content-type", content_type), *headers],
+    }
+    await send(start)
+    await send({"type": "http.response.body", "body": body})
+
+
+async def error(send: Any, status: int, code: str, message: str, retry_after_s: int | None = None) -> None:
+    """An error as MLflow's scoring server words its own, with Retry-After on a 503."""
+    body = {"error_code": code, "message": message} | (
+        {"retry_after_s": retry_after_s} if retry_after_s else {}
+    )
+    headers = ((b"retry-after", str(retry_after_s).encode()),) if retry_after_s else ()
+    await respond(send, status, json.dumps(body).encode(), b"application/json", headers)
+
+
+async def event(send: Any, name: str, data: dict[str, Any], last: bool = False) -> None:
+    """One server-sent event; the last ends the response."""
+    lines = (f"event: {name}\n" if name else "") + f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
+    await send({"type": "http.response.body", "body": lines.encode(), "more_body": not last})

@@ -1,0 +1,125 @@
+"""stream: `POST /stream` as the ASGI app `charlm serve` routes to: the text as events, the same as
+the batch gives it; a bad request is a 400 before any event; a client that goes away takes its rows
+out of the batch at the next step; only JSON is taken."""
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import pytest
+
+from charlm.generation.decoder import generate, request
+from charlm.params.generate import SamplingOptions
+from charlm.params.serve import ServeConfig
+from charlm.serving.batching import Batcher
+from charlm.serving.interface import GenerationRequest, ServedSettings
+from charlm.serving.stream import STREAM_PATH, routes
+from tests.helpers import config, small_vocab, tiny_model
+
+VOCAB = small_vocab()
+SETTINGS = ServedSettings(sampling=config(SamplingOptions, length=40, seed=None), limits=config(ServeConfig))
+
+
+def app_for(batcher: Batcher) -> Any:
+    def requests_of(rows: list[GenerationRequest]) -> list[Any]:
+        options = SETTINGS.options(rows)
+        return [request(VOCAB, row.prompt, o) for row, o in zip(rows, options, strict=True)]
+
+    return routes(requests_of, batcher, timeout_s=60)[("POST", STREAM_PATH)]
+
+
+def call(app: Any, body: Any, content_type: bytes = b"application/json", leave_after: int = 0) -> list[Any]:
+    """Run the app on one request; the messages it sends. With `leave_after`, the client goes
+    away once it has that many events."""
+    sent: list[Any] = []
+    gone = asyncio.Event()
+
+    async def receive() -> dict[str, Any]:
+        if not gone.is_set() and not receive.started:  # type: ignore[attr-defined]
+            receive.started = True  # type: ignore[attr-defined]
+            return {"type": "http.request", "body": json.dumps(body).encode()}
+        await gone.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+        if leave_after and sum(m.get("body", b"").startswith(b"data:") for m in sent) >= leave_after:
+            gone.set()
+
+    receive.started = False  # type: ignore[attr-defined]
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": STREAM_PATH,
+        "headers": [(b"content-type", content_type)],
+    }
+    asyncio.run(asyncio.wait_for(app(scope, receive, send), 60))
+    return sent
+
+
+def events(sent: list[Any]) -> list[tuple[str, Any]]:
+    out = []
+    for block in b"".join(m.get("body", b"") for m in sent[1:]).decode().split("\n\n"):
+        if block:
+            lines = dict(line.split(": ", 1) for line in block.splitlines())
+            out.append((lines.get("event", "text"), json.loads(lines["data"])))
+    return out
+
+
+@pytest.fixture(scope="module")
+def batcher() -> Batcher:
+    return Batcher(tiny_model("lstm"), VOCAB, config(ServeConfig))
+
+
+def test_the_stream_is_the_batch_text_in_events(batcher: Batcher) -> None:
+    rows = [{"prompt": "ab", "length": 3000, "seed": 3}, {"prompt": "h", "length": 20, "seed": 4}]
+    sent = call(app_for(batcher), {"inputs": rows})
+    assert sent[0]["status"] == 200 and (b"content-type", b"text/event-stream") in sent[0]["headers"]
+    got = events(sent)
+    assert got[-1] == ("done", {})
+    for index, row in enumerate(rows):
+        text = "".join(e[1]["text"] for e in got if e[0] == "text" and e[1]["index"] == index)
+        options = SETTINGS.options([GenerationRequest.model_validate(row)])[0]
+        assert text == "".join(generate(batcher.model, VOCAB, row["prompt"], options))
+    assert len([e for e in got if e[0] == "text" and e[1]["index"] == 0]) > 1  # in pieces
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status", "named"),
+    [
+        (
+            {"inputs": [{"prompt": "ab", "lenght": 5}]},
+            b"application/json",
+            400,
+            "inputs.0.lenght: unknown key",
+        ),
+        ({"inputs": [{"prompt": "xyz"}]}, b"application/json", 400, "not in the model's vocabulary"),
+        ({"inputs": [{"prompt": "ab", "seed": 2**64}]}, b"application/json", 400, "seed: must be <"),
+        ({"inputs": []}, b"application/json", 400, "inputs: a request asks for at least one text"),
+        (
+            {"inputs": [{"prompt": "ab"}]},
+            b"text/plain",
+            415,
+            "application/json",
+        ),  # no cross-origin simple post
+    ],
+)
+def test_a_bad_request_is_refused_before_any_event(
+    batcher: Batcher, body: Any, content_type: bytes, status: int, named: str
+) -> None:
+    start, answer = call(app_for(batcher), body, content_type)
+    assert start["status"] == status and named in json.loads(answer["body"])["message"]
+
+
+def test_a_client_that_goes_away_leaves_the_batch_within_steps(batcher: Batcher) -> None:
+    app = app_for(batcher)
+    before = batcher.steps
+    sent = call(app, {"inputs": [{"prompt": "ab", "length": 30_000, "seed": 1}]}, leave_after=1)
+    left_at = batcher.steps
+    deadline = time.monotonic() + 30
+    while batcher.decoder.rows:
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+    assert batcher.steps - left_at <= 3  # it left at the next step or so, not after 30,000
+    assert batcher.steps - before < 30_000 and len(events(sent)) == 1
