@@ -14,9 +14,10 @@ SERVER_PORT ?= 5000
 # Any other `mlflow server` options, e.g. --app-name basic-auth --allowed-hosts mlflow.example.com
 SERVER_OPTS ?=
 # `make bench-quality`: tiny shakespeare as a local path (default: the benchmark downloads it from
-# its canonical URL, pinned by sha256), and the training seconds each side gets.
+# its canonical URL, pinned by sha256), the training seconds each side gets, and the seeds.
 CORPUS ?=
 BUDGET ?= 300
+SEEDS ?= 1
 # `make serve`: the model to serve (default: params.yaml's champion) and the port; workers and
 # torch threads per worker default to one worker per core, one thread each.
 MODEL ?=
@@ -70,8 +71,8 @@ bench: setup  ## training and sampling throughput (params.yaml's lstm)
 	$(BIN)/python benchmarks/bench_train.py
 	$(BIN)/python benchmarks/bench_sample.py
 
-bench-quality: setup  ## held-out loss at equal training time: charlm's Trainer against a plain LSTM loop
-	$(BIN)/python benchmarks/bench_quality.py $(if $(CORPUS),--corpus "$(CORPUS)") --budget $(BUDGET)
+bench-quality: setup  ## held-out loss at equal training time, stateful and windowed: charlm's Trainer against a plain LSTM loop
+	$(BIN)/python benchmarks/bench_quality.py $(if $(CORPUS),--corpus "$(CORPUS)") --budget $(BUDGET) --seeds $(SEEDS)
 
 bench-data: setup  ## fetch, prepare and vocab through dvc repro at 100 MB and 1 GB: seconds, MB/s, peak RSS
 	$(BIN)/python benchmarks/bench_data.py

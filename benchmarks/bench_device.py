@@ -53,12 +53,14 @@ def main() -> None:
             overrides = {"precision": precision} | ({"device": args.device} if args.device else {})
             run = ModelSpec(**run.model_dump() | overrides)
             with tempfile.TemporaryDirectory() as tmp:
-                trainer = Trainer(run, params.seed, data, Path(tmp) / "checkpoints")
+                trainer = Trainer(run, data, Path(tmp) / "checkpoints")
                 start = time.perf_counter()
                 loop = trainer.fit(None, Path(tmp) / "best", [], lambda *_: None)
                 wall = time.perf_counter() - start
                 # The checkpoint restores into a fresh model and optimizer on the same device.
-                fresh = Trainer(run, params.seed + 1, data, Path(tmp) / "checkpoints")
+                fresh = Trainer(
+                    run.model_copy(update={"seed": run.seed + 1}), data, Path(tmp) / "checkpoints"
+                )
                 read_state(Path(tmp) / "checkpoints" / STATE_FILE).restore(
                     fresh.model, fresh.optimizer, Path(tmp)
                 )  # type: ignore[union-attr]

@@ -1,18 +1,27 @@
-"""Quality at equal CPU time: charlm's Trainer against a plain LSTM loop on tiny shakespeare.
+"""Quality at equal CPU time on tiny shakespeare: charlm's Trainer against a plain LSTM loop, each
+scored by both protocols in use, over training seeds.
 
-Both train in this process, one after the other, for the same wall-clock budget on the same split
-as nanoGPT's `shakespeare_char`: the first 90% of the file. Both are scored on the last 111,540
-characters by `charlm.evaluation.evaluate` (a full stateful pass in params.yaml's `evaluate`
-layout), in nats per character, from their final weights.
+Both train in this process, one after the other, for the same wall-clock budget per seed, on the
+split of nanoGPT's `shakespeare_char`: train on the first 90% of the file, score on the rest
+(111,540 characters), in nats per character, two ways:
 
-- The Trainer runs params.yaml's `lstm` recipe with `--dropout` (a 1 MB corpus is seen several
-  times, so it needs some). Its validation passes (over the held-out text) and checkpoints count
-  inside its budget: its step count is planned from a timed trial of its own steps, one
-  validation and one checkpoint, and the printout says how long it really took.
+- stateful: `charlm.evaluation.evaluate`, a full pass in params.yaml's `evaluate` layout with the
+  hidden state carried (how the pipeline scores);
+- windowed: nanoGPT's `estimate_loss` protocol, random 256-character windows each read from a cold
+  start; here a fixed set (`--windows`, seeded by `--window-seed`), the same for every model.
+
+- The Trainer runs params.yaml's `lstm` recipe with `--set` overrides (a 1 MB corpus is seen many
+  times, so it needs dropout) and scores its exported best-by-validation weights, as the pipeline
+  does. Its validation passes and checkpoints count inside its budget: its step count is planned
+  from a timed trial of its own steps, one validation and one checkpoint, and the printout says how
+  long it really took.
 - The plain loop is the recipe nanoGPT-style comparisons start from: embedding 256 -> nn.LSTM
   2 x 256 (dropout 0.1 between layers) -> linear; AdamW (lr 2e-3, weight decay 0.01); 32 stateful
   streams x 128 characters; gradient clipping at 1.0; cosine decay to 10% over the elapsed share of
-  the budget; it stops when the budget is spent.
+  the budget; it stops when the budget is spent, and its final weights are scored.
+
+    python benchmarks/bench_quality.py --corpus tinyshakespeare.txt --budget 900 --seeds 1 2 3 \
+        --set dropout=0.25 weight_drop=0.25
 """
 
 import argparse
@@ -21,19 +30,18 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
+from bench_seeds import Trained, overrides, spread, trained
 from torch import nn
 
 from charlm.data.fetch import fetch
 from charlm.data.streams import Batches
 from charlm.data.vocab import Vocabulary
-from charlm.evaluation.evaluate import evaluate
+from charlm.evaluation.evaluate import evaluate, windowed
 from charlm.model.device import autocast, autocast_dtype, select_device
 from charlm.model.network import detach_hidden
 from charlm.params.base import load_params
-from charlm.params.evaluate import EvaluateConfig
 from charlm.params.fetch import FetchConfig
 from charlm.params.models import ModelSpec
 from charlm.params.pipeline import Params
@@ -45,6 +53,7 @@ TINY_SHAKESPEARE_URL = (
 TINY_SHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
 TRAIN_FRACTION = 0.9  # nanoGPT's shakespeare_char: train on the first 90%, validate on the rest
 PLAIN_LR, PLAIN_BATCH, PLAIN_SEQ_LEN = 2e-3, 32, 128  # the plain loop's recipe
+WINDOW = 256  # nanoGPT's shakespeare_char block_size
 
 
 def read_corpus(corpus: str, cache: Path) -> str:
@@ -97,9 +106,9 @@ def plain_loop(
     return model, step, time.perf_counter() - start
 
 
-def planned_steps(run: ModelSpec, seed: int, data: TrainData, budget: float, workdir: Path) -> int:
+def planned_steps(spec: ModelSpec, data: TrainData, budget: float, workdir: Path) -> int:
     """How many Trainer steps fit in `budget`, its validation passes and checkpoints included."""
-    trainer = Trainer(run, seed, data, workdir / "trial")
+    trainer = Trainer(spec, data, workdir / "trial")
     for step in range(5):  # warm-up, not timed
         trainer.train_step(step)
     start = time.perf_counter()
@@ -112,29 +121,10 @@ def planned_steps(run: ModelSpec, seed: int, data: TrainData, budget: float, wor
     start = time.perf_counter()
     trainer.save_state()
     per_checkpoint = time.perf_counter() - start
-    cfg = run.train
+    cfg = spec.train
     # The final step validates and checkpoints once more; the rest is spread over the steps.
-    spread = per_step + per_eval / cfg.eval_interval + per_checkpoint / cfg.checkpoint_interval
-    return max(int((budget - per_eval - per_checkpoint) / spread), cfg.warmup_steps + 1)
-
-
-def pipeline_run(run: ModelSpec, seed: int, data: TrainData, budget: float) -> tuple[Trainer, float]:
-    """Train params.yaml's recipe for about `budget` seconds; returns the trainer and its seconds."""
-    with tempfile.TemporaryDirectory() as tmp:
-        workdir = Path(tmp)
-        steps = planned_steps(run, seed, data, budget, workdir)
-        run = ModelSpec(**run.model_dump() | {"max_steps": steps})
-        trainer = Trainer(run, seed, data, workdir / "checkpoints")
-        start = time.perf_counter()
-        trainer.fit(None, workdir / "best", [], lambda *_: None)
-        return trainer, time.perf_counter() - start
-
-
-def score(
-    model: nn.Module, ids: np.ndarray, cfg: EvaluateConfig, device: torch.device, dtype: torch.dtype | None
-) -> tuple[float, int]:
-    result = evaluate(model, ids, cfg.batch_size, cfg.seq_len, device, dtype)  # type: ignore[arg-type]
-    return result.loss_nats, result.chars
+    each = per_step + per_eval / cfg.eval_interval + per_checkpoint / cfg.checkpoint_interval
+    return max(int((budget - per_eval - per_checkpoint) / each), cfg.warmup_steps + 1)
 
 
 def main() -> None:
@@ -142,16 +132,23 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--corpus", default=TINY_SHAKESPEARE_URL, help="tiny shakespeare: a path or its URL")
-    parser.add_argument("--budget", type=float, default=300.0, help="training seconds for each side")
-    parser.add_argument("--dropout", type=float, default=0.1, help="the Trainer's model.dropout")
+    parser.add_argument("--budget", type=float, default=300.0, help="training seconds for each side and seed")
+    parser.add_argument(
+        "--seeds", type=int, nargs="+", default=[1], help="values of train.seed (and the loop's)"
+    )
+    parser.add_argument(
+        "--set", nargs="*", default=["dropout=0.2"], metavar="KEY=VALUE", help="overrides of the lstm recipe"
+    )
+    parser.add_argument("--windows", type=int, default=2000, help="windows of the windowed protocol")
+    parser.add_argument("--window-seed", type=int, default=0)
+    parser.add_argument("--no-plain", action="store_true", help="train only charlm's side")
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args()
 
     params = load_params(Params, Path(args.params))
-    run = params.models["lstm"]
-    run = ModelSpec(**run.model_dump() | {"dropout": args.dropout})
-    device = select_device(run.train.device)
-    dtype = autocast_dtype(run.train.precision, device)
+    base = params.models["lstm"].model_dump() | overrides(args.set)
+    device = select_device(params.models["lstm"].train.device)
+    dtype = autocast_dtype(params.models["lstm"].train.precision, device)
     with tempfile.TemporaryDirectory() as tmp:
         text = read_corpus(args.corpus, Path(tmp) / "corpus")
     cut = int(len(text) * TRAIN_FRACTION)
@@ -162,22 +159,40 @@ def main() -> None:
         f"{len(text):,} chars: train {cut:,}, held out {len(text) - cut:,}; vocabulary {len(vocab)};"
         f" device={device} precision={'bf16' if dtype else 'fp32'} threads={torch.get_num_threads()}"
     )
-    print(f"budget {args.budget:.0f} s each; charlm lstm: {run.model}")
+    print(f"budget {args.budget:.0f} s each; charlm lstm with {overrides(args.set)}; seeds {args.seeds}")
 
-    trainer, trainer_s = pipeline_run(run, params.seed, data, args.budget)
-    ours, chars = score(trainer.model, data.val, params.evaluate, device, dtype)
-    loop = trainer.loop
-    print(
-        f"charlm Trainer: {loop.steps:,} steps ({loop.train_chars:,} chars) in {trainer_s:.0f} s,"
-        f" validation and checkpoints included: held-out loss {ours:.4f} nats/char"
-    )
-    model, steps, plain_s = plain_loop(data, args.budget, params.seed, device, dtype)
-    theirs, _ = score(model, data.val, params.evaluate, device, dtype)
-    print(
-        f"plain loop:     {steps:,} steps ({steps * PLAIN_BATCH * PLAIN_SEQ_LEN:,} chars) in {plain_s:.0f} s:"
-        f" held-out loss {theirs:.4f} nats/char"
-    )
-    print(f"difference (charlm - plain): {ours - theirs:+.4f} nats/char over {chars:,} scored characters")
+    def scores(model: nn.Module) -> tuple[float, float]:
+        cfg = params.evaluate
+        stream = evaluate(model, data.val, cfg.batch_size, cfg.seq_len, device, dtype)  # type: ignore[arg-type]
+        windows = windowed(model, data.val, args.windows, WINDOW, args.window_seed, device, dtype)  # type: ignore[arg-type]
+        return stream.loss_nats, windows.loss_nats
+
+    results: dict[str, list[tuple[float, float]]] = {"charlm": [], "plain": []}
+    for seed in args.seeds:
+        with tempfile.TemporaryDirectory() as tmp:
+            steps = planned_steps(ModelSpec.parse(base | {"seed": seed}), data, args.budget, Path(tmp))
+        run: Trained = trained(ModelSpec.parse(base | {"seed": seed, "max_steps": steps}), data)
+        results["charlm"].append(scores(run.model))
+        print(
+            f"seed {seed} charlm Trainer: {run.loop.steps:,} steps ({run.loop.train_chars:,} chars) in"
+            f" {run.seconds:.0f} s, validation and checkpoints included: held-out"
+            " {:.4f} stateful, {:.4f} windowed (nats/char)".format(*results["charlm"][-1]),
+            flush=True,
+        )
+        if args.no_plain:
+            continue
+        model, plain_steps, plain_s = plain_loop(data, args.budget, seed, device, dtype)
+        results["plain"].append(scores(model))
+        print(
+            f"seed {seed} plain loop:     {plain_steps:,} steps"
+            f" ({plain_steps * PLAIN_BATCH * PLAIN_SEQ_LEN:,} chars) in {plain_s:.0f} s: held-out"
+            " {:.4f} stateful, {:.4f} windowed (nats/char)".format(*results["plain"][-1]),
+            flush=True,
+        )
+    for side, figures in results.items():
+        for i, protocol in enumerate(("stateful", "windowed")):
+            if figures:
+                print(spread(f"{side} {protocol}: ", [f[i] for f in figures]))
 
 
 if __name__ == "__main__":

@@ -102,7 +102,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         client = connect(f"sqlite:///{tmp}/mlflow.db")
         data = TrainData(train_ids, val_ids, vocab, {"train": "synthetic", "val": "synthetic"})
-        trainer = Trainer(run, 0, data, Path(tmp) / "ckpt")
+        trainer = Trainer(run, data, Path(tmp) / "ckpt")
         tracker = RunTracker.start(StageTracking(client, "bench", {}), "bench", {}, {})
         start = time.perf_counter()
         trainer.fit(tracker, Path(tmp) / "best", [], lambda *_: None)

@@ -17,7 +17,6 @@ from charlm.stage import stage_args
 
 
 class Params(Record):
-    seed: int
     prepare: PrepareConfig
     train: TrainConfig  # its seq_len: every split must hold one training sequence
 
@@ -31,7 +30,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(dir=args.out.parent) as tmp, replace_dir(args.out) as staging:
         with bytes_bar(selected_bytes(args.raw, params.prepare), "prepare") as bar:
             docs = read_documents(args.raw, params.prepare, Path(tmp), bar.update)
-        splits = split_documents(docs, params.prepare, params.seed, Path(tmp))
+        splits = split_documents(docs, params.prepare, Path(tmp))
         check_lengths(splits, params.train.seq_len)
         for name, split in splits.items():
             split.move_to(PreparedSplits(staging).path(name))

@@ -22,7 +22,6 @@ from charlm.training.trainer import TrainData
 
 
 class Params(Models):
-    seed: int
     tracking: TrackingConfig
     distributed: DistributedConfig
 
@@ -50,7 +49,7 @@ def main() -> None:
             tracking = StageTracking(
                 connect(), params.tracking.experiment, tag.stage_tags("train", spec.name)
             )
-        job = TrainJob(spec, params.seed, data, outputs, datasets, report.corpus)
+        job = TrainJob(spec, data, outputs, datasets, report.corpus)
         summary = train_model(job, tracking, world)
     if world.is_main:
         shown = (

@@ -432,6 +432,7 @@ def register_candidate(
     on_new_val_data: str = "keep",
     model_name: str = "charlm",
     experiment: str = "test",
+    min_improvement_bpc: float | None = None,
     **limits: Any,
 ) -> Any:
     """Register `candidate` in `client`'s registry as the register stage does, with a sample, sampling
@@ -449,7 +450,8 @@ def register_candidate(
         sampling=config(SamplingOptions, length=20, temperature=0.6, top_k=4, seed=None),
         limits=config(ServeConfig, **SMALL_LIMITS | limits),
     )
-    cfg = config(RegisterConfig, on_new_val_data=on_new_val_data, model_name=model_name)
+    margin = {} if min_improvement_bpc is None else {"min_improvement_bpc": min_improvement_bpc}
+    cfg = config(RegisterConfig, on_new_val_data=on_new_val_data, model_name=model_name, **margin)
     sample = Sample(prompt="ab", seed=5, temperature=0.6, text=SAMPLE_TEXT)
     facts = CardFacts(data_report(), sample, served)
     return register(StageTracking(client, experiment, {}), candidate, cfg, facts)

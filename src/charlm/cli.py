@@ -111,7 +111,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
 def cmd_params(args: argparse.Namespace) -> None:
     params = Params.parse(read_params(args.file))
-    print(f"{args.file}: valid; seed {params.seed}")
+    print(f"{args.file}: valid; documents split with seed {params.prepare.seed}")
     for name, run in params.models.items():
         settings = " ".join(
             f"{k.split('.', 1)[1]}={v}" for k, v in flatten(run.settings()).items() if v is not None

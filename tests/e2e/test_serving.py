@@ -243,8 +243,14 @@ def test_one_client_cannot_stall_the_others(
             )
             assert int(headers["Retry-After"]) >= 1 and body["retry_after_s"] == int(headers["Retry-After"])
             # A light request joins the batch beside the heavy one's running row and is done
-            # while that one has most of its work ahead.
-            status, body, _ = http_call(url, {"inputs": [{"prompt": "ab", "length": 200, "seed": 1}]})
+            # while that one has most of its work ahead. Until the heavy request's first row has
+            # joined the batch, its three waiting rows fill the queue: the light one polls.
+            light = {"inputs": [{"prompt": "ab", "length": 200, "seed": 1}]}
+            for _ in range(200):
+                if (answer := http_call(url, light))[0] != 503:
+                    break
+                time.sleep(0.05)
+            status, body, _ = answer
             assert status == 200 and len(body["predictions"][0]) == 200
             assert not heavy_answer.done()
             status, body, _ = heavy_answer.result()

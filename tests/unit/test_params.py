@@ -68,8 +68,9 @@ def _error(raw: dict[str, Any], overrides: dict[str, Any]) -> str:
         ({"models": {"Big LSTM": {}}}, "models.Big LSTM: must be named in lowercase"),
         ({"models": {"lstm": "big"}}, "models.lstm: must be a mapping, got 'big'"),
         ({"modles": {}}, "modles: unknown key (did you mean 'models'?)"),
-        ({"seed": 1.5}, "seed: must be an integer, got 1.5"),
-        ({"seed": -1}, "seed: must be >= 0, got -1"),
+        ({"train": {"seed": 1.5}}, "train.seed: must be an integer, got 1.5"),
+        ({"prepare": {"seed": -1}}, "prepare.seed: must be >= 0, got -1"),
+        ({"seed": 1}, "seed: unknown key"),  # the one seed is two: the data's and training's
         ({"model": {"vocab_size": 10}}, "model.vocab_size: unknown key"),
         ({"generate": {"max_request_chars": 10}}, "generate.max_request_chars: unknown key"),
     ],

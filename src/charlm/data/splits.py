@@ -46,13 +46,13 @@ class Split:
 
 
 def split_documents(
-    docs: list[Document], cfg: PrepareConfig, seed: int, workdir: Path, chunk_bytes: int = CHUNK_BYTES
+    docs: list[Document], cfg: PrepareConfig, workdir: Path, chunk_bytes: int = CHUNK_BYTES
 ) -> dict[str, Split]:
     """The splits; one document is cut into pieces written in `workdir`, read `chunk_bytes` at a time."""
     if len(docs) == 1:
         parts = _split_lines(docs[0], cfg, workdir, chunk_bytes)
     else:
-        parts = _split_by_document(docs, cfg, seed)
+        parts = _split_by_document(docs, cfg)
     return {name: Split(name, tuple(parts[name])) for name in SPLITS}
 
 
@@ -121,7 +121,7 @@ def _copy(source: BinaryIO, size: int, path: Path, chunk_bytes: int) -> tuple[in
     return chars, lines
 
 
-def _split_by_document(docs: list[Document], cfg: PrepareConfig, seed: int) -> dict[str, list[Document]]:
+def _split_by_document(docs: list[Document], cfg: PrepareConfig) -> dict[str, list[Document]]:
     by_name = {d.name: d for d in docs}
     unknown = sorted((set(cfg.val_documents) | set(cfg.test_documents)) - set(by_name))
     if unknown:
@@ -129,7 +129,7 @@ def _split_by_document(docs: list[Document], cfg: PrepareConfig, seed: int) -> d
     total = sum(d.chars for d in docs)
     explicit = {"val": list(cfg.val_documents), "test": list(cfg.test_documents)}
     pool = [d.name for d in docs if d.name not in explicit["val"] + explicit["test"]]
-    random.Random(seed).shuffle(pool)
+    random.Random(cfg.seed).shuffle(pool)
     chosen: dict[str, list[str]] = {}
     for name, fraction in (("test", cfg.test_fraction), ("val", cfg.val_fraction)):
         if explicit[name]:

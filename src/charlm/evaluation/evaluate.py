@@ -2,8 +2,12 @@
 
 The split is laid out as B parallel streams (`charlm.data.streams`, as in training) and read in
 chunks of T from its memory-mapped ids; every target position of every stream is scored exactly
-once, so the result does not depend on random batches.
+once, so the result does not depend on random batches. `windowed` is the other protocol in use
+(nanoGPT's `estimate_loss`): random windows, each read from a cold start, here a fixed seeded set
+so that two models are scored on the same windows.
 """
+
+import math
 
 import numpy as np
 import torch
@@ -41,3 +45,35 @@ def evaluate(
     model.train(was_training)
     chars = data.ids.shape[0] * (data.length - 1)
     return EvalResult(loss_nats=total_nats.item() / chars, accuracy=correct.item() / chars, chars=chars)
+
+
+@torch.no_grad()
+def windowed(
+    model: CharLM,
+    ids: np.ndarray,
+    windows: int,
+    length: int,
+    seed: int,
+    device: torch.device,
+    dtype: torch.dtype | None = None,
+) -> EvalResult:
+    """The mean loss over `windows` windows of `length` targets at seeded random offsets, each
+    scored from a zero hidden state (every target of a window counts, the first ones with little
+    context), in batches of 64 windows."""
+    if len(ids) <= length:
+        raise ValueError(f"windowed: {len(ids)} ids hold no window of {length} targets")
+    was_training = model.training
+    model.eval()
+    starts = np.random.default_rng(seed).integers(0, len(ids) - length, size=windows)
+    total_nats, correct = 0.0, 0
+    for batch in np.array_split(starts, math.ceil(windows / 64)):
+        window = torch.from_numpy(np.stack([ids[s : s + length + 1] for s in batch]).astype(np.int64))
+        x, y = window[:, :-1].to(device), window[:, 1:].to(device)  # (B, T)
+        with autocast(device, dtype):
+            logits, _ = model(x, None)  # (B, T, V)
+        logits = logits.float()
+        total_nats += F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="sum").item()
+        correct += int((logits.argmax(-1) == y).sum().item())
+    model.train(was_training)
+    chars = windows * length
+    return EvalResult(loss_nats=total_nats / chars, accuracy=correct / chars, chars=chars)

@@ -29,6 +29,9 @@ class Standing:
     def comparable(self, other: "Standing") -> bool:
         return self.val_sha256 == other.val_sha256
 
-    def beats(self, other: "Standing") -> bool:
-        """Ranks before `other` on the same validation data."""
-        return self.comparable(other) and self.key < other.key
+    def beats(self, other: "Standing", margin: float = 0.0) -> bool:
+        """Ranks before `other` on the same validation data; with a `margin`, by more than it in
+        bpc (below the spread between training seeds, a lower figure is no difference)."""
+        if not self.comparable(other):
+            return False
+        return self.val_bpc < other.val_bpc - margin if margin else self.key < other.key

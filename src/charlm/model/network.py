@@ -2,6 +2,11 @@
 
 `cell` picks `nn.RNN` (tanh), `nn.LSTM` or `nn.GRU`; everything around it (input encoding, dropout,
 the output head) is shared, so training, evaluation and sampling use one code path for all cells.
+
+Regularisation keeps the cells' fused kernels (AWD-LSTM's, Merity et al. 2017): `dropout` is locked,
+one mask per sequence of a chunk shared by all its steps, on the RNN's inputs and outputs, and
+`weight_drop` is DropConnect on the recurrent weights, a fresh mask per forward, handed to the
+module with `torch.func.functional_call` (which the RNN modules read afresh at every forward).
 """
 
 import torch
@@ -36,7 +41,6 @@ class CharLM(nn.Module):
             dropout=config.dropout if config.num_layers > 1 else 0.0,
             batch_first=True,
         )
-        self.drop = nn.Dropout(config.dropout)
         self.head = nn.Linear(config.hidden_size, vocab_size)
         if config.tie_weights:
             assert self.embedding is not None  # params validation guarantees embedding input
@@ -48,9 +52,28 @@ class CharLM(nn.Module):
             x = self.embedding(idx)  # (B, T, E)
         else:
             x = F.one_hot(idx, self.vocab_size).to(self.head.weight.dtype)  # (B, T, V)
-        out, hidden = self.rnn(self.drop(x), hidden)  # (B, T, H)
-        logits = self.head(self.drop(out))  # (B, T, V)
+        out, hidden = self._recur(self._locked(x), hidden)  # (B, T, H)
+        logits = self.head(self._locked(out))  # (B, T, V)
         return logits, hidden
+
+    def _locked(self, x: torch.Tensor) -> torch.Tensor:
+        """Dropout with one mask per sequence: x (B, T, C) times a (B, 1, C) mask, in training."""
+        p = self.config.dropout
+        if not self.training or p == 0:
+            return x
+        return x * x.new_empty(x.size(0), 1, x.size(2)).bernoulli_(1 - p) / (1 - p)
+
+    def _recur(self, x: torch.Tensor, hidden: Hidden | None) -> tuple[torch.Tensor, Hidden]:
+        """The RNN over x, its recurrent weights dropped (DropConnect) in training."""
+        p = self.config.weight_drop
+        if not self.training or p == 0:
+            return self.rnn(x, hidden)
+        dropped = {
+            name: F.dropout(getattr(self.rnn, name), p)
+            for name in self.rnn._flat_weights_names
+            if name.startswith("weight_hh")
+        }
+        return torch.func.functional_call(self.rnn, dropped, (x, hidden))
 
     def step(self, idx: torch.Tensor, hidden: Hidden) -> tuple[torch.Tensor, Hidden]:
         """One character for each of B streams: idx (B,) -> logits (B, V) and the next hidden state.

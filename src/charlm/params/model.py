@@ -14,7 +14,8 @@ class ModelConfig(Record):
     embedding_size: Positive
     hidden_size: Positive
     num_layers: Positive
-    dropout: Annotated[float, Field(ge=0, lt=1)]
+    dropout: Annotated[float, Field(ge=0, lt=1)]  # locked: one mask per sequence, on inputs and outputs
+    weight_drop: Annotated[float, Field(ge=0, lt=1)]  # DropConnect on the recurrent weights
     input: Literal["embedding", "onehot"]
     tie_weights: bool
 

@@ -5,9 +5,7 @@ key or an out-of-range value anywhere fails `dvc repro` before any work; `charlm
 `dvc.yaml`'s templating reads `paths`.
 """
 
-from typing import Annotated
-
-from pydantic import Field, model_validator
+from pydantic import model_validator
 
 from charlm.params.distributed import DistributedConfig
 from charlm.params.evaluate import EvaluateConfig
@@ -23,7 +21,6 @@ from charlm.records import Invalid
 
 
 class Params(Models, WithRegister):
-    seed: Annotated[int, Field(ge=0)]
     paths: dict[str, str]
     fetch: FetchConfig
     prepare: PrepareConfig

@@ -20,6 +20,7 @@ class PrepareConfig(Record):
     test_fraction: Fraction
     val_documents: Globs  # explicit document names; override val_fraction
     test_documents: Globs
+    seed: Annotated[int, Field(ge=0)]  # orders the documents the held-out splits are drawn from
 
     @model_validator(mode="after")
     def _splits_fit(self) -> "PrepareConfig":

@@ -14,6 +14,9 @@ class RegisterConfig(Record):
     # When the champion was validated on other data the two cannot be compared:
     # keep the champion or promote the new candidate anyway.
     on_new_val_data: Literal["keep", "promote"]
+    # A candidate replaces the champion only if its val bpc is lower by more than this: less than
+    # the spread between training seeds is no difference.
+    min_improvement_bpc: Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
     @property
     def alias_uri(self) -> str:

@@ -24,3 +24,4 @@ class TrainConfig(Record):
     checkpoint_interval: Positive
     device: Literal["auto", "cpu", "cuda", "mps"]
     precision: Literal["auto", "fp32", "bf16"]
+    seed: Annotated[int, Field(ge=0)]  # initial weights and dropout masks; the data's is prepare.seed

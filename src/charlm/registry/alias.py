@@ -3,7 +3,8 @@
 MLflow has no compare-and-set on aliases, and a tracking server serves many clients, so no lock
 can cover "read the champion, decide, move the alias". Instead registration converges: point the
 alias at the best version validated on the candidate's validation data (by `Standing`, then the
-lowest version), re-read, and repeat until a read confirms it. Every version carries its figures
+lowest version) when it beats the champion by more than the margin, re-read, and repeat until a
+read confirms it. Every version carries its figures
 from the moment it exists (tags given at creation), and every registering process converges after
 its own version exists, so whichever write comes last is followed by a read that sees every
 version and corrects it: the alias ends on the best version, whatever the interleaving.
@@ -65,7 +66,8 @@ def standing(tags: dict[str, str]) -> Standing:
 
 
 def settle(client: "MlflowClient", cfg: RegisterConfig, val_sha256: str, replaces: str | None = None) -> Any:
-    """Point the alias at the best version validated on `val_sha256`; the version it ends on.
+    """Point the alias at the best version validated on `val_sha256`, if it beats the champion on
+    that data by more than `register.min_improvement_bpc`; the version it ends on.
 
     The alias leaves a version validated on other data only if that data is `replaces` (under
     `register.on_new_val_data: promote`, the champion's data this candidate's data replaces). On any
@@ -82,6 +84,14 @@ def settle(client: "MlflowClient", cfg: RegisterConfig, val_sha256: str, replace
             return current
         if current is not None and current.tags.get(tag.split_sha256("val")) not in (val_sha256, replaces):
             return current
+        held = standing(current.tags) if current is not None else None
+        candidate = standing(best.tags)
+        if (
+            held is not None
+            and held.comparable(candidate)
+            and not candidate.beats(held, cfg.min_improvement_bpc)
+        ):
+            return current  # within the margin: no difference, the champion stays
         try:
             client.set_registered_model_alias(cfg.model_name, cfg.alias, best.version)
         except MlflowException as err:  # two first writes of the alias at once clash in the store

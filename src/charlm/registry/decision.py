@@ -1,7 +1,8 @@
 """Whether a candidate becomes the champion, and the record of what registration did.
 
-The alias moves only to a version that beats the champion on the same validation data (the
-`Standing` rule); otherwise the champion stays and the verdict says why. The test bpc is recorded
+The alias moves only to a version that beats the champion on the same validation data by more than
+`register.min_improvement_bpc` (the `Standing` rule); otherwise the champion stays and the verdict
+says why, margin included. The test bpc is recorded
 beside it and never decides, so a sweep cannot select on the test split.
 """
 
@@ -31,8 +32,10 @@ def verdict(candidate: Standing, champion: Standing | None, same: bool, cfg: Reg
             "the champion was validated on other data, so the two are not comparable; champion kept"
             " (set register.on_new_val_data: promote to replace it)"
         )
-    beats = candidate.beats(champion)
+    beats = candidate.beats(champion, cfg.min_improvement_bpc)
     text = f"val bpc {candidate.val_bpc:.4f} {'beats' if beats else 'does not beat'} the champion's {champion.val_bpc:.4f}"
+    if cfg.min_improvement_bpc:
+        text += f" by more than the margin of {cfg.min_improvement_bpc:g} (register.min_improvement_bpc)"
     return text if beats else text + "; champion kept"
 
 

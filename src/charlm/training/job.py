@@ -39,7 +39,6 @@ RESUME_STEP = "the step to resume from (every node needs the same checkpoint dir
 @dataclass(frozen=True)
 class TrainJob:
     spec: ModelSpec
-    seed: int
     data: TrainData
     outputs: TrainOutputs
     datasets: list[DatasetRef]  # the splits it trains and validates on, for the run's Datasets
@@ -56,7 +55,7 @@ class TrainJob:
                 f"**Recipe**: {t.max_steps:,} steps of {t.batch_size} x {t.seq_len} characters{ranks};"
                 f" AdamW at {t.learning_rate:g} (warmup {t.warmup_steps}, cosine to {t.min_lr_ratio:g}x),"
                 f" betas {t.beta1:g}/{t.beta2:g}, weight decay {t.weight_decay:g}, clip {t.grad_clip:g};"
-                f" precision {t.precision}, seed {self.seed}.",
+                f" precision {t.precision}, seed {t.seed}.",
                 f"**Data**: {self.corpus}; trained on {len(data.train):,} characters, validated on"
                 f" {len(data.val):,} (the datasets below, by the sha256 of their encoded files).",
             ]
@@ -65,7 +64,7 @@ class TrainJob:
     def run_params(self, world: World) -> dict[str, Any]:
         """Its MLflow params: the model's settings by section, and what else shapes the weights."""
         spec, data = self.spec, self.data
-        extra = {"model.vocab_size": len(data.vocab), "seed": self.seed, "distributed.world_size": world.size}
+        extra = {"model.vocab_size": len(data.vocab), "distributed.world_size": world.size}
         return flatten(spec.settings()) | extra
 
     def run_tags(self) -> dict[str, str]:
@@ -114,7 +113,7 @@ def train_model(job: TrainJob, tracking: StageTracking | None, world: World = SI
     with lock:
         path = out.checkpoint_dir / STATE_FILE
         state = read_state(path)
-        if state is not None and not state.continues(fingerprint(job.spec, job.seed, job.data)):
+        if state is not None and not state.continues(fingerprint(job.spec, job.data)):
             if world.is_main:
                 why = "finished" if state.loop.finished else "made with other params, data or version"
                 print(f"train: {path} was {why}; training from scratch", file=sys.stderr)
@@ -126,7 +125,7 @@ def train_model(job: TrainJob, tracking: StageTracking | None, world: World = SI
         # when they reach the tracking server too (MLFLOW_TRACKING_URI); each node under its name.
         run_id = world.broadcast_text(tracker.run_id if tracker else "")
         monitored = world.is_main or (world.local_rank == 0 and "MLFLOW_TRACKING_URI" in os.environ)
-        trainer = Trainer(job.spec, job.seed, job.data, out.checkpoint_dir, run_id, world, state)
+        trainer = Trainer(job.spec, job.data, out.checkpoint_dir, run_id, world, state)
         with system_metrics(run_id, world.node_label) if monitored else nullcontext():
             if tracker is None:
                 _fit(trainer, None, best_dir)

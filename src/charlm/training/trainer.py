@@ -64,10 +64,10 @@ class TrainData:
     sha256: dict[str, str]  # of the train and val splits (`charlm.data.report`)
 
 
-def fingerprint(spec: ModelSpec, seed: int, data: TrainData) -> str:
-    """Identifies what a checkpoint was trained on, and in which state format; a mismatch means
-    start afresh, not resume."""
-    setup = [spec.model_dump(), seed, data.vocab.hash, data.sha256, STATE_FORMAT]
+def fingerprint(spec: ModelSpec, data: TrainData) -> str:
+    """Identifies what a checkpoint was trained on (its seed included), and in which state
+    format; a mismatch means start afresh, not resume."""
+    setup = [spec.model_dump(), data.vocab.hash, data.sha256, STATE_FORMAT]
     return hashlib.sha256(json.dumps(setup, sort_keys=True).encode()).hexdigest()
 
 
@@ -75,7 +75,6 @@ class Trainer:
     def __init__(
         self,
         spec: ModelSpec,
-        seed: int,
         data: TrainData,
         checkpoint_dir: Path,
         run_id: str = "",
@@ -89,16 +88,16 @@ class Trainer:
         if self.device.type == "cuda" and world.size > 1:
             self.device = torch.device("cuda", world.local_rank)
         self.dtype = autocast_dtype(self.cfg.precision, self.device)
-        self.checkpoint_dir, self.seed, self.run_id = checkpoint_dir, seed, run_id
-        self.fingerprint = fingerprint(spec, seed, data)
-        torch.manual_seed(seed)  # the same initial weights on every rank
+        self.checkpoint_dir, self.seed, self.run_id = checkpoint_dir, spec.train.seed, run_id
+        self.fingerprint = fingerprint(spec, data)
+        torch.manual_seed(self.seed)  # the same initial weights on every rank
         self.model = CharLM(spec.model, len(data.vocab)).to(self.device)
         self.network: torch.nn.Module = self.model
         if world.size > 1:
             # DDP broadcasts rank 0's weights and averages gradients during backward.
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.network = DistributedDataParallel(self.model, device_ids=ids)
-            torch.manual_seed(seed + world.rank)  # distinct dropout masks per rank
+            torch.manual_seed(self.seed + world.rank)  # distinct dropout masks per rank
         self.optimizer = make_optimizer(self.model, self.cfg)
         self.rows = world.shard(self.cfg.batch_size)
         self.batches = Batches(data.train, self.cfg.batch_size, self.cfg.seq_len, self.device, self.rows)

@@ -133,7 +133,7 @@ def test_default_corpus_prepares_into_whole_modern_plays(default_corpus: Path, t
     docs = read_documents(default_corpus, params.prepare, tmp_path)
     assert len(docs) == 42
     assert all(d.name.endswith("_gut.txt") for d in docs)  # no First Folio (_gut_f) copies
-    splits = split_documents(docs, params.prepare, params.seed, tmp_path)
+    splits = split_documents(docs, params.prepare, tmp_path)
     names = [{d.name for d in split.documents} for split in splits.values()]
     assert sum(len(n) for n in names) == 42 and len(set.union(*names)) == 42  # each play in one split
     total = sum(split.chars for split in splits.values())

@@ -39,7 +39,7 @@ def reference_line_split(text: str, val_fraction: float, test_fraction: float) -
 
 def test_single_document_splits_contiguously_at_line_boundaries(tmp_path: Path) -> None:
     text = "".join(f"line {i:04d}\n" for i in range(1000))
-    splits = split_documents([document(tmp_path, "one.txt", text)], CFG, 0, tmp_path)
+    splits = split_documents([document(tmp_path, "one.txt", text)], CFG, tmp_path)
     written = texts(splits, tmp_path)
     assert written["train"] + written["val"] + written["test"] == text
     assert written["val"].startswith("line 0800") and written["test"].startswith("line 0900")
@@ -54,7 +54,7 @@ def test_single_document_splits_contiguously_at_line_boundaries(tmp_path: Path) 
 def test_a_document_read_in_chunks_is_cut_where_the_whole_text_would_be(
     tmp_path: Path, text: str, chunk_bytes: int
 ) -> None:
-    splits = split_documents([document(tmp_path, "one.txt", text)], CFG, 0, tmp_path, chunk_bytes)
+    splits = split_documents([document(tmp_path, "one.txt", text)], CFG, tmp_path, chunk_bytes)
     assert tuple(texts(splits, tmp_path).values()) == reference_line_split(text, 0.1, 0.1)
 
 
@@ -64,15 +64,15 @@ def _docs(directory: Path, n: int) -> list[Document]:
 
 def test_documents_split_whole_deterministically_from_seed(tmp_path: Path) -> None:
     docs = _docs(tmp_path, 20)
-    first = split_documents(docs, CFG, 7, tmp_path)
-    assert first == split_documents(docs, CFG, 7, tmp_path)
+    first = split_documents(docs, CFG.model_copy(update={"seed": 7}), tmp_path)
+    assert first == split_documents(docs, CFG.model_copy(update={"seed": 7}), tmp_path)
     names = {k: {d.name for d in s.documents} for k, s in first.items()}
     assert not names["train"] & names["val"] and not names["train"] & names["test"]
     assert not names["val"] & names["test"]
     assert names["train"] | names["val"] | names["test"] == {d.name for d in docs}
     total = sum(d.chars for d in docs)
     assert 0.1 * total <= first["val"].chars < 0.3 * total
-    assert split_documents(docs, CFG, 8, tmp_path) != first
+    assert split_documents(docs, CFG.model_copy(update={"seed": 8}), tmp_path) != first
     written = texts(first, tmp_path)
     assert written["val"] == "".join(d.path.read_text() for d in first["val"].documents)
 
@@ -81,28 +81,27 @@ def test_explicit_document_lists(tmp_path: Path) -> None:
     cfg = config(
         PrepareConfig, include=("*",), val_documents=("doc01.txt",), test_documents=("doc02.txt", "doc03.txt")
     )
-    splits = split_documents(_docs(tmp_path, 6), cfg, 0, tmp_path)
+    splits = split_documents(_docs(tmp_path, 6), cfg, tmp_path)
     assert [d.name for d in splits["val"].documents] == ["doc01.txt"]
     assert [d.name for d in splits["test"].documents] == ["doc02.txt", "doc03.txt"]
     with pytest.raises(DataError, match=r"unknown documents: \['nope.txt'\]"):
         split_documents(
             _docs(tmp_path, 6),
             config(PrepareConfig, include=("*",), val_documents=("nope.txt",)),
-            0,
             tmp_path,
         )
 
 
 def test_too_short_split_is_rejected(tmp_path: Path) -> None:
     splits = split_documents(
-        [document(tmp_path, "tiny.txt", "a\nb\nc\nd\ne\nf\ng\nh\ni\nj\n")], CFG, 0, tmp_path
+        [document(tmp_path, "tiny.txt", "a\nb\nc\nd\ne\nf\ng\nh\ni\nj\n")], CFG, tmp_path
     )
     with pytest.raises(DataError, match=r"the val split has 2 characters, fewer than one training sequence"):
         check_lengths(splits, seq_len=8)
 
 
 def test_summary_counts(tmp_path: Path) -> None:
-    splits = split_documents(_docs(tmp_path, 10), CFG, 1, tmp_path)
+    splits = split_documents(_docs(tmp_path, 10), CFG, tmp_path)
     report = summary(splits)
     assert sum(report[k]["documents"] for k in ("train", "val", "test")) == 10  # type: ignore[index]
     assert report["train"]["chars"] == splits["train"].chars  # type: ignore[index]

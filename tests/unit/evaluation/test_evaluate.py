@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from charlm.evaluation.evaluate import evaluate
+from charlm.evaluation.evaluate import evaluate, windowed
 from charlm.model.network import CharLM
 from charlm.params.model import ModelConfig
 from tests.helpers import config
@@ -41,3 +41,27 @@ def test_streams_cover_every_target() -> None:
     result = evaluate(model, ids, batch_size=4, seq_len=7, device=torch.device("cpu"))
     assert result.chars == 4 * 24
     assert result.loss_nats == pytest.approx(-math.log(0.25))
+
+
+def test_windows_start_cold_and_are_the_same_for_one_seed() -> None:
+    torch.manual_seed(0)
+    model = CharLM(config(ModelConfig, cell="lstm", embedding_size=4, hidden_size=8, num_layers=1), 5)
+    ids = np.random.default_rng(1).integers(0, 5, size=300).astype(np.uint8)
+    cpu = torch.device("cpu")
+    result = windowed(model, ids, windows=70, length=16, seed=3, device=cpu)
+    assert result.chars == 70 * 16
+    assert windowed(model, ids, 70, 16, 3, cpu) == result
+    assert windowed(model, ids, 70, 16, 4, cpu) != result
+    # By hand: each window from a zero state, every target counted.
+    starts = np.random.default_rng(3).integers(0, 300 - 16, size=70)
+    nats = []
+    for s in starts:
+        window = torch.from_numpy(ids[s : s + 17].astype(np.int64))[None]
+        logits, _ = model(window[:, :-1], None)
+        nats.append(torch.nn.functional.cross_entropy(logits[0], window[0, 1:], reduction="sum").item())
+    assert result.loss_nats == pytest.approx(sum(nats) / (70 * 16), rel=1e-5)
+
+
+def test_a_split_shorter_than_a_window_is_refused() -> None:
+    with pytest.raises(ValueError, match="no window of 16"):
+        windowed(constant_model([0.5, 0.5]), np.zeros(10, dtype=np.uint8), 2, 16, 0, torch.device("cpu"))

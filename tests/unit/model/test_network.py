@@ -54,3 +54,28 @@ def test_tied_weights_share_one_tensor() -> None:
     assert model.head.weight is model.embedding.weight  # type: ignore[union-attr]
     untied = CharLM(config(ModelConfig, embedding_size=16, hidden_size=16), 7)
     assert model.num_parameters() == untied.num_parameters() - 7 * 16
+
+
+def test_locked_dropout_masks_a_channel_for_the_whole_sequence() -> None:
+    model = CharLM(config(ModelConfig, cell="lstm", embedding_size=8, hidden_size=16, dropout=0.5), 11)
+    x = torch.ones(4, 7, 16)  # (B, T, C)
+    dropped = model._locked(x)
+    assert set(dropped.unique().tolist()) == {0.0, 2.0}  # kept channels scaled by 1 / (1 - p)
+    assert (dropped == dropped[:, :1]).all()  # one mask per sequence, the same at every step
+    assert torch.equal(model.eval()._locked(x), x)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_weight_drop_drops_recurrent_weights_in_training_only(cell: str) -> None:
+    torch.manual_seed(0)
+    model = CharLM(config(ModelConfig, cell=cell, embedding_size=8, hidden_size=16, weight_drop=0.5), 11)
+    plain = CharLM(config(ModelConfig, cell=cell, embedding_size=8, hidden_size=16), 11)
+    plain.load_state_dict(model.state_dict())
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    idx = torch.randint(0, 11, (3, 5))
+    first, second = model(idx)[0], model(idx)[0]
+    assert not torch.allclose(first, second)  # a fresh mask per forward
+    first.sum().backward()
+    assert model.rnn.weight_hh_l0.grad is not None and model.rnn.weight_hh_l0.grad.abs().sum() > 0
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())  # weights kept
+    torch.testing.assert_close(model.eval()(idx)[0], plain.eval()(idx)[0])

@@ -7,10 +7,8 @@ from charlm.registry.candidate import Candidate, pick_best
 from charlm.registry.decision import may_move, verdict
 from tests.helpers import SHA_A, SHA_B, config, eval_report
 
-KEEP, PROMOTE = (
-    config(RegisterConfig, on_new_val_data="keep"),
-    config(RegisterConfig, on_new_val_data="promote"),
-)
+KEEP = config(RegisterConfig, on_new_val_data="keep", min_improvement_bpc=0.0)
+PROMOTE = config(RegisterConfig, on_new_val_data="promote", min_improvement_bpc=0.0)
 
 
 def test_the_best_candidate_has_the_lowest_val_bpc_then_fewer_parameters() -> None:
@@ -42,3 +40,18 @@ def test_the_verdict_says_why() -> None:
     assert "promoted (register.on_new_val_data: promote)" in verdict(
         candidate, Standing(1.0, 10, SHA_B), False, PROMOTE
     )
+
+
+def test_the_champion_moves_only_for_more_than_the_margin() -> None:
+    margin = config(RegisterConfig, min_improvement_bpc=0.01)
+    champion = Standing(2.000, 10, SHA_A)
+    assert not Standing(1.995, 10, SHA_A).beats(champion, 0.01)  # within the spread of seeds
+    assert not Standing(1.990, 10, SHA_A).beats(champion, 0.01)  # exactly the margin is not more
+    assert Standing(1.989, 10, SHA_A).beats(champion, 0.01)
+    assert not Standing(2.000, 5, SHA_A).beats(champion, 0.01)  # fewer parameters break ties, not margins
+    close = verdict(Standing(1.995, 10, SHA_A), champion, False, margin)
+    assert close == (
+        "val bpc 1.9950 does not beat the champion's 2.0000 by more than the margin of 0.01"
+        " (register.min_improvement_bpc); champion kept"
+    )
+    assert verdict(Standing(1.980, 10, SHA_A), champion, False, margin).startswith("val bpc 1.9800 beats")

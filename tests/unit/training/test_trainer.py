@@ -54,7 +54,7 @@ def outputs(root: Path, name: str = "lstm") -> TrainOutputs:
 
 def train(root: Path, data: TrainData, client: Any, run: ModelSpec) -> TrainSummary:
     datasets = [DatasetRef(split, sha, f"{split}.npy") for split, sha in data.sha256.items()]
-    job = TrainJob(run, 0, data, outputs(root, run.name), datasets, "a generated play")
+    job = TrainJob(run, data, outputs(root, run.name), datasets, "a generated play")
     return train_model(job, StageTracking(client, "test", {"t": "1"}))
 
 
@@ -115,7 +115,11 @@ def test_training_lowers_the_loss_and_writes_everything(
     runs = mlflow_client.search_runs([mlflow_client.get_experiment_by_name("test").experiment_id])
     assert [(r.info.run_name, r.info.status) for r in runs] == [("lstm", "FINISHED")]
     params, tags = runs[0].data.params, runs[0].data.tags
-    assert (params["seed"], params["model.hidden_size"], params["train.max_steps"]) == ("0", "32", "60")
+    assert (params["train.seed"], params["model.hidden_size"], params["train.max_steps"]) == (
+        "1337",
+        "32",
+        "60",
+    )
     assert tags["t"] == "1" and tags["charlm.vocab_sha256"] == tiny_data.vocab.hash
     history = mlflow_client.get_metric_history(runs[0].info.run_id, "train_val_bpc")
     assert [m.step for m in history] == [10, 20, 30, 40, 50, 60]
