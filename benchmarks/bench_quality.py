@@ -20,8 +20,8 @@ split of nanoGPT's `shakespeare_char`: train on the first 90% of the file, score
   streams x 128 characters; gradient clipping at 1.0; cosine decay to 10% over the elapsed share of
   the budget; it stops when the budget is spent, and its final weights are scored.
 
-    python benchmarks/bench_quality.py --corpus tinyshakespeare.txt --budget 900 --seeds 1 2 3 \
-        --set dropout=0.25 weight_drop=0.25
+    python benchmarks/bench_quality.py --corpus tinyshakespeare.txt --budget 900 --seeds 1 2 3 --no-plain \
+        --set dropout=0.25 weight_drop=0.2 eval_interval=1000000 checkpoint_interval=1000
 """
 
 import argparse
