@@ -6,8 +6,9 @@ Each seed trains with the train stage's own `Trainer` on the pipeline's encoded 
 run` first), with the model's settings (its step budget included) and `--set` overrides (as
 `dvc exp run -S ++models.<model>.<key>=<value>` would set them); only `train.seed` differs between
 the runs of one call. Each trained model is scored by a full stateful pass over the validation
-split in params.yaml's `evaluate` layout. Prints every seed's validation bpc and training time,
-then the mean, the standard deviation and the spread (max - min):
+split in params.yaml's `evaluate` layout, and what it writes is judged as the evaluate stage judges
+it (`evaluate.writing`). Prints every seed's validation bpc, training time and writing verdict,
+then the mean, the standard deviation and the spread (max - min) of the bpc:
 
     python benchmarks/bench_seeds.py --model lstm --seeds 1 2 3
     python benchmarks/bench_seeds.py --model lstm --seeds 1 2 3 --set beta2=0.99
@@ -30,6 +31,8 @@ from charlm.data.report import DataReport
 from charlm.data.vocab import Vocabulary
 from charlm.evaluation.evaluate import evaluate
 from charlm.evaluation.metrics import EvalResult
+from charlm.evaluation.writing import judge
+from charlm.generation.decoder import generate_all
 from charlm.model.directory import load_model_dir
 from charlm.model.network import CharLM
 from charlm.params.base import load_params
@@ -108,8 +111,12 @@ def main() -> None:
         run = trained(spec, data)
         bpc = run.stateful(data.val, cfg).bpc
         scores.append(bpc)
+        wanted = cfg.writing.options(params.generate)
+        texts = generate_all(run.model.cpu(), vocab, wanted)
+        writing = judge(data.train, data.val, vocab, cfg.writing, wanted, texts)
         print(
-            f"  train.seed {seed}: val bpc {bpc:.4f} in {run.seconds:.0f} s of training ({run.loop.steps} steps)",
+            f"  train.seed {seed}: val bpc {bpc:.4f} in {run.seconds:.0f} s of training ({run.loop.steps} steps);"
+            f" writes: {writing.summary()}",
             flush=True,
         )
     print(spread("", scores))

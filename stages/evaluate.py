@@ -1,4 +1,5 @@
-"""Stage evaluate@<model>: full passes over the held-out splits with the hidden state carried."""
+"""Stage evaluate@<model>: full passes over the held-out splits with the hidden state carried, and
+the texts the model writes after the `evaluate.writing` prompts, judged against the training split."""
 
 from charlm.data.encoded import EncodedSplits
 from charlm.data.layout import HELD_OUT
@@ -7,10 +8,13 @@ from charlm.data.vocab import Vocabulary
 from charlm.errors import run_cli
 from charlm.evaluation.evaluate import evaluate
 from charlm.evaluation.report import EvalReport, SplitReport
+from charlm.evaluation.writing import judge, transcript
+from charlm.generation.decoder import generate_all
 from charlm.model.device import autocast_dtype, select_device
 from charlm.model.directory import load_model_dir
 from charlm.params.base import load_params
 from charlm.params.evaluate import EvaluateConfig
+from charlm.params.generate import GenerateConfig
 from charlm.params.models import Models
 from charlm.params.tracking import TrackingConfig
 from charlm.stage import stage_args
@@ -21,6 +25,7 @@ from charlm.tracking.store import connect
 
 class Params(Models):
     evaluate: EvaluateConfig
+    generate: GenerateConfig
     tracking: TrackingConfig
 
 
@@ -40,6 +45,9 @@ def main() -> None:
         )
         for split in HELD_OUT
     }
+    wanted = cfg.writing.options(params.generate)
+    texts = generate_all(loaded.model, loaded.vocab, wanted)
+    writing = judge(encoded.load("train"), encoded.load("val"), loaded.vocab, cfg.writing, wanted, texts)
 
     tracking = StageTracking(connect(), params.tracking.experiment, tag.stage_tags("evaluate", args.model))
     with tracking.model_run(loaded.info.mlflow_run_id, f"{args.model} (evaluation)") as (run_id, new):
@@ -47,11 +55,13 @@ def main() -> None:
             model=args.model,
             model_dir=args.model_dir.as_posix(),
             **splits,
+            writing=writing,
             num_params=loaded.model.num_parameters(),
             mlflow_run_id=run_id,
             mlflow_run="new" if new else "training",
         )
         log_metrics(tracking.client, run_id, report.model_dump())
+        tracking.client.log_text(run_id, transcript(wanted, texts), f"writing/{args.model}.txt")
         for split, figures in splits.items():  # what the figures are comparable on
             tracking.client.set_tag(run_id, tag.split_sha256(split), figures.sha256)
         held_out = [DatasetRef(s, data.sha256(s), data.source(encoded.path(s))) for s in HELD_OUT]
@@ -62,7 +72,7 @@ def main() -> None:
     report.write(args.metrics)
     print(
         f"evaluate: {args.model}: val {report.val.bpc:.4f} bpc, test {report.test.bpc:.4f} bpc;"
-        f" MLflow run {run_id} ({report.mlflow_run})"
+        f" MLflow run {run_id} ({report.mlflow_run})\nevaluate: {args.model} writes: {writing.summary()}"
     )
 
 

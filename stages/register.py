@@ -43,7 +43,7 @@ def main() -> None:
     decision = register(tracking, best, cfg, facts)
     decision.write(args.out)
     print(f"register: {best.name} -> {cfg.model_name} v{decision.version}: {decision.verdict}")
-    print(f"register: {cfg.alias_uri} is version {decision.champion}")
+    print(f"register: {cfg.alias_uri} is {f'version {decision.champion}' if decision.champion else 'unset'}")
 
 
 if __name__ == "__main__":

@@ -41,10 +41,14 @@ def deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any
 
 
 def tiny_overrides(corpus: Path) -> dict[str, Any]:
-    """Overrides that make the real pipeline run in seconds on a local corpus file."""
+    """Overrides that make the real pipeline run in seconds on a local corpus file. Thirty steps
+    make a model that writes half-words, which the writing judge rightly fails (4-10 bits at the
+    worst window against the validation split's 2.4): its margin lets such a model be the champion,
+    so the tiny pipeline still shows registration; what the judge fails is tested with its own margin."""
     return {
         "fetch": {"source": "local", "path": str(corpus), "sha256": None},
         "prepare": {"include": ["*.txt"]},
+        "evaluate": {"writing": {"margin_bits": 12.0}},
         "model": {"embedding_size": 16, "hidden_size": 32},
         "train": {
             "seq_len": 32,
@@ -355,9 +359,15 @@ def tiny_model(cell: str, num_layers: int = 2, hidden_size: int = 16) -> Any:
 
 
 def eval_report(
-    val_bpc: float, test_bpc: float = 2.0, val_sha256: str = SHA_A, num_params: int = 1000, **fields: Any
+    val_bpc: float,
+    test_bpc: float = 2.0,
+    val_sha256: str = SHA_A,
+    num_params: int = 1000,
+    failed_texts: int = 0,
+    **fields: Any,
 ) -> Any:
-    """An evaluation report with the given figures (the rest fixed)."""
+    """An evaluation report with the given figures (the rest fixed); `failed_texts` of its 24
+    judged texts fail."""
     from charlm.evaluation.report import EvalReport
 
     def split(bpc: float, sha256: str) -> dict[str, Any]:
@@ -376,6 +386,16 @@ def eval_report(
             "model_dir": "models/m",
             "val": split(val_bpc, val_sha256),
             "test": split(test_bpc, SHA_B),
+            "writing": {
+                "texts": 24,
+                "failed": failed_texts,
+                "worst_window_bits": 20.0 if failed_texts else 5.0,
+                "val_worst_window_bits": 6.5,
+                "limit_bits": 7.5,
+                "mean_bits": 3.0,
+                "val_mean_bits": 2.9,
+                "first_failure": "after 'JULIET:' (greedy): '&&&&'" if failed_texts else None,
+            },
             "num_params": num_params,
             "mlflow_run_id": "",
             "mlflow_run": "training",
@@ -401,9 +421,15 @@ def data_report() -> Any:
 
 
 def saved_candidate(
-    root: Path, seed: int, val_bpc: float, val_sha256: str = SHA_A, test_bpc: float = 2.0
+    root: Path,
+    seed: int,
+    val_bpc: float,
+    val_sha256: str = SHA_A,
+    test_bpc: float = 2.0,
+    failed_texts: int = 0,
 ) -> Any:
-    """A model directory of distinct (seeded) weights under `root`, as a registry candidate."""
+    """A model directory of distinct (seeded) weights under `root`, as a registry candidate;
+    `failed_texts` of what it writes fail the writing judge."""
     import torch
 
     from charlm.model.directory import save_model_dir
@@ -417,7 +443,8 @@ def saved_candidate(
     directory = root / f"model{seed}"
     save_model_dir(directory, model, vocab, f"m{seed}")
     fields = {"model": f"m{seed}", "model_dir": str(directory)}
-    return Candidate(eval_report(val_bpc, test_bpc, val_sha256, num_params=model.num_parameters(), **fields))
+    figures = eval_report(val_bpc, test_bpc, val_sha256, model.num_parameters(), failed_texts, **fields)
+    return Candidate(figures)
 
 
 SAMPLE_TEXT = "a bad cafe\nhead"

@@ -25,6 +25,7 @@ KINDS = {
     "string_type": "a string",
     "tuple_type": "a list",
     "too_short": "non-empty",
+    "string_too_short": "non-empty",
     "string_pattern_mismatch": "a name",
     "dict_type": "a mapping",
     "model_type": "a mapping",

@@ -73,12 +73,49 @@ def _error(raw: dict[str, Any], overrides: dict[str, Any]) -> str:
         ({"seed": 1}, "seed: unknown key"),  # the one seed is two: the data's and training's
         ({"model": {"vocab_size": 10}}, "model.vocab_size: unknown key"),
         ({"generate": {"max_request_chars": 10}}, "generate.max_request_chars: unknown key"),
+        ({"generate": {"prompts": ["ROMEO:", ""]}}, "generate.prompts.1: must be non-empty, got ''"),
+        ({"evaluate": {"writing": {"prompts": []}}}, "evaluate.writing.prompts: must be non-empty"),
+        (
+            {"evaluate": {"writing": {"prompts": [""]}}},
+            "evaluate.writing.prompts.0: must be non-empty, got ''",
+        ),
+        ({"evaluate": {"writing": {"window": 0}}}, "evaluate.writing.window: must be > 0, got 0"),
+        ({"evaluate": {"writing": {"ngram_order": 9}}}, "evaluate.writing.ngram_order: must be <= 6, got 9"),
+        (
+            {"evaluate": {"writing": {"margin_bits": float("nan")}}},
+            "evaluate.writing.margin_bits: must be a finite number",
+        ),
+        (
+            {"evaluate": {"writing": {"margin_bits": -1}}},
+            "evaluate.writing.margin_bits: must be >= 0, got -1",
+        ),
+        ({"evaluate": {"writing": {"samples": -1}}}, "evaluate.writing.samples: must be >= 0, got -1"),
     ],
 )
 def test_bad_values_name_the_key(
     raw_params: dict[str, Any], overrides: dict[str, Any], expected: str
 ) -> None:
     assert expected in _error(raw_params, overrides)
+
+
+def test_the_judged_texts_are_each_prompt_sampled_then_greedy() -> None:
+    from charlm.params.evaluate import EvaluateConfig
+    from charlm.params.generate import GenerateConfig
+
+    generate = config(GenerateConfig, seed=100)
+    writing = config(EvaluateConfig).writing.model_copy(update={"prompts": ("A:", "B:"), "samples": 2})
+    wanted = writing.options(generate)
+    assert [(p, o.seed, o.top_k) for p, o in wanted] == [
+        ("A:", 100, generate.top_k),
+        ("A:", 101, generate.top_k),
+        ("A:", 100, 1),  # greedy: the one most likely character at every step
+        ("B:", 102, generate.top_k),
+        ("B:", 103, generate.top_k),
+        ("B:", 100, 1),
+    ]
+    assert all(o.unknown == "unk" and o.length == generate.length for _, o in wanted)
+    sampled = wanted[0][1]
+    assert (sampled.temperature, sampled.top_p) == (generate.temperature, generate.top_p)
 
 
 def test_missing_section_and_missing_key(raw_params: dict[str, Any]) -> None:

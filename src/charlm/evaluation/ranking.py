@@ -4,7 +4,9 @@ the comparison table, settling the champion alias and the registry's verdict.
 A model stands by its validation bits per character, at `BPC_DECIMALS` decimals (the precision the
 registry's version tags carry, so a figure read back from a tag ranks as it did when written),
 ties going to fewer parameters. Two standings compare only when measured on the same validation
-data, the same sha256 of the encoded split; the test split never decides.
+data, the same sha256 of the encoded split; the test split never decides. A standing also says how
+many of the texts the model wrote failed the writing judge (`charlm.evaluation.writing`): a model
+with any is never the champion, whatever its bpc.
 """
 
 from dataclasses import dataclass
@@ -17,6 +19,7 @@ class Standing:
     val_bpc: float
     num_params: int
     val_sha256: str
+    failed_texts: int | None  # of those the writing judge read; None: registered before it judged
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "val_bpc", round(self.val_bpc, BPC_DECIMALS))
@@ -25,6 +28,10 @@ class Standing:
     def key(self) -> tuple[float, int]:
         """Sorts the better model first."""
         return self.val_bpc, self.num_params
+
+    @property
+    def writes_well(self) -> bool:
+        return self.failed_texts == 0
 
     def comparable(self, other: "Standing") -> bool:
         return self.val_sha256 == other.val_sha256

@@ -1,9 +1,11 @@
 """The evaluation report (`metrics/eval/<model>.json`): what the evaluate stage hands the compare
 and register stages, and what `dvc metrics` shows.
 
-In code it is one `SplitReport` per held-out split; on disk it is flat, one metric per key named
-`<split>_<metric>` (`val_bpc`, `test_loss_nats`), so that `dvc metrics diff` and `dvc exp show`
-show each figure as a column. The baselines beside it are facts of the data, in the data report.
+In code it is one `SplitReport` per held-out split and the `WritingReport` of what the model
+writes; on disk it is flat, one metric per key named `<split>_<metric>` (`val_bpc`,
+`test_loss_nats`) or `writing_<metric>` (`writing_failed`), so that `dvc metrics diff` and `dvc
+exp show` show each figure as a column. The baselines beside it are facts of the data, in the data
+report.
 """
 
 from typing import Any
@@ -14,6 +16,8 @@ from charlm.data.layout import HELD_OUT
 from charlm.evaluation.metrics import EvalResult
 from charlm.evaluation.ranking import Standing
 from charlm.records import Record
+
+WRITING = "writing"  # the prefix of the writing report's keys on disk
 
 
 class SplitReport(Record):
@@ -38,11 +42,37 @@ class SplitReport(Record):
         )
 
 
+class WritingReport(Record):
+    """How a model's texts read to the n-gram model of the training split, beside the validation
+    split; a text fails when its worst window reads above `limit_bits`."""
+
+    texts: int
+    failed: int
+    worst_window_bits: float  # the texts' most surprising window, mean bits per character
+    val_worst_window_bits: float  # the validation split's most surprising window
+    limit_bits: float  # the validation split's worst + `evaluate.writing.margin_bits`
+    mean_bits: float  # over every character of the texts
+    val_mean_bits: float  # over every character of the validation split
+    first_failure: str | None  # the first text that failed: its prompt, how it was drawn, how it starts
+
+    def summary(self) -> str:
+        """One line: how many texts failed, and the worst, against the validation split's line."""
+        verdict = (
+            f"{self.failed} of {self.texts} texts fail" if self.failed else f"all {self.texts} texts pass"
+        )
+        text = (
+            f"{verdict}: the most surprising window reads at {self.worst_window_bits:.2f} bits/char"
+            f" (the validation split's worst {self.val_worst_window_bits:.2f}, the limit {self.limit_bits:.2f})"
+        )
+        return text + (f"; the first failure: {self.first_failure}" if self.first_failure else "")
+
+
 class EvalReport(Record):
     model: str  # the `models:` entry
     model_dir: str  # the model directory the figures are of, as dvc.yaml names it
     val: SplitReport
     test: SplitReport
+    writing: WritingReport
     num_params: int
     mlflow_run_id: str  # the run the figures were logged to
     mlflow_run: str  # "training": the model's training run; "new": one made for them
@@ -52,13 +82,14 @@ class EvalReport(Record):
 
     @property
     def standing(self) -> Standing:
-        return Standing(self.val.bpc, self.num_params, self.val.sha256)
+        return Standing(self.val.bpc, self.num_params, self.val.sha256, self.writing.failed)
 
     @model_serializer
     def _flat(self) -> dict[str, Any]:
         flat: dict[str, Any] = {"model": self.model, "model_dir": self.model_dir}
         for split in HELD_OUT:
             flat |= {f"{split}_{metric}": value for metric, value in self.split(split)}
+        flat |= {f"{WRITING}_{metric}": value for metric, value in self.writing}
         return flat | {
             "num_params": self.num_params,
             "mlflow_run_id": self.mlflow_run_id,
@@ -73,4 +104,7 @@ class EvalReport(Record):
         flat = dict(raw)
         for split in HELD_OUT:
             flat[split] = {metric: flat.pop(f"{split}_{metric}", None) for metric in SplitReport.model_fields}
+        flat[WRITING] = {
+            metric: flat.pop(f"{WRITING}_{metric}", None) for metric in WritingReport.model_fields
+        }
         return flat

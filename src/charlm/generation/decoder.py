@@ -223,3 +223,13 @@ def _stream(decoder: Decoder, req: Request) -> Iterator[str]:
         decoder.step()
         yield from row.chars[sent:]
         sent = len(row.chars)
+
+
+def generate_all(model: CharLM, vocab: Vocabulary, wanted: list[tuple[str, SamplingOptions]]) -> list[str]:
+    """The text after each (prompt, options), all generated together in one batch (a seeded text is
+    the one it would be alone); a bad request raises before any is generated."""
+    decoder = Decoder(model, vocab)
+    rows = [decoder.add(req) for req in [request(vocab, prompt, options) for prompt, options in wanted]]
+    while decoder.rows:
+        decoder.step()
+    return ["".join(row.chars) for row in rows]

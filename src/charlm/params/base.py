@@ -22,6 +22,8 @@ Positive = Annotated[int, Field(gt=0)]
 PositiveFloat = Annotated[float, Field(gt=0)]
 Fraction = Annotated[float, Field(gt=0, lt=1)]
 Globs = Annotated[tuple[str, ...], Field(strict=False)]  # YAML lists become tuples
+# Texts to generate after: at least one, each at least one character.
+Prompts = Annotated[tuple[Annotated[str, Field(min_length=1)], ...], Field(strict=False, min_length=1)]
 
 R = TypeVar("R", bound=Record)
 

@@ -5,7 +5,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from charlm.params.base import Globs, Positive
+from charlm.params.base import Positive, Prompts
 from charlm.records import Record
 
 # Logits over a float32 temperature much below this overflow to infinities (their softmax is NaN);
@@ -32,7 +32,7 @@ class SamplingOptions(Record):
 class GenerateConfig(SamplingOptions):
     """The generate stage: these prompts, each sampled `num_samples` times with its own seed."""
 
-    prompts: Annotated[Globs, Field(min_length=1)]
+    prompts: Prompts
     num_samples: Positive  # per prompt
 
     def options(self, index: int = 0) -> SamplingOptions:

@@ -3,7 +3,7 @@
 MLflow has no compare-and-set on aliases, and a tracking server serves many clients, so no lock
 can cover "read the champion, decide, move the alias". Instead registration converges: point the
 alias at the best version validated on the candidate's validation data (by `Standing`, then the
-lowest version) when it beats the champion by more than the margin, re-read, and repeat until a
+lowest version) that writes well, when it beats the champion by more than the margin, re-read, and repeat until a
 read confirms it. Every version carries its figures
 from the moment it exists (tags given at creation), and every registering process converges after
 its own version exists, so whichever write comes last is followed by a read that sees every
@@ -51,6 +51,7 @@ def standing_tags(standing: Standing) -> dict[str, str]:
         tag.split_bpc("val"): f"{standing.val_bpc:.{BPC_DECIMALS}f}",
         tag.NUM_PARAMS: str(standing.num_params),
         tag.split_sha256("val"): standing.val_sha256,
+        tag.WRITING_FAILED: str(standing.failed_texts),
     }
 
 
@@ -62,12 +63,13 @@ def standing(tags: dict[str, str]) -> Standing:
         raise CharlmError(
             f"a registered version lacks its tag {err} (registered by an older charlm?)"
         ) from None
-    return Standing(float(values[0]), int(values[1]), values[2])
+    failed = tags.get(tag.WRITING_FAILED)  # absent on versions registered before the judge existed
+    return Standing(float(values[0]), int(values[1]), values[2], None if failed is None else int(failed))
 
 
 def settle(client: "MlflowClient", cfg: RegisterConfig, val_sha256: str, replaces: str | None = None) -> Any:
-    """Point the alias at the best version validated on `val_sha256`, if it beats the champion on
-    that data by more than `register.min_improvement_bpc`; the version it ends on.
+    """Point the alias at the best version validated on `val_sha256` that writes well, if it beats
+    the champion on that data by more than `register.min_improvement_bpc`; the version it ends on.
 
     The alias leaves a version validated on other data only if that data is `replaces` (under
     `register.on_new_val_data: promote`, the champion's data this candidate's data replaces). On any
@@ -78,8 +80,11 @@ def settle(client: "MlflowClient", cfg: RegisterConfig, val_sha256: str, replace
     failure = "other processes keep moving it"
     for _ in range(ROUNDS):
         versions = tagged(client, cfg.model_name, tag.split_sha256("val"), val_sha256)
-        best = min(versions, key=lambda v: (standing(v.tags).key, number(v)))
         current = champion(client, cfg)
+        eligible = [v for v in versions if standing(v.tags).writes_well]
+        if not eligible:
+            return current
+        best = min(eligible, key=lambda v: (standing(v.tags).key, number(v)))
         if current is not None and number(current) == number(best):
             return current
         if current is not None and current.tags.get(tag.split_sha256("val")) not in (val_sha256, replaces):

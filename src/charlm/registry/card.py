@@ -2,7 +2,7 @@
 
 The MLflow UI renders a version's description as markdown, so the card is what a reviewer reads on
 the version's page: what the model is, what data it saw (by hash), how it scores against the
-unigram and bigram baselines, why the registry did or did not make it the champion, the generate
+unigram and bigram baselines, how what it writes reads, why the registry did or did not make it the champion, the generate
 stage's first sample of it, and how to load and serve it.
 """
 
@@ -73,6 +73,12 @@ def model_card(candidate: Candidate, decision: Decision, facts: CardFacts) -> st
             *rows,
             "",
             "Models are chosen on validation bpc; the test bpc is reported and never decides.",
+            "",
+            "## What it writes",
+            "",
+            f"Texts after the `evaluate.writing` prompts (names and styles the corpus has and lacks),"
+            " sampled as the generate stage samples and greedily, read by an n-gram model of the"
+            f" training split: {report.writing.summary()}. A model with a failed text is never the champion.",
             "",
             "## Registry decision",
             "",

@@ -1,8 +1,8 @@
 """Whether a candidate becomes the champion, and the record of what registration did.
 
-The alias moves only to a version that beats the champion on the same validation data by more than
-`register.min_improvement_bpc` (the `Standing` rule); otherwise the champion stays and the verdict
-says why, margin included. The test bpc is recorded
+The alias moves only to a version whose texts all pass the writing judge and that beats the champion
+on the same validation data by more than `register.min_improvement_bpc` (the `Standing` rule);
+otherwise the champion stays and the verdict says why, margin included. The test bpc is recorded
 beside it and never decides, so a sweep cannot select on the test split.
 """
 
@@ -12,8 +12,11 @@ from charlm.records import Record
 
 
 def may_move(candidate: Standing, champion: Standing | None, cfg: RegisterConfig) -> bool:
-    """Whether registering the candidate may move the alias at all: not off a champion validated on
-    other data, unless `register.on_new_val_data: promote` says the new validation data replaces it."""
+    """Whether registering the candidate may move the alias at all: not to a candidate that writes
+    texts the writing judge fails, nor off a champion validated on other data unless
+    `register.on_new_val_data: promote` says the new validation data replaces it."""
+    if not candidate.writes_well:
+        return False
     return champion is None or candidate.comparable(champion) or cfg.on_new_val_data == "promote"
 
 
@@ -21,6 +24,11 @@ def verdict(candidate: Standing, champion: Standing | None, same: bool, cfg: Reg
     """Why the candidate is or is not the champion, against `champion`: the champion it replaced
     when it won, the one that stayed or came instead when it did not (`same`: it is the candidate's
     own version)."""
+    if not candidate.writes_well:
+        return (
+            f"{candidate.failed_texts} of the texts it writes fail the writing judge (evaluate.writing):"
+            " not promoted, whatever its val bpc"
+        )
     if champion is None:
         return "no champion yet: the candidate becomes the first"
     if same:
@@ -50,4 +58,4 @@ class Decision(Record):
     promoted: bool
     verdict: str
     champion_before: int | None
-    champion: int
+    champion: int | None  # None: no version has been the champion yet

@@ -90,7 +90,7 @@ def register(
     held = standing(before.tags) if before else None
     replaces = held.val_sha256 if held and not mine.comparable(held) else None
     after = settle(client, cfg, mine.val_sha256, replaces) if may_move(mine, held, cfg) else before
-    won = number(after) == number(version)
+    won = after is not None and number(after) == number(version)
     against = before if won else after
     same = against is not None and number(against) == number(version)
     reason = verdict(mine, standing(against.tags) if against else None, same, cfg)
@@ -104,7 +104,7 @@ def register(
         promoted=won and (before is None or number(before) != number(version)),
         verdict=reason,
         champion_before=number(before) if before else None,
-        champion=number(after),
+        champion=number(after) if after else None,
     )
     client.update_model_version(
         cfg.model_name, version.version, description=model_card(candidate, decision, facts)

@@ -36,6 +36,7 @@ VOCAB_SHA256 = "charlm.vocab_sha256"
 MODEL_SHA256 = "charlm.model_sha256"  # weights, architecture and vocabulary of a registered version
 NUM_PARAMS = "charlm.num_params"  # a registered version's size, which breaks ties in its ranking
 DECISION = "charlm.decision"  # why registration did or did not move the alias
+WRITING_FAILED = "charlm.writing_failed"  # a registered version's texts that failed the writing judge
 
 
 def split_sha256(split: str) -> str:

@@ -36,7 +36,7 @@ from charlm.model.network import CharLM, Hidden, detach_hidden, hidden_from_tens
 from charlm.params.models import ModelSpec
 from charlm.training.distributed import SINGLE, World
 from charlm.training.outputs import TrainPoint, TrainSummary, ValPoint
-from charlm.training.recipe import lr_at, make_optimizer
+from charlm.training.recipe import lr_at, make_optimizer, start_at_unigram
 from charlm.training.state import STATE_FILE, STATE_FORMAT, LoopState, TrainingState, save_state
 
 # Called after every step with the step's loss, the training speed so far and, after an
@@ -92,6 +92,7 @@ class Trainer:
         self.fingerprint = fingerprint(spec, data)
         torch.manual_seed(self.seed)  # the same initial weights on every rank
         self.model = CharLM(spec.model, len(data.vocab)).to(self.device)
+        start_at_unigram(self.model, data.vocab.counts)
         self.network: torch.nn.Module = self.model
         if world.size > 1:
             # DDP broadcasts rank 0's weights and averages gradients during backward.

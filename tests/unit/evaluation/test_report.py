@@ -19,10 +19,35 @@ FLAT_KEYS = [
         for split in ("val", "test")
         for m in ("loss_nats", "bpc", "perplexity", "accuracy", "chars", "sha256")
     ),
+    *(
+        f"writing_{m}"
+        for m in (
+            "texts",
+            "failed",
+            "worst_window_bits",
+            "val_worst_window_bits",
+            "limit_bits",
+            "mean_bits",
+            "val_mean_bits",
+            "first_failure",
+        )
+    ),
     "num_params",
     "mlflow_run_id",
     "mlflow_run",
 ]
+
+
+WRITING = {
+    "texts": 24,
+    "failed": 1,
+    "worst_window_bits": 19.5,
+    "val_worst_window_bits": 6.7,
+    "limit_bits": 7.7,
+    "mean_bits": 3.4,
+    "val_mean_bits": 2.9,
+    "first_failure": "after 'JULIET:' (greedy): '&&&&'",
+}
 
 
 def test_split_report_of_a_result() -> None:
@@ -44,6 +69,7 @@ def test_the_file_is_flat_and_reads_back(tmp_path: Path) -> None:
             "model_dir": "models/lstm",
             "val": split | {"sha256": "b" * 64},
             "test": split | {"sha256": "c" * 64},
+            "writing": WRITING,
             "num_params": 10,
             "mlflow_run_id": "r",
             "mlflow_run": "training",
@@ -52,7 +78,7 @@ def test_the_file_is_flat_and_reads_back(tmp_path: Path) -> None:
     report.write(tmp_path / "eval.json")
     flat = json.loads((tmp_path / "eval.json").read_text())
     assert list(flat) == FLAT_KEYS
-    assert flat["val_bpc"] == 1.4427 and flat["test_sha256"] == "c" * 64
+    assert flat["val_bpc"] == 1.4427 and flat["test_sha256"] == "c" * 64 and flat["writing_failed"] == 1
     assert EvalReport.read(tmp_path / "eval.json") == report
 
     del flat["test_accuracy"]

@@ -60,3 +60,22 @@ def test_a_stale_keep_does_not_undo_a_promotion_and_a_promotion_outlasts_one(
     third = register_candidate(mlflow_client, saved_candidate(tmp_path, 3, val_bpc=3.0, val_sha256=SHA_C))
     mlflow_client.set_registered_model_alias(cfg.model_name, cfg.alias, str(third.version))
     assert alias.number(alias.settle(mlflow_client, cfg, SHA_B, replaces=SHA_A)) == third.version
+
+
+def test_a_version_registered_before_the_writing_judge_stays_until_beaten_and_never_returns(
+    tmp_path: Path, mlflow_client: Any
+) -> None:
+    cfg = config(RegisterConfig)
+    old = register_candidate(mlflow_client, saved_candidate(tmp_path, 1, val_bpc=2.0))
+    mlflow_client.delete_model_version_tag(cfg.model_name, str(old.version), "charlm.writing_failed")
+    unjudged = alias.standing(mlflow_client.get_model_version(cfg.model_name, str(old.version)).tags)
+    assert unjudged.failed_texts is None and not unjudged.writes_well
+    # Within the margin, the old champion stays; beaten, it goes, and settling never brings it back.
+    close = register_candidate(
+        mlflow_client, saved_candidate(tmp_path, 2, val_bpc=1.99), min_improvement_bpc=0.02
+    )
+    assert not close.promoted and alias.number(alias.champion(mlflow_client, cfg)) == old.version
+    better = register_candidate(mlflow_client, saved_candidate(tmp_path, 3, val_bpc=1.5))
+    assert better.promoted
+    mlflow_client.set_registered_model_alias(cfg.model_name, cfg.alias, str(old.version))
+    assert alias.number(alias.settle(mlflow_client, cfg, SHA_A)) == better.version

@@ -21,37 +21,41 @@ def test_the_best_candidate_has_the_lowest_val_bpc_then_fewer_parameters() -> No
 
 
 def test_the_alias_moves_off_other_validation_data_only_when_told() -> None:
-    candidate, same, other = Standing(2.0, 10, SHA_A), Standing(2.5, 10, SHA_A), Standing(1.0, 10, SHA_B)
+    candidate, same, other = (
+        Standing(2.0, 10, SHA_A, 0),
+        Standing(2.5, 10, SHA_A, 0),
+        Standing(1.0, 10, SHA_B, 0),
+    )
     assert may_move(candidate, None, KEEP) and may_move(candidate, same, KEEP)
     assert not may_move(candidate, other, KEEP) and may_move(candidate, other, PROMOTE)
 
 
 def test_the_verdict_says_why() -> None:
-    candidate = Standing(2.0, 10, SHA_A)
+    candidate = Standing(2.0, 10, SHA_A, 0)
     assert verdict(candidate, None, False, KEEP) == "no champion yet: the candidate becomes the first"
     assert verdict(candidate, candidate, True, KEEP) == "the candidate already is the champion"
     assert (
-        verdict(candidate, Standing(2.5, 10, SHA_A), False, KEEP)
+        verdict(candidate, Standing(2.5, 10, SHA_A, 0), False, KEEP)
         == "val bpc 2.0000 beats the champion's 2.5000"
     )
-    kept = verdict(Standing(2.5, 10, SHA_A), candidate, False, KEEP)
+    kept = verdict(Standing(2.5, 10, SHA_A, 0), candidate, False, KEEP)
     assert kept == "val bpc 2.5000 does not beat the champion's 2.0000; champion kept"
-    assert "not comparable; champion kept" in verdict(candidate, Standing(1.0, 10, SHA_B), False, KEEP)
+    assert "not comparable; champion kept" in verdict(candidate, Standing(1.0, 10, SHA_B, 0), False, KEEP)
     assert "promoted (register.on_new_val_data: promote)" in verdict(
-        candidate, Standing(1.0, 10, SHA_B), False, PROMOTE
+        candidate, Standing(1.0, 10, SHA_B, 0), False, PROMOTE
     )
 
 
 def test_the_champion_moves_only_for_more_than_the_margin() -> None:
     margin = config(RegisterConfig, min_improvement_bpc=0.01)
-    champion = Standing(2.000, 10, SHA_A)
-    assert not Standing(1.995, 10, SHA_A).beats(champion, 0.01)  # within the spread of seeds
-    assert not Standing(1.990, 10, SHA_A).beats(champion, 0.01)  # exactly the margin is not more
-    assert Standing(1.989, 10, SHA_A).beats(champion, 0.01)
-    assert not Standing(2.000, 5, SHA_A).beats(champion, 0.01)  # fewer parameters break ties, not margins
-    close = verdict(Standing(1.995, 10, SHA_A), champion, False, margin)
+    champion = Standing(2.000, 10, SHA_A, 0)
+    assert not Standing(1.995, 10, SHA_A, 0).beats(champion, 0.01)  # within the spread of seeds
+    assert not Standing(1.990, 10, SHA_A, 0).beats(champion, 0.01)  # exactly the margin is not more
+    assert Standing(1.989, 10, SHA_A, 0).beats(champion, 0.01)
+    assert not Standing(2.000, 5, SHA_A, 0).beats(champion, 0.01)  # fewer parameters break ties, not margins
+    close = verdict(Standing(1.995, 10, SHA_A, 0), champion, False, margin)
     assert close == (
         "val bpc 1.9950 does not beat the champion's 2.0000 by more than the margin of 0.01"
         " (register.min_improvement_bpc); champion kept"
     )
-    assert verdict(Standing(1.980, 10, SHA_A), champion, False, margin).startswith("val bpc 1.9800 beats")
+    assert verdict(Standing(1.980, 10, SHA_A, 0), champion, False, margin).startswith("val bpc 1.9800 beats")

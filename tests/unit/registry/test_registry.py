@@ -1,5 +1,6 @@
 """registry: the best candidate is registered once; `champion` moves only for a fair improvement,
-judged on validation data; the test bpc is recorded and never decides; every version has its card."""
+judged on validation data, and never to a model that writes garbage; the test bpc is recorded and
+never decides; every version has its card."""
 
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,23 @@ def test_champion_moves_only_when_beaten_on_the_same_validation_data(
     forced = saved_candidate(tmp_path, 3, val_bpc=0.5, val_sha256=SHA_B)
     assert register_candidate(mlflow_client, forced, on_new_val_data="promote").promoted
     assert champion(mlflow_client) == 3
+
+
+def test_a_model_that_writes_garbage_is_never_the_champion_whatever_its_bpc(
+    tmp_path: Path, mlflow_client: Any
+) -> None:
+    garbage = register_candidate(mlflow_client, saved_candidate(tmp_path, 1, val_bpc=1.0, failed_texts=3))
+    assert garbage.version == 1 and not garbage.promoted
+    assert "3 of the texts it writes fail the writing judge" in garbage.verdict
+    assert mlflow_client.get_model_version("charlm", "1").tags["charlm.writing_failed"] == "3"
+    card = mlflow_client.get_model_version("charlm", "1").description
+    assert "3 of 24 texts fail" in card and "the first failure: after 'JULIET:' (greedy): '&&&&'" in card
+
+    # A worse model that writes well becomes the champion; settling never picks the better garbage.
+    good = register_candidate(mlflow_client, saved_candidate(tmp_path, 2, val_bpc=2.0))
+    assert good.promoted and champion(mlflow_client) == good.version == 2
+    again = register_candidate(mlflow_client, saved_candidate(tmp_path, 1, val_bpc=1.0, failed_texts=3))
+    assert not again.new_version and not again.promoted and champion(mlflow_client) == 2
 
 
 def test_every_version_carries_a_model_card_and_a_linked_logged_model(
