@@ -8,13 +8,14 @@ Four things differ from uvicorn's default asyncio loop, the first two for contin
   many requests; this one has `CHARLM_SCORING_THREADS` (default 64).
 - TCP_NODELAY on every connection. With `--workers N` uvicorn hands its workers a listening socket
   whose protocol reads 0, and asyncio only disables Nagle's algorithm on sockets that say TCP, so
-  every request after the first on a keep-alive connection waits ~40 ms for a delayed ACK.
+  every request after the first on a keep-alive connection waits ~40 ms for a delayed ACK
+  (https://github.com/Kludex/uvicorn/issues/3149; this goes when uvicorn's workers keep it).
 - Retry-After on a 503. MLflow's scoring server answers an error with a JSON body and no headers
   of its own; when the body of a 503 (an overloaded worker) carries `retry_after_s`, the header
   says it too.
-- Routes of the model's own. The scoring server answers a custom model only at `/invocations`; a
-  model that serves more (charlm's `/stream` and its page) puts its ASGI apps in `ROUTES` when it
-  loads, and requests for them go there instead.
+- Routes of the model's own. The scoring server answers a custom model only at `/invocations`
+  (https://github.com/mlflow/mlflow/issues/12439); a model that serves more (charlm's `/stream`
+  and its page) puts its ASGI apps in `ROUTES` when it loads, and requests for them go there instead.
 
 This module stands outside the `charlm` package on purpose: uvicorn imports it before the model
 loads, and importing `charlm` first would make the server run the installed library instead of

@@ -246,6 +246,20 @@ def http_call(
             return err.code, body, err.headers
 
 
+def sse_events(url: str, payload: Any) -> Iterator[tuple[str, Any]]:
+    """POST to a stream and yield its server-sent events (name, data) as they arrive."""
+    post = urllib.request.Request(url, json.dumps(payload).encode(), {"Content-Type": "application/json"})
+    with urllib.request.urlopen(post, timeout=60) as response:
+        name = "text"
+        for raw in response:
+            line = raw.decode().rstrip("\n")
+            if line.startswith("event: "):
+                name = line.removeprefix("event: ")
+            elif line.startswith("data: "):
+                yield name, json.loads(line.removeprefix("data: "))
+                name = "text"
+
+
 def http_json(url: str, payload: Any = None, auth: tuple[str, str] | None = None) -> tuple[int, Any]:
     """GET `url` (or POST `payload` as JSON), as user `auth` if given: the status and the body."""
     status, body, _ = http_call(url, payload, auth=auth)

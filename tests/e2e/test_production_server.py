@@ -4,10 +4,12 @@ it with a writer's credentials and every result is checked through the REST API;
 credentials is refused; a reader loads the champion but can neither move it nor delete a version.
 Users are created as docs/team.md shows."""
 
+import sys
 from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
+import yaml
 
 from charlm.evaluation.report import EvalReport
 from charlm.training.outputs import TrainSummary
@@ -88,6 +90,9 @@ def test_the_pipeline_logs_and_registers_with_a_writers_credentials(
     linked = {(m["key"], m["value"]) for m in logged["data"]["metrics"]}
     assert {("val_bpc", evaluated.val.bpc), ("test_bpc", evaluated.test.bpc)} <= linked, linked
     assert tags["charlm.val_bpc"] == f"{evaluated.val.bpc:.6f}"
+    # Its environment, rewritten through the server after logging, asks for Python's minor version.
+    (env,) = (team_server.root / "artifacts").rglob("python_env.yaml")
+    assert yaml.safe_load(env.read_text())["python"] == f"{sys.version_info.major}.{sys.version_info.minor}"
 
 
 @pytest.mark.parametrize("user", [None, User("writer", "not-the-password"), User("nobody", "x")])

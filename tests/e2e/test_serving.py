@@ -2,13 +2,10 @@
 bad requests by name, batches concurrent callers (in-process and over HTTP), streams from
 `charlm generate`, and serves over HTTP with `charlm serve`."""
 
-import json
 import os
 import re
 import threading
 import time
-import urllib.request
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -27,6 +24,7 @@ from tests.helpers import (
     run,
     saved_candidate,
     small_vocab,
+    sse_events,
 )
 
 pytestmark = pytest.mark.slow
@@ -260,20 +258,6 @@ def test_one_client_cannot_stall_the_others(
             assert (
                 status == 400 and "max_prompt_chars: a prompt has at most 60000 characters" in body["message"]
             )
-
-
-def sse_events(url: str, payload: Any) -> Iterator[tuple[str, Any]]:
-    """POST to a stream and yield its server-sent events (name, data) as they arrive."""
-    post = urllib.request.Request(url, json.dumps(payload).encode(), {"Content-Type": "application/json"})
-    with urllib.request.urlopen(post, timeout=60) as response:
-        name = "text"
-        for raw in response:
-            line = raw.decode().rstrip("\n")
-            if line.startswith("event: "):
-                name = line.removeprefix("event: ")
-            elif line.startswith("data: "):
-                yield name, json.loads(line.removeprefix("data: "))
-                name = "text"
 
 
 def test_text_streams_over_http_as_it_is_generated(

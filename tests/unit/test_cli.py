@@ -13,6 +13,22 @@ def test_params_subcommand_shows_resolved_models() -> None:
     assert "valid" in out and "  rnn: cell=rnn " in out and "  lstm: cell=lstm " in out and "seq_len=" in out
 
 
+def test_version_is_the_installed_distribution_and_declares_what_it_needs(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from importlib.metadata import metadata, requires
+
+    from charlm.cli import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out == f"charlm {metadata('charlm')['Version']}\n"
+    declared = requires("charlm") or []
+    assert any(r.startswith("uvicorn") for r in declared)  # charlm_scoring_loop's hooks
+    assert any(r.startswith("nvidia-ml-py") and 'extra == "gpu"' in r for r in declared)  # GPU metrics
+    assert metadata("charlm")["License-Expression"] == "MIT"
+
+
 def test_params_subcommand_reports_errors(tmp_path: Path) -> None:
     bad = tmp_path / "params.yaml"
     bad.write_text((REPO / "params.yaml").read_text().replace("min_count:", "min_cuont:"))

@@ -1,23 +1,42 @@
 """Packaging a model directory for the registry: the models-from-code pyfunc MLflow logs.
 
 The logged model is `mlflow_model.py` (the entry MLflow runs to build it) with the `charlm`
-package as its code and the model directory as its artifact, so loading it never unpickles
-anything. Its signature comes from the type of `CharLMModel.predict`'s requests.
+package and `charlm_scoring_loop` as its code and the model directory as its artifact, so loading
+it never unpickles anything and serving it needs nothing from this repository. Its signature comes
+from the type of `CharLMModel.predict`'s requests. Its environment installs anywhere: requirements
+as a public package index names them, and any interpreter of this minor version.
 """
 
+import sys
+import tempfile
 from importlib.metadata import version
 from pathlib import Path
 
 import mlflow.pyfunc
+import yaml
+from mlflow import MlflowClient
+from mlflow.artifacts import download_artifacts
 from mlflow.models.model import ModelInfo
+from packaging.version import Version
 
+import charlm_scoring_loop
 from charlm.data.vocab import Vocabulary
 from charlm.model.directory import VOCAB_FILE
 from charlm.serving.interface import MODEL_DIR_ARTIFACT, ServedSettings
 
-REQUIREMENTS = ("mlflow", "torch", "numpy", "pandas", "safetensors", "pyyaml", "pydantic")
+# What the served code imports (uvicorn: the scoring loop's hook), and pandas, which MLflow's
+# scoring server reads requests with.
+REQUIREMENTS = ("mlflow", "torch", "numpy", "pandas", "safetensors", "pyyaml", "pydantic", "uvicorn")
 ENTRY = Path(__file__).with_name("mlflow_model.py")
-PACKAGE = Path(__file__).parents[1]  # charlm
+CODE = (Path(__file__).parents[1], Path(charlm_scoring_loop.__file__))  # charlm, and the loop beside it
+PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"  # the code runs on any release of it
+PYTHON_ENV, CONDA_ENV = "python_env.yaml", "conda.yaml"
+
+
+def requirements() -> list[str]:
+    """The served code's packages at the releases installed here, without a local label: a public
+    index carries none, and `torch==2.13.0` takes its CPU or a CUDA build alike (`+cpu` would not)."""
+    return [f"{pkg}=={Version(version(pkg)).public}" for pkg in REQUIREMENTS]
 
 
 def example_prompt(model_dir: Path, wanted: str) -> str:
@@ -31,12 +50,34 @@ def log_model(model_dir: Path, run_id: str, settings: ServedSettings, prompt: st
     asks for a short text after `prompt`); returns MLflow's record of it (URI, logged model id)."""
     example = {"prompt": example_prompt(model_dir, prompt), "length": 40, "seed": 0}
     with mlflow.start_run(run_id=run_id):
-        return mlflow.pyfunc.log_model(
+        logged = mlflow.pyfunc.log_model(
             name="model",
             python_model=str(ENTRY),
             artifacts={MODEL_DIR_ARTIFACT: str(model_dir)},
-            code_paths=[str(PACKAGE)],
+            code_paths=[str(path) for path in CODE],
             model_config=settings.model_dump(mode="json"),
             input_example=[example],
-            pip_requirements=[f"{pkg}=={version(pkg)}" for pkg in REQUIREMENTS],
+            pip_requirements=requirements(),
         )
+    loosen_interpreter(logged)
+    return logged
+
+
+def loosen_interpreter(logged: ModelInfo) -> None:
+    """Rewrite the logged environments to ask for this minor version of Python, not this exact
+    release: MLflow writes the running interpreter's (`3.11.7`), which an environment manager or an
+    image elsewhere may not have."""
+    client = MlflowClient()
+    location = client.get_logged_model(logged.model_id).artifact_location
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, pin in ((PYTHON_ENV, PYTHON), (CONDA_ENV, f"python={PYTHON}")):
+            path = Path(download_artifacts(artifact_uri=f"{location}/{name}", dst_path=tmp))
+            env = yaml.safe_load(path.read_text())
+            if name == PYTHON_ENV:
+                env["python"] = pin
+            else:
+                env["dependencies"] = [
+                    pin if str(d).startswith("python=") else d for d in env["dependencies"]
+                ]
+            path.write_text(yaml.safe_dump(env, sort_keys=False))
+            client.log_model_artifact(logged.model_id, str(path))

@@ -1,6 +1,8 @@
 """The routes `charlm serve` adds to MLflow's scoring server, which answers a custom model only
-with its whole prediction: `POST /stream` sends the text as it is generated, as server-sent events,
-and `GET /` is a page to try the model in a browser.
+with its whole prediction (no streaming for custom pyfunc models:
+https://github.com/mlflow/mlflow/issues/12439; these routes can go when it streams them):
+`POST /stream` sends the text as it is generated, as server-sent events, and `GET /` is a page to
+try the model in a browser.
 
 A stream goes through the same checks, limits, admission and continuous batch as `/invocations`
 (`CharLMModel.requests`, `Batcher.enqueue`): a bad request is a 400, an overloaded worker a 503 with
