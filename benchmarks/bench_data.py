@@ -61,7 +61,7 @@ def workspace(root: Path, corpus: Path) -> Path:
     shutil.copytree(REPO / "stages", ws / "stages", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(REPO / "src", ws / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["fetch"] = {"source": "local", "path": str(corpus), "sha256": None}
+    params["fetch"].update(source="local", path=str(corpus), sha256=None)
     params["prepare"]["include"] = ["*.txt"]
     (ws / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"], ["dvc", "config", "core.analytics", "false"]):
@@ -113,6 +113,7 @@ def main() -> None:
             corpus = Path(tmp) / "corpus.txt"
             write_corpus(corpus, size_mb * 1_000_000)
             ws = workspace(Path(tmp), corpus)
+            run_stage(ws, "params")  # checks params.yaml; every other stage waits on it
             for stage in ("fetch", "prepare", "vocab"):
                 seconds, peak = run_stage(ws, stage)
                 mb = corpus.stat().st_size / 1e6

@@ -7,7 +7,7 @@ from charlm.data.layout import HELD_OUT, SPLITS, PreparedSplits
 from charlm.data.report import DataReport
 from charlm.data.vocab import Vocabulary, char_counts
 from charlm.errors import run_cli
-from charlm.evaluation.baselines import BASELINES
+from charlm.evaluation.baselines import BASELINES, ORDER
 from charlm.params.base import load_params
 from charlm.params.fetch import FetchConfig
 from charlm.params.prepare import PrepareConfig
@@ -28,22 +28,24 @@ def main() -> None:
     params = load_params(Params)
 
     texts = {name: PreparedSplits(args.prepared).path(name) for name in SPLITS}
-    # Read three times: the training split to count its characters, then every split twice to encode it.
-    total = texts["train"].stat().st_size + 2 * sum(path.stat().st_size for path in texts.values())
-    encoded = EncodedSplits(args.encoded)
+    # The training split is read twice (its characters counted, then encoded), the others twice
+    # too (their length, then encoded); encoding counts the characters and pairs for the baselines.
+    total = 2 * sum(path.stat().st_size for path in texts.values())
     with bytes_bar(total, "vocab") as bar, open(texts["train"], "rb") as train:
         vocab = Vocabulary.from_counts(
             char_counts(data for _, data in line_chunks(train, on_read=bar.update)),
             params.vocab.min_count,
             params.prepare.unicode_form,
         )
-        splits = encoded.write(texts, vocab, bar.update)
+        known = {"train": sum(vocab.counts)}  # every character the vocabulary counted, <unk> ones too
+        written = EncodedSplits(args.encoded).write(texts, vocab, ORDER, bar.update, known)
     vocab.save(args.vocab)
-    ids = {name: encoded.load(name) for name in SPLITS}
+    counts = {split: ngrams for split, (_, ngrams) in written.items()}
     baselines = {
-        name: {split: bpc(ids["train"], ids[split], len(vocab)) for split in HELD_OUT}
+        name: {split: bpc(counts["train"], counts[split]) for split in HELD_OUT}
         for name, bpc in BASELINES.items()
     }
+    splits = {split: data for split, (data, _) in written.items()}
     report = DataReport(
         corpus=params.fetch.describe(), vocab_size=len(vocab), splits=splits, baselines=baselines
     )

@@ -159,6 +159,16 @@ def start(cmd: list[str], cwd: Path) -> subprocess.Popen[bytes]:
     )
 
 
+def peak_rss(cmd: list[str], cwd: Path) -> int:
+    """Run `cmd`; the most memory one of its processes held at once, in bytes: the kernel's
+    high-water mark of the resident set, over `cmd` and every process it waited for."""
+    probe = (
+        "import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True);"
+        " print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+    )
+    return int(run([sys.executable, "-c", probe, *cmd], cwd).stdout.split()[-1]) * 1024
+
+
 def wait_for_file(path: Path, proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
     """Wait until `path` exists (say, a first checkpoint) while `proc` still runs."""
     deadline = time.monotonic() + timeout

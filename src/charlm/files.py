@@ -11,9 +11,11 @@ import hashlib
 import io
 import json
 import os
+import queue
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +100,72 @@ def file_lock(path: Path, wait: bool = True) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+class Worker:
+    """Calls `work` on each item handed to `put`, in order, in a thread of its own, so the work
+    overlaps the caller's (numpy, torch, hashlib and file writes let go of the GIL). Used as a
+    context manager, which waits for every item on leaving; an error in the work is raised by the
+    next `put` or on leaving. An item must not change once handed over."""
+
+    def __init__(self, work: Callable[[Any], object], depth: int = 2) -> None:
+        self.work, self.error = work, None
+        self.pending: queue.Queue[Any] = queue.Queue(maxsize=depth)
+        self.thread = threading.Thread(target=self._drain, daemon=True)
+
+    def __enter__(self) -> "Worker":
+        self.thread.start()
+        return self
+
+    def _drain(self) -> None:
+        while (item := self.pending.get()) is not None:
+            if self.error is None:
+                try:
+                    self.work(item)
+                except BaseException as err:  # handed to the caller's thread
+                    self.error = err
+
+    def put(self, item: Any) -> None:
+        if self.error is not None:
+            raise self.error
+        self.pending.put(item)
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        self.pending.put(None)
+        self.thread.join()
+        if self.error is not None and kind is None:
+            raise self.error
+
+
+class HashedWriter(Worker):
+    """A new file, written and hashed (sha256) in a thread of its own: `write` returns at once,
+    and `sha256` is the hash of all that was written once the block has left."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(self._write)
+        self.path, self.digest = path, hashlib.sha256()
+
+    def __enter__(self) -> "HashedWriter":
+        self.file = open(self.path, "wb")
+        return super().__enter__()  # type: ignore[return-value]
+
+    def _write(self, data: Any) -> None:
+        self.digest.update(data)
+        self.file.write(data)
+
+    def write(self, data: Any) -> int:
+        self.put(data)
+        return memoryview(data).nbytes
+
+    def __exit__(self, kind: type[BaseException] | None, *rest: object) -> None:
+        try:
+            super().__exit__(kind, *rest)
+        finally:
+            self.file.close()
+
+    @property
+    def sha256(self) -> str:
+        return self.digest.hexdigest()
 
 
 def sha256_file(path: Path) -> str:

@@ -1,5 +1,6 @@
 """End to end: the real DVC pipeline's data stages (fetch, prepare, vocab) on bad input, in a fresh
-repository (what they make of good input: tests/e2e/test_pipeline.py)."""
+repository, and their memory as the corpus grows (what they make of good input:
+tests/e2e/test_pipeline.py)."""
 
 from collections.abc import Callable
 from pathlib import Path
@@ -7,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import run, tiny_overrides
+from tests import corpora
+from tests.helpers import peak_rss, run, tiny_overrides
 
 pytestmark = pytest.mark.slow
 
@@ -46,3 +48,21 @@ def test_bad_params_fail_before_any_work(
     assert proc.returncode != 0
     assert message in proc.stderr + proc.stdout
     assert not (ws / "data/raw").exists()
+
+
+def test_the_data_stages_memory_does_not_grow_with_the_corpus(workspace: Workspace, tmp_path: Path) -> None:
+    sizes, peaks = (16, 128), {}  # MB: several chunks each, so both read as any larger corpus would
+    for size in sizes:
+        corpus = tmp_path / f"corpus{size}.txt"
+        corpora.write_lines(corpus, size * 10**6)
+        ws = workspace(tiny_overrides(corpus), name=f"ws{size}")
+        run(["dvc", "repro", "fetch"], ws)
+        peaks[size] = {stage: peak_rss(["dvc", "repro", "-s", stage], ws) for stage in ("prepare", "vocab")}
+    grown = (sizes[1] - sizes[0]) * 10**6
+    for stage in ("prepare", "vocab"):
+        # A pass that held a split, or mapped it whole, would grow by most of the corpus's growth;
+        # a streaming one grows by what its allocator keeps of more chunks (under a tenth).
+        growth = peaks[sizes[1]][stage] - peaks[sizes[0]][stage]
+        assert growth < grown / 3, (
+            f"{stage}: {growth / 2**20:.0f} MiB more for {grown / 2**20:.0f} MiB more corpus"
+        )

@@ -65,6 +65,7 @@ def test_imports_are_followed_through_the_package(tmp_path: Path) -> None:
     script = tmp_path / "stage.py"
     script.write_text("from charlm.data import encoded\n")  # a module, imported from its package
     modules = (
-        "data/encoded data/chunks data/report data/vocab params/prepare params/base records errors files"
+        "data/encoded data/chunks data/ngrams data/report data/vocab params/prepare params/base records errors"
+        " files"
     )
     assert charlm_imports(script) == {f"src/charlm/{m}.py" for m in modules.split()}

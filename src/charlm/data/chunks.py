@@ -10,7 +10,7 @@ import numpy as np
 
 from charlm.errors import DataError
 
-CHUNK_BYTES = 16 << 20
+CHUNK_BYTES = 4 << 20
 
 
 def ignore(_: int) -> None:

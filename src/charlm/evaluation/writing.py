@@ -13,6 +13,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from charlm.data import ngrams
+from charlm.data.ngrams import NgramCounts
 from charlm.data.vocab import Vocabulary
 from charlm.errors import ParamsError
 from charlm.evaluation.report import WritingReport
@@ -20,7 +22,6 @@ from charlm.params.evaluate import WritingConfig
 from charlm.params.generate import SamplingOptions
 
 MAX_TABLE = 1 << 24  # entries of the n-gram table, vocabulary size ** order: 128 MiB of float64
-CHUNK = 1 << 22  # ids at a time: the splits are memory-mapped, and may be larger than memory
 
 
 class NGram:
@@ -41,10 +42,11 @@ class NGram:
                 f"evaluate.writing.ngram_order: {order} over {vocab_size} characters needs"
                 f" {vocab_size**order:,} table entries, more than {MAX_TABLE:,}; lower it"
             )
-        unigram = _counts(train, vocab_size, 1) + 1.0
+        counted = NgramCounts.of(train, vocab_size, order)
+        unigram = counted.table(1) + 1.0
         probs = [unigram / unigram.sum()]
         for n in range(2, order + 1):
-            counts = _counts(train, vocab_size, n)  # (V,) * n
+            counts = counted.table(n).astype(np.float64)  # (V,) * n
             seen = counts.sum(-1, keepdims=True)  # c(h)
             kinds = np.count_nonzero(counts, axis=-1)[..., None]  # T(h)
             lower = np.broadcast_to(probs[-1][None], counts.shape)  # P(w | h'), by h and w
@@ -73,25 +75,13 @@ class NGram:
         """The bits of every character of `ids` from `start` on, a chunk at a time, each read after
         up to order - 1 characters before it."""
         n = self.order
-        for at in range(start, len(ids), CHUNK):
+        for at in range(start, len(ids), ngrams.BLOCK):  # a split may be larger than memory
             before = min(at, n - 1)
-            chunk = np.asarray(ids[at - before : at + CHUNK], dtype=np.int64)
+            chunk = np.asarray(ids[at - before : at + ngrams.BLOCK], dtype=np.int64)
             # Only the first characters of `ids` have fewer than n - 1 before them.
             first = [self.bits[i][tuple(chunk[: i + 1])] for i in range(before, min(n - 1, len(chunk)))]
             rest = self.bits[n - 1][tuple(chunk[k : len(chunk) - n + 1 + k] for k in range(n))]
             yield np.concatenate([first, rest])
-
-
-def _counts(ids: np.ndarray, vocab_size: int, n: int) -> np.ndarray:
-    """How often each n characters occur in a row in `ids`, (V,) * n."""
-    counts = np.zeros(vocab_size**n, dtype=np.int64)
-    for at in range(0, max(len(ids) - n + 1, 0), CHUNK):
-        chunk = np.asarray(ids[at : at + CHUNK + n - 1], dtype=np.int64)
-        codes = np.zeros(len(chunk) - n + 1, dtype=np.int64)
-        for k in range(n):
-            codes = codes * vocab_size + chunk[k : len(chunk) - n + 1 + k]
-        counts += np.bincount(codes, minlength=vocab_size**n)
-    return counts.reshape((vocab_size,) * n).astype(np.float64)
 
 
 def drawn(options: SamplingOptions) -> str:

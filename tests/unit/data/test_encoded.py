@@ -21,7 +21,7 @@ def test_write_load_and_hash(tmp_path: Path) -> None:
         paths[split].write_text(text)
     vocab = Vocabulary.build(texts["train"])
     encoded = EncodedSplits(tmp_path / "encoded")
-    written = encoded.write(paths, vocab)
+    written = {split: data for split, (data, _) in encoded.write(paths, vocab, 2).items()}
     assert sorted(p.name for p in encoded.directory.iterdir()) == ["train.npy", "val.npy"]
     val = encoded.load("val")
     assert isinstance(val, np.memmap) and not val.flags.writeable  # mapped, not copied
@@ -40,6 +40,25 @@ def test_write_load_and_hash(tmp_path: Path) -> None:
     for split, data in written.items():
         assert data.sha256 == hashlib.sha256(encoded.path(split).read_bytes()).hexdigest()
     assert written["train"].sha256 != written["val"].sha256
+
+
+def test_the_ngrams_are_counted_as_the_splits_are_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("charlm.data.ngrams.BLOCK", 5)  # n-grams cross the blocks they are counted in
+    text = "abracadabra\nalakazam\n" * 9
+    (tmp_path / "train.txt").write_text(text)
+    vocab = Vocabulary.build(text)
+    ((_, counts),) = (
+        EncodedSplits(tmp_path / "encoded").write({"train": tmp_path / "train.txt"}, vocab, 3).values()
+    )
+    ids = vocab.encode(text).tolist()
+    for n in (1, 2, 3):
+        expected = np.zeros((len(vocab),) * n, dtype=np.int64)
+        for i in range(len(ids) - n + 1):
+            expected[tuple(ids[i : i + n])] += 1
+        assert (counts.table(n) == expected).all(), n
+    assert counts.total == len(ids) and counts.head.tolist() == ids[:2]
 
 
 def test_a_missing_split_is_named(tmp_path: Path) -> None:

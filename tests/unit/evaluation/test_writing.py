@@ -39,7 +39,7 @@ def test_read_streams_in_chunks_as_it_reads_whole(monkeypatch: pytest.MonkeyPatc
     ids = np.random.default_rng(1).integers(0, 6, size=1000)
     ngram = NGram.fit(ids, 6, 3)
     whole = ngram.read(ids, 50, start=7)
-    monkeypatch.setattr("charlm.evaluation.writing.CHUNK", 64)
+    monkeypatch.setattr("charlm.data.ngrams.BLOCK", 64)
     assert ngram.read(ids, 50, start=7) == pytest.approx(whole)
     bits = np.concatenate(list(ngram._bits(ids, 7)))
     assert whole[0] == pytest.approx(bits.mean())
