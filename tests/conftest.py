@@ -1,5 +1,7 @@
-"""Shared fixtures: the real params.yaml as a dict, test corpora, pipeline workspaces, MLflow stores."""
+"""Shared fixtures: the real params.yaml as a dict, test corpora, pipeline workspaces, MLflow stores;
+and how the suite shares the machine's two cores."""
 
+import os
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,6 +24,25 @@ from tests.helpers import (
 )
 from tests.team_server import TeamServer, serve_team
 
+# The suite runs in two processes (pytest-xdist), each starting processes of its own: one torch
+# thread each, or two processes' thread pools would fight over the two cores.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def once(tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], object]) -> Path:
+    """The directory `name`, built by `build` once for the whole run: the first of the suite's
+    processes to ask builds it while the others wait, then all share it (they only read it or copy it)."""
+    from charlm.files import file_lock
+
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # the run's, not a worker's
+    path, done = shared / name, shared / f"{name}.done"
+    with file_lock(shared / f"{name}.lock"):
+        if not done.exists():
+            build(path)
+            done.touch()
+    return path
+
 
 @pytest.fixture
 def raw_params() -> dict[str, Any]:
@@ -32,9 +53,12 @@ def raw_params() -> dict[str, Any]:
 @pytest.fixture(scope="session")
 def tiny_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """60,000 characters of generated play text: enough for every split of a tiny pipeline."""
-    path = tmp_path_factory.mktemp("corpus") / "tiny.txt"
-    path.write_text(corpora.play(60_000), encoding="utf-8")
-    return path
+
+    def build(path: Path) -> None:
+        path.mkdir()
+        (path / "tiny.txt").write_text(corpora.play(60_000), encoding="utf-8")
+
+    return once(tmp_path_factory, "corpus", build) / "tiny.txt"
 
 
 @pytest.fixture(scope="session")
@@ -59,21 +83,26 @@ def workspace(tmp_path: Path) -> Callable[..., Path]:
 def tiny_pipeline(tmp_path_factory: pytest.TempPathFactory, tiny_corpus: Path) -> Path:
     """A workspace where the whole tiny pipeline (rnn and lstm) has run once, shared by the tests
     that only read its results or copy it elsewhere."""
-    ws = make_workspace(tmp_path_factory.mktemp("pipeline") / "ws", tiny_overrides(tiny_corpus))
-    git_commit(ws, "the tiny pipeline")  # so that its runs name a commit
-    # Its training takes a second: system metrics sampled as often as that allows.
-    run(["dvc", "repro"], ws, env={"MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL": "0.1"})
-    return ws
+
+    def build(path: Path) -> None:
+        ws = make_workspace(path, tiny_overrides(tiny_corpus))
+        git_commit(ws, "the tiny pipeline")  # so that its runs name a commit
+        # Its training takes a second: system metrics sampled as often as that allows.
+        run(["dvc", "repro"], ws, env={"MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL": "0.1"})
+
+    return once(tmp_path_factory, "tiny-pipeline", build)
 
 
 @pytest.fixture(scope="session")
 def lstm_data(tmp_path_factory: pytest.TempPathFactory, tiny_corpus: Path) -> Path:
     """A tiny lstm-only workspace whose data stages (fetch, prepare, vocab) have run; tests copy it."""
-    overrides = tiny_overrides(tiny_corpus)
-    overrides["models"] = {"lstm": {"cell": "lstm"}}
-    ws = make_workspace(tmp_path_factory.mktemp("lstm-data") / "ws", overrides)
-    run(["dvc", "repro", "vocab"], ws)
-    return ws
+
+    def build(path: Path) -> None:
+        overrides = tiny_overrides(tiny_corpus)
+        overrides["models"] = {"lstm": {"cell": "lstm"}}
+        run(["dvc", "repro", "vocab"], make_workspace(path, overrides))
+
+    return once(tmp_path_factory, "lstm-data", build)
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -49,6 +49,8 @@ def tiny_overrides(corpus: Path) -> dict[str, Any]:
         "fetch": {"source": "local", "path": str(corpus), "sha256": None},
         "prepare": {"include": ["*.txt"]},
         "evaluate": {"writing": {"margin_bits": 12.0}},
+        "generate": {"length": 100},
+        "models": {"rnn": {"cell": "rnn"}, "lstm": {"cell": "lstm"}},  # the shared `model`'s size
         "model": {"embedding_size": 16, "hidden_size": 32},
         "train": {
             "seq_len": 32,
@@ -331,6 +333,16 @@ def store(uri: str) -> Any:
 def workspace_store(ws: Path) -> Any:
     """A client on a workspace's own mlflow.db."""
     return store(f"sqlite:///{ws / 'mlflow.db'}")
+
+
+def runs_by_name(ws: Path) -> dict[str, Any]:
+    """A workspace's runs in its charlm experiment, by run name."""
+    client = workspace_store(ws)
+    experiment = client.get_experiment_by_name("charlm")
+    return {r.info.run_name: r for r in client.search_runs([experiment.experiment_id])}
+
+
+Workspace = Callable[..., Path]  # conftest's lstm_workspace: a copy of a workspace with `train` settings
 
 
 # -- configurations and small models -----------------------------------------------------------

@@ -8,7 +8,6 @@ import shutil
 import signal
 import subprocess
 import threading
-from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -17,11 +16,10 @@ import torch
 
 from charlm.model.directory import load_model_dir
 from charlm.training.state import read_state
-from tests.helpers import free_port, project_env, run, start, wait_for_file, workspace_store
+from tests.helpers import Workspace, free_port, project_env, run, start, wait_for_file, workspace_store
 
 pytestmark = pytest.mark.slow
 
-Workspace = Callable[..., Path]
 # Measured gap between 2-process and 1-process runs (200 and 300 steps): under 1e-6 nats per step
 # (only the order of the gradient sums differs); the bound leaves two orders of magnitude.
 LOSS_TOLERANCE = 1e-4
