@@ -4,14 +4,17 @@ with and where its weights sit among its artifacts.
 A request is a prompt and any field of `SamplingOptions`; the record is derived from that class,
 so a request field, a `generate` param and a `charlm generate` option share one name. It refuses
 an unknown or retired field (naming the nearest one) and a missing or null prompt; the fields'
-bounds are checked when a request's options are merged over the model's defaults (`options`).
+bounds and the limits are checked when a request's options are merged over the model's defaults
+and its prompt is normalised and encoded (`ServedSettings.requests`).
 """
 
 from typing import Any
 
 from pydantic import Field, create_model
 
+from charlm.data.vocab import Vocabulary
 from charlm.errors import CharlmError
+from charlm.generation.decoder import Request, request
 from charlm.params.generate import SamplingOptions
 from charlm.params.serve import ServeConfig
 from charlm.records import Record, base_type
@@ -39,9 +42,10 @@ class ServedSettings(Record):
     sampling: SamplingOptions
     limits: ServeConfig
 
-    def options(self, rows: list[Any]) -> list[SamplingOptions]:
-        """Each row's options over the logged defaults; bad values and requests over a limit raise,
-        naming the limit."""
+    def requests(self, rows: list[Any], vocab: Vocabulary) -> list[Request]:
+        """Each row as the model will read it: its options over the logged defaults, its prompt in
+        the vocabulary's normal form. Bad values and requests over a limit raise, naming the limit;
+        the limits count the prompt as normalised (under NFKC one `ﬃ` is three characters)."""
         limits = self.limits
         if not rows:
             raise CharlmError("inputs: a request asks for at least one text, got none")
@@ -49,17 +53,16 @@ class ServedSettings(Record):
             raise CharlmError(
                 f"max_request_rows: a request asks for at most {limits.max_request_rows} texts, got {len(rows)}"
             )
-        if (longest := max(len(row.prompt) for row in rows)) > limits.max_prompt_chars:
+        given = [row.model_dump(exclude={"prompt"}, exclude_none=True) for row in rows]
+        options = [SamplingOptions.parse(self.sampling.model_dump() | values) for values in given]
+        requests = [request(vocab, row.prompt, o) for row, o in zip(rows, options, strict=True)]
+        if (longest := max(r.prompt.size(1) for r in requests)) > limits.max_prompt_chars:
             raise CharlmError(
                 f"max_prompt_chars: a prompt has at most {limits.max_prompt_chars} characters, got {longest}"
             )
-        given = [row.model_dump(exclude={"prompt"}, exclude_none=True) for row in rows]
-        options = [SamplingOptions.parse(self.sampling.model_dump() | values) for values in given]
-        if (
-            chars := sum(o.length + len(row.prompt) for o, row in zip(options, rows, strict=True))
-        ) > limits.max_request_chars:
+        if (chars := sum(r.options.length + r.prompt.size(1) for r in requests)) > limits.max_request_chars:
             raise CharlmError(
                 f"max_request_chars: a request asks for at most {limits.max_request_chars} characters"
                 f" in all, prompts and generated, got {chars}"
             )
-        return options
+        return requests

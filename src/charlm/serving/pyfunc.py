@@ -30,7 +30,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import DEADLINE_EXCEEDED, INVALID_PARAMETER_VALUE, TEMPORARILY_UNAVAILABLE
 
 from charlm.errors import CharlmError
-from charlm.generation.decoder import Request, request
+from charlm.generation.decoder import Request
 from charlm.model.directory import LoadedModel, load_model_dir
 from charlm.serving.batching import Batcher, Overloaded
 from charlm.serving.interface import MODEL_DIR_ARTIFACT, GenerationRequest, ServedSettings
@@ -52,8 +52,7 @@ class CharLMModel(mlflow.pyfunc.PythonModel):
     def requests(self, rows: list[GenerationRequest]) -> list[Request]:
         """Every row checked, over the logged defaults and within the limits, before any joins
         the batch; a bad one is a CharlmError naming it."""
-        options = self.settings.options(rows)
-        return [request(self.loaded.vocab, row.prompt, o) for row, o in zip(rows, options, strict=True)]
+        return self.settings.requests(rows, self.loaded.vocab)
 
     def predict(
         self, model_input: list[GenerationRequest], params: dict[str, Any] | None = None

@@ -4,6 +4,7 @@ name, the prompt is required, and options are checked against their bounds and t
 import pytest
 from pydantic import ValidationError
 
+from charlm.data.vocab import Vocabulary
 from charlm.errors import CharlmError, ParamsError
 from charlm.params.generate import SamplingOptions
 from charlm.params.serve import ServeConfig
@@ -12,6 +13,7 @@ from tests.helpers import config
 
 LIMITS = config(ServeConfig, max_request_rows=3, max_prompt_chars=50, max_request_chars=110)
 SETTINGS = ServedSettings(sampling=config(SamplingOptions, length=20, top_k=4), limits=LIMITS)
+VOCAB = Vocabulary.build("abcdef")
 
 
 def rows(*fields: dict) -> list:
@@ -37,29 +39,48 @@ def test_bad_requests_are_refused_by_name(fields: dict, message: str) -> None:
         GenerationRequest.model_validate(fields)
 
 
+def requests(rows: list, vocab: Vocabulary = VOCAB) -> list:
+    return SETTINGS.requests(rows, vocab)
+
+
 def test_options_take_the_logged_defaults_and_keep_to_the_limits() -> None:
-    (options,) = SETTINGS.options(rows({"seed": 3}))
-    assert (options.length, options.top_k, options.seed) == (20, 4, 3)
+    (req,) = requests(rows({"seed": 3}))
+    assert (req.options.length, req.options.top_k, req.options.seed) == (20, 4, 3)
     with pytest.raises(ParamsError, match=r"temperature: must be >= 0\.001, got 0"):
-        SETTINGS.options(rows({"temperature": 0}))
+        requests(rows({"temperature": 0}))
     with pytest.raises(ParamsError, match="seed: must be < 9223372036854775808"):
-        SETTINGS.options(rows({"seed": 2**64}))
+        requests(rows({"seed": 2**64}))
     with pytest.raises(ParamsError, match="unknown: must be one of 'error', 'unk', got 'x'"):
-        SETTINGS.options(rows({"unknown": "x"}))
+        requests(rows({"unknown": "x"}))
     # Prompts count: two one-character prompts and 108 characters are 110 in all.
-    assert len(SETTINGS.options(rows({"length": 54}, {"length": 54}))) == 2
+    assert len(requests(rows({"length": 54}, {"length": 54}))) == 2
     with pytest.raises(
         CharlmError,
         match=r"^max_request_chars: .* at most 110 characters in all, prompts and generated, got 111$",
     ):
-        SETTINGS.options(rows({"length": 54}, {"length": 55}))
+        requests(rows({"length": 54}, {"length": 55}))
     with pytest.raises(CharlmError, match=r"^max_request_rows: .* at most 3 texts, got 4$"):
-        SETTINGS.options(rows({}, {}, {}, {}))
+        requests(rows({}, {}, {}, {}))
     long = [GenerationRequest.model_validate({"prompt": "a" * 51, "length": 5})]
     with pytest.raises(CharlmError, match=r"^max_prompt_chars: a prompt has at most 50 characters, got 51$"):
-        SETTINGS.options(long)
+        requests(long)
     with pytest.raises(CharlmError, match=r"^inputs: a request asks for at least one text, got none$"):
-        SETTINGS.options([])
+        requests([])
+
+
+def test_the_limits_count_the_prompt_as_the_model_reads_it() -> None:
+    """Normalised, a prompt may grow (NFKC: one ligature, three letters) or shrink (NFC: a letter
+    and its combining accent, one character); the limits hold what the model reads."""
+    nfkc = Vocabulary.build("fi abc", unicode_form="NFKC")
+    with pytest.raises(CharlmError, match=r"^max_prompt_chars: a prompt has at most 50 characters, got 51$"):
+        requests(rows({"prompt": "\ufb03" * 17, "length": 5}), nfkc)
+    (req,) = requests(rows({"prompt": "\ufb03" * 16, "length": 5}), nfkc)
+    assert req.prompt.size(1) == 48
+    with pytest.raises(CharlmError, match=r"^max_request_chars: .* got 111$"):
+        requests(rows({"prompt": "\ufb03" * 2, "length": 105}), nfkc)
+    nfc = Vocabulary.build("\u00e9 abc", unicode_form="NFC")
+    (req,) = requests(rows({"prompt": "e\u0301" * 50, "length": 5}), nfc)  # 100 as sent, 50 as read
+    assert req.prompt.size(1) == 50
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from charlm.generation.decoder import generate, request
+from charlm.generation.decoder import generate
 from charlm.params.generate import SamplingOptions
 from charlm.params.serve import ServeConfig
 from charlm.serving.batching import Batcher
@@ -23,8 +23,7 @@ SETTINGS = ServedSettings(sampling=config(SamplingOptions, length=40, seed=None)
 
 def app_for(batcher: Batcher) -> Any:
     def requests_of(rows: list[GenerationRequest]) -> list[Any]:
-        options = SETTINGS.options(rows)
-        return [request(VOCAB, row.prompt, o) for row, o in zip(rows, options, strict=True)]
+        return SETTINGS.requests(rows, VOCAB)
 
     return routes(requests_of, batcher, timeout_s=60)[("POST", STREAM_PATH)]
 
@@ -80,7 +79,7 @@ def test_the_stream_is_the_batch_text_in_events(batcher: Batcher) -> None:
     assert got[-1] == ("done", {})
     for index, row in enumerate(rows):
         text = "".join(e[1]["text"] for e in got if e[0] == "text" and e[1]["index"] == index)
-        options = SETTINGS.options([GenerationRequest.model_validate(row)])[0]
+        options = SETTINGS.requests([GenerationRequest.model_validate(row)], VOCAB)[0].options
         assert text == "".join(generate(batcher.model, VOCAB, row["prompt"], options))
     assert len([e for e in got if e[0] == "text" and e[1]["index"] == 0]) > 1  # in pieces
 
