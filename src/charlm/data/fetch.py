@@ -22,7 +22,7 @@ from charlm.errors import FetchError
 from charlm.files import replace_dir, sha256_file
 from charlm.params.fetch import FetchConfig
 
-CHUNK_BYTES = 1 << 20
+DOWNLOAD_BUFFER_BYTES = 1 << 20  # of a download, held in memory at a time
 
 
 def fetch(cfg: FetchConfig, out_dir: Path) -> list[Path]:
@@ -74,7 +74,7 @@ def _download_url(cfg: FetchConfig, staging: Path) -> None:
     for attempt in range(1, cfg.retries + 1):
         try:
             with urllib.request.urlopen(cfg.url, timeout=cfg.timeout_s) as response, open(target, "wb") as f:
-                shutil.copyfileobj(response, f, CHUNK_BYTES)
+                shutil.copyfileobj(response, f, DOWNLOAD_BUFFER_BYTES)
             break
         except (urllib.error.URLError, OSError) as err:
             target.unlink(missing_ok=True)

@@ -14,6 +14,11 @@ from dataclasses import dataclass
 BPC_DECIMALS = 6
 
 
+def bpc_text(bpc: float) -> str:
+    """A bpc as the registry's tags carry it: at the ranking's precision."""
+    return f"{bpc:.{BPC_DECIMALS}f}"
+
+
 @dataclass(frozen=True)
 class Standing:
     val_bpc: float

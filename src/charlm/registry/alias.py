@@ -14,7 +14,7 @@ version and corrects it: the alias ends on the best version, whatever the interl
 from typing import TYPE_CHECKING, Any
 
 from charlm.errors import CharlmError
-from charlm.evaluation.ranking import BPC_DECIMALS, Standing
+from charlm.evaluation.ranking import Standing, bpc_text
 from charlm.params.register import RegisterConfig
 from charlm.tracking import tags as tag
 from charlm.tracking.store import first_line
@@ -48,7 +48,7 @@ def number(version: Any) -> int:
 def standing_tags(standing: Standing) -> dict[str, str]:
     """A version's standing as its tags: the figures it is ranked by, at the ranking's precision."""
     return {
-        tag.split_bpc("val"): f"{standing.val_bpc:.{BPC_DECIMALS}f}",
+        tag.split_bpc("val"): bpc_text(standing.val_bpc),
         tag.NUM_PARAMS: str(standing.num_params),
         tag.split_sha256("val"): standing.val_sha256,
         tag.WRITING_FAILED: str(standing.failed_texts),

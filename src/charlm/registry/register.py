@@ -10,6 +10,7 @@ model to its validation and test bpc, so the experiment's Models tab lists both.
 from typing import Any
 
 from charlm.data.layout import HELD_OUT
+from charlm.evaluation.ranking import bpc_text
 from charlm.params.register import RegisterConfig
 from charlm.registry.alias import champion, number, settle, standing, standing_tags, tagged
 from charlm.registry.candidate import Candidate
@@ -52,7 +53,7 @@ def _register_once(
     }
     version_tags[tag.split_sha256("train")] = facts.data.sha256("train")
     version_tags[tag.split_sha256("test")] = report.test.sha256
-    version_tags[tag.split_bpc("test")] = f"{report.test.bpc:.6f}"
+    version_tags[tag.split_bpc("test")] = bpc_text(report.test.bpc)
     version = mlflow.register_model(
         logged.model_uri, cfg.model_name, await_registration_for=60, tags=version_tags
     )
