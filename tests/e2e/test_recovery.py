@@ -28,11 +28,20 @@ def _trainer_process(parent: psutil.Process) -> psutil.Process | None:
     return None
 
 
-def test_sigkill_mid_training_then_repro_resumes_bit_exact(lstm_workspace: Workspace) -> None:
+def test_a_second_repro_is_refused_and_a_killed_trainer_resumes_bit_exact(lstm_workspace: Workspace) -> None:
     settings = {"max_steps": 400, "checkpoint_interval": 10, "eval_interval": 200}
+    # The uninterrupted reference run; a second repro while it trains is refused by DVC's lock.
     reference = lstm_workspace("reference", **settings)
-    run(["dvc", "repro", "train@lstm"], reference)
+    first = start(["dvc", "repro", "train@lstm"], reference)
+    deadline = time.monotonic() + 60
+    while _trainer_process(psutil.Process(first.pid)) is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    second = run(["dvc", "repro", "train@lstm"], reference, check=False)
+    assert second.returncode != 0 and "lock" in second.stderr.lower()
+    assert first.wait(timeout=120) == 0
+    assert "up to date" in run(["dvc", "status", "--with-deps", "train@lstm"], reference).stdout
 
+    # The same run, its trainer killed mid-run, then repro again.
     ws = lstm_workspace("killed", **settings)
     proc = start(["dvc", "repro", "train@lstm"], ws)
     state = ws / "checkpoints/lstm/state.safetensors"
@@ -52,18 +61,6 @@ def test_sigkill_mid_training_then_repro_resumes_bit_exact(lstm_workspace: Works
     b = load_file(ws / "models/lstm/model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert runs_by_name(ws)["lstm"].info.status == "FINISHED"
-
-
-def test_second_concurrent_repro_is_refused_by_dvc(lstm_workspace: Workspace) -> None:
-    ws = lstm_workspace(max_steps=400, eval_interval=200)
-    first = start(["dvc", "repro", "train@lstm"], ws)
-    deadline = time.monotonic() + 60
-    while _trainer_process(psutil.Process(first.pid)) is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    second = run(["dvc", "repro", "train@lstm"], ws, check=False)
-    assert second.returncode != 0 and "lock" in second.stderr.lower()
-    assert first.wait(timeout=120) == 0
-    assert "up to date" in run(["dvc", "status", "--with-deps", "train@lstm"], ws).stdout
 
 
 def test_sigkill_of_dvc_leaves_an_orphan_trainer_that_a_new_repro_will_not_race(
