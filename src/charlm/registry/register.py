@@ -19,6 +19,7 @@ from charlm.registry.decision import Decision, may_move, verdict
 from charlm.serving.package import log_model
 from charlm.tracking import tags as tag
 from charlm.tracking.runs import StageTracking
+from charlm.tracking.store import first_write
 
 
 def _register_once(
@@ -64,18 +65,6 @@ def _register_once(
     return version, True
 
 
-def _set_tag(client: Any, name: str, version: str, key: str, value: str) -> None:
-    """Set a version's tag. Two processes that registered the same weights tag one version at once,
-    and a SQL store's first write of a tag (a read, then an insert) can clash with the other's; the
-    second attempt finds the row and updates it."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        client.set_model_version_tag(name, version, key, value)
-    except MlflowException:
-        client.set_model_version_tag(name, version, key, value)
-
-
 def register(
     tracking: StageTracking, candidate: Candidate, cfg: RegisterConfig, facts: CardFacts
 ) -> Decision:
@@ -95,7 +84,7 @@ def register(
     against = before if won else after
     same = against is not None and number(against) == number(version)
     reason = verdict(mine, standing(against.tags) if against else None, same, cfg)
-    _set_tag(client, cfg.model_name, version.version, tag.DECISION, reason)
+    first_write(lambda: client.set_model_version_tag(cfg.model_name, version.version, tag.DECISION, reason))
     decision = Decision(
         registered_model=cfg.model_name,
         alias=cfg.alias,

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from charlm.errors import TrainingInterrupted
 from charlm.tracking import tags as tag
-from charlm.tracking.store import experiment_id
+from charlm.tracking.store import experiment_id, first_write
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -81,7 +81,7 @@ class StageTracking:
             )
             for d in datasets
         ]
-        self.client.log_inputs(run_id, datasets=inputs)
+        first_write(lambda: self.client.log_inputs(run_id, datasets=inputs))
 
     @contextmanager
     def model_run(self, run_id: str | None, run_name: str) -> Iterator[tuple[str, bool]]:

@@ -6,7 +6,7 @@ stages the real root in `DVC_ROOT`).
 """
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -56,6 +56,18 @@ def connect(uri: str | None = None) -> "MlflowClient":
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     return client
+
+
+def first_write(write: Callable[[], object]) -> None:
+    """Make a write that may be the store's first of some row: a SQL store reads, then inserts, so
+    two processes' first writes at once can clash on a unique key (a version's tag, a dataset both
+    runs log); the second attempt finds the row the other inserted."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        write()
+    except MlflowException:
+        write()
 
 
 @contextmanager

@@ -2,13 +2,14 @@
 
 import contextlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from charlm.errors import CharlmError, TrainingInterrupted
 from charlm.tracking.runs import RunTracker, StageTracking, end_orphaned_runs, ending
-from charlm.tracking.store import HTTP_DEFAULTS, connect, experiment_id, tracking_uri
+from charlm.tracking.store import HTTP_DEFAULTS, connect, experiment_id, first_write, tracking_uri
 from charlm.tracking.tags import owner_tags
 from tests.helpers import free_port
 
@@ -123,3 +124,24 @@ def test_an_experiment_created_elsewhere_meanwhile_is_found(mlflow_client, monke
     monkeypatch.setattr(mlflow_client, "get_experiment_by_name", stale_first)
     assert experiment_id(mlflow_client, "exp") == elsewhere and len(lookups) == 2
     assert mlflow_client.get_experiment(elsewhere).tags["mlflow.experimentKind"] == "custom_model_development"
+
+
+def test_a_first_write_that_clashes_is_made_once_more_and_a_second_clash_is_raised() -> None:
+    from mlflow.exceptions import MlflowException
+
+    calls: list[int] = []
+
+    def clashes(times: int) -> Callable[[], None]:
+        def write() -> None:
+            calls.append(1)
+            if len(calls) <= times:
+                raise MlflowException("UNIQUE constraint failed: datasets.experiment_id, datasets.name")
+
+        return write
+
+    first_write(clashes(1))  # another process inserted the row between this one's read and insert
+    assert len(calls) == 2
+    calls.clear()
+    with pytest.raises(MlflowException, match="UNIQUE constraint failed"):
+        first_write(clashes(2))  # not a clash of first writes: said, not hidden
+    assert len(calls) == 2
