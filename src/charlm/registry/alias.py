@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from charlm.errors import CharlmError
 from charlm.evaluation.ranking import Standing, bpc_text
 from charlm.params.register import RegisterConfig
+from charlm.registry.decision import may_replace
 from charlm.tracking import tags as tag
 from charlm.tracking.store import first_line
 
@@ -68,13 +69,9 @@ def standing(tags: dict[str, str]) -> Standing:
 
 
 def settle(client: "MlflowClient", cfg: RegisterConfig, val_sha256: str, replaces: str | None = None) -> Any:
-    """Point the alias at the best version validated on `val_sha256` that writes well, if it beats
-    the champion on that data by more than `register.min_improvement_bpc`; the version it ends on.
-
-    The alias leaves a version validated on other data only if that data is `replaces` (under
-    `register.on_new_val_data: promote`, the champion's data this candidate's data replaces). On any
-    other data it stays: another process promoted it there, and the two are not comparable.
-    """
+    """Point the alias at the best version validated on `val_sha256` that writes well, when the
+    champion rule (`decision.may_replace`) lets it replace the champion; the version it ends on.
+    `replaces`: the validation data of the champion the registration found, when it differs."""
     from mlflow.exceptions import MlflowException
 
     failure = "other processes keep moving it"
@@ -87,16 +84,8 @@ def settle(client: "MlflowClient", cfg: RegisterConfig, val_sha256: str, replace
         best = min(eligible, key=lambda v: (standing(v.tags).key, number(v)))
         if current is not None and number(current) == number(best):
             return current
-        if current is not None and current.tags.get(tag.split_sha256("val")) not in (val_sha256, replaces):
+        if not may_replace(standing(best.tags), standing(current.tags) if current else None, cfg, replaces):
             return current
-        held = standing(current.tags) if current is not None else None
-        candidate = standing(best.tags)
-        if (
-            held is not None
-            and held.comparable(candidate)
-            and not candidate.beats(held, cfg.min_improvement_bpc)
-        ):
-            return current  # within the margin: no difference, the champion stays
         try:
             client.set_registered_model_alias(cfg.model_name, cfg.alias, best.version)
         except MlflowException as err:  # two first writes of the alias at once clash in the store

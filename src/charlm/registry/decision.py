@@ -11,13 +11,21 @@ from charlm.params.register import RegisterConfig
 from charlm.records import Record
 
 
-def may_move(candidate: Standing, champion: Standing | None, cfg: RegisterConfig) -> bool:
-    """Whether registering the candidate may move the alias at all: not to a candidate that writes
-    texts the writing judge fails, nor off a champion validated on other data unless
-    `register.on_new_val_data: promote` says the new validation data replaces it."""
+def may_replace(
+    candidate: Standing, champion: Standing | None, cfg: RegisterConfig, replaced: str | None = None
+) -> bool:
+    """The champion rule: whether `candidate` may take the alias from `champion`. Never a candidate
+    whose texts fail the writing judge; on the champion's validation data, only by beating it by
+    more than `register.min_improvement_bpc`; off other data, only under `register.on_new_val_data:
+    promote`, and only data the candidate's replaces (`replaced`, the val sha256 of the champion
+    its registration found)."""
     if not candidate.writes_well:
         return False
-    return champion is None or candidate.comparable(champion) or cfg.on_new_val_data == "promote"
+    if champion is None:
+        return True
+    if candidate.comparable(champion):
+        return candidate.beats(champion, cfg.min_improvement_bpc)
+    return cfg.on_new_val_data == "promote" and champion.val_sha256 == replaced
 
 
 def verdict(candidate: Standing, champion: Standing | None, same: bool, cfg: RegisterConfig) -> str:
@@ -40,7 +48,7 @@ def verdict(candidate: Standing, champion: Standing | None, same: bool, cfg: Reg
             "the champion was validated on other data, so the two are not comparable; champion kept"
             " (set register.on_new_val_data: promote to replace it)"
         )
-    beats = candidate.beats(champion, cfg.min_improvement_bpc)
+    beats = may_replace(candidate, champion, cfg)
     text = f"val bpc {candidate.val_bpc:.4f} {'beats' if beats else 'does not beat'} the champion's {champion.val_bpc:.4f}"
     if cfg.min_improvement_bpc:
         text += f" by more than the margin of {cfg.min_improvement_bpc:g} (register.min_improvement_bpc)"

@@ -15,7 +15,7 @@ from charlm.params.register import RegisterConfig
 from charlm.registry.alias import champion, number, settle, standing, standing_tags, tagged
 from charlm.registry.candidate import Candidate
 from charlm.registry.card import CardFacts, model_card
-from charlm.registry.decision import Decision, may_move, verdict
+from charlm.registry.decision import Decision, verdict
 from charlm.serving.package import log_model
 from charlm.tracking import tags as tag
 from charlm.tracking.runs import StageTracking
@@ -78,8 +78,7 @@ def register(
     mine = candidate.report.standing
     before = champion(client, cfg)
     held = standing(before.tags) if before else None
-    replaces = held.val_sha256 if held and not mine.comparable(held) else None
-    after = settle(client, cfg, mine.val_sha256, replaces) if may_move(mine, held, cfg) else before
+    after = settle(client, cfg, mine.val_sha256, held.val_sha256 if held else None)
     won = after is not None and number(after) == number(version)
     against = before if won else after
     same = against is not None and number(against) == number(version)

@@ -55,11 +55,12 @@ def test_a_stale_keep_does_not_undo_a_promotion_and_a_promotion_outlasts_one(
     assert alias.number(alias.settle(mlflow_client, cfg, SHA_A)) == new.version
     # Had its stale write landed, the promoting process's next read would put it back.
     mlflow_client.set_registered_model_alias(cfg.model_name, cfg.alias, str(old.version))
-    assert alias.number(alias.settle(mlflow_client, cfg, SHA_B, replaces=SHA_A)) == new.version
+    promote = config(RegisterConfig, on_new_val_data="promote")
+    assert alias.number(alias.settle(mlflow_client, promote, SHA_B, replaces=SHA_A)) == new.version
     # A promotion onto a third data set is another process's decision, and stays.
     third = register_candidate(mlflow_client, saved_candidate(tmp_path, 3, val_bpc=3.0, val_sha256=SHA_C))
     mlflow_client.set_registered_model_alias(cfg.model_name, cfg.alias, str(third.version))
-    assert alias.number(alias.settle(mlflow_client, cfg, SHA_B, replaces=SHA_A)) == third.version
+    assert alias.number(alias.settle(mlflow_client, promote, SHA_B, replaces=SHA_A)) == third.version
 
 
 def test_a_version_registered_before_the_writing_judge_stays_until_beaten_and_never_returns(

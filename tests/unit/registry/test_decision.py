@@ -1,10 +1,10 @@
 """decision: the pure rules of registration, on standings alone: the best candidate, whether the
-alias may move, and the verdict that says why."""
+alias may move (the champion rule), and the verdict that says why."""
 
 from charlm.evaluation.ranking import Standing
 from charlm.params.register import RegisterConfig
 from charlm.registry.candidate import Candidate, pick_best
-from charlm.registry.decision import may_move, verdict
+from charlm.registry.decision import may_replace, verdict
 from tests.helpers import SHA_A, SHA_B, config, eval_report
 
 KEEP = config(RegisterConfig, on_new_val_data="keep", min_improvement_bpc=0.0)
@@ -20,14 +20,23 @@ def test_the_best_candidate_has_the_lowest_val_bpc_then_fewer_parameters() -> No
     assert pick_best([a, Candidate(eval_report(2.0 - 4e-7, model="c"))]) is a  # a tie at the tags' precision
 
 
-def test_the_alias_moves_off_other_validation_data_only_when_told() -> None:
-    candidate, same, other = (
+def test_the_champion_rule() -> None:
+    candidate, worse, other = (
         Standing(2.0, 10, SHA_A, 0),
         Standing(2.5, 10, SHA_A, 0),
         Standing(1.0, 10, SHA_B, 0),
     )
-    assert may_move(candidate, None, KEEP) and may_move(candidate, same, KEEP)
-    assert not may_move(candidate, other, KEEP) and may_move(candidate, other, PROMOTE)
+    assert may_replace(candidate, None, KEEP) and may_replace(candidate, worse, KEEP)
+    assert not may_replace(worse, candidate, KEEP)  # on the same data, only a better model
+    assert not may_replace(Standing(1.0, 10, SHA_A, 3), worse, KEEP)  # never one that writes garbage
+    assert not may_replace(Standing(1.0, 10, SHA_A, None), None, KEEP)  # nor one never judged
+    # Off other validation data only when told, and only off the data this registration replaces.
+    assert not may_replace(candidate, other, KEEP, replaced=SHA_B)
+    assert may_replace(candidate, other, PROMOTE, replaced=SHA_B)
+    assert not may_replace(candidate, other, PROMOTE, replaced=None)  # another process's promotion
+    margin = config(RegisterConfig, min_improvement_bpc=0.01)
+    assert not may_replace(Standing(1.995, 10, SHA_A, 0), candidate, margin)
+    assert may_replace(Standing(1.989, 10, SHA_A, 0), candidate, margin)
 
 
 def test_the_verdict_says_why() -> None:
