@@ -83,12 +83,20 @@ def run_queue(
     ws: Path, count: int, jobs: int, env: dict[str, str] | None = None, timeout: float = 400
 ) -> None:
     """Run DVC's queue of `count` experiments in `ws` with `jobs` workers, and wait for all of them to
-    succeed. `dvc queue start` runs the queue in the background; `dvc exp run --run-all` would follow
-    the logs as well, and that follower has been seen to hang after every experiment had finished.
+    succeed. `dvc exp run --run-all` would follow the logs as well, and that follower has been seen
+    to hang after every experiment had finished.
 
-    Waiting watches the experiments' git refs, which cost nothing to list, and asks `dvc queue
-    status` (a second of CPU each time, taken from the experiments) only now and then for failures."""
-    run(["dvc", "queue", "start", "-j", str(jobs)], ws, env=env or {})
+    `dvc queue start` forks a keeper per worker that holds the command's stdout until its worker
+    exits, so its output goes to a file: read through a pipe, the command would last as long as the
+    workers, and a worker that never exits would hang the test past every deadline. Waiting watches
+    the experiments' git refs, which cost nothing to list, and asks `dvc queue status` (a second of
+    CPU each time, taken from the experiments) only now and then for failures. The workers are
+    killed at the end whatever happened, so none outlives its test."""
+    with tempfile.TemporaryFile("w+") as out:
+        start = ["dvc", "queue", "start", "-j", str(jobs)]
+        started = subprocess.run(start, cwd=ws, env=project_env(**(env or {})), stdout=out, stderr=out)
+        out.seek(0)
+        assert started.returncode == 0, f"{start} exited {started.returncode}:\n{out.read()}"
     deadline = time.monotonic() + timeout
 
     def status() -> str:
@@ -108,11 +116,21 @@ def run_queue(
         while finished(text := status()) < count and "Failed" not in text:
             assert time.monotonic() < deadline, f"the queue did not finish within {timeout} s:\n{text}"
             time.sleep(1)
+        failed = [line.split()[0] for line in text.splitlines() if "Failed" in line]
+        logs = "".join(run(["dvc", "queue", "logs", task], ws, check=False).stdout[-3000:] for task in failed)
     finally:
-        run(["dvc", "queue", "stop", "--kill"], ws, check=False)
-    failed = [line.split()[0] for line in text.splitlines() if "Failed" in line]
-    logs = "".join(run(["dvc", "queue", "logs", task], ws, check=False).stdout[-3000:] for task in failed)
+        _kill_queue_workers(ws)
     assert text.count("Success") == count, text + logs
+
+
+def _kill_queue_workers(ws: Path) -> None:
+    """Kill the DVC queue's workers of `ws` with everything they started: each worker's keeper made
+    itself a process group and records its worker's pid, and a return code once the worker ended."""
+    for info in (ws / ".dvc" / "tmp" / "exps").rglob("dvc-exp-worker-*.json"):
+        worker = json.loads(info.read_text())
+        if worker["returncode"] is None:
+            with contextlib.suppress(ProcessLookupError):  # it ended since
+                os.killpg(os.getpgid(worker["pid"]), signal.SIGKILL)
 
 
 def _exp_refs(ws: Path) -> int:
