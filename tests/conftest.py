@@ -113,8 +113,7 @@ def lstm_workspace(tmp_path: Path, lstm_data: Path) -> Callable[..., Path]:
 
 @pytest.fixture(scope="session")
 def sqlite_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`make server` as it comes (SQLite, artifacts on its disk), shared by the tests that need one
-    server and no authentication: experiments shared between clones, the registration race."""
+    """`make server` as it comes (SQLite, artifacts on its disk), for the registration race."""
     with tracking_server(tmp_path_factory.mktemp("sqlite-server") / "server") as address:
         yield address
 
