@@ -12,7 +12,7 @@ Four things differ from uvicorn's default asyncio loop, the first two for contin
   (https://github.com/Kludex/uvicorn/issues/3149; this goes when uvicorn's workers keep it).
 - Retry-After on a 503. MLflow's scoring server answers an error with a JSON body and no headers
   of its own; when the body of a 503 (an overloaded worker) carries `retry_after_s`, the header
-  says it too.
+  says it too, on the scoring server's routes and the model's own alike.
 - Routes of the model's own. The scoring server answers a custom model only at `/invocations`
   (https://github.com/mlflow/mlflow/issues/12439); a model that serves more (charlm's `/stream`
   and its page) puts its ASGI apps in `ROUTES` when it loads, and requests for them go there instead.
@@ -68,10 +68,10 @@ class RetryAfter:
                 held = None
             await send(message)
 
-        route = ROUTES.get((scope.get("method"), scope.get("path"))) if scope["type"] == "http" else None
-        if route is not None:
-            return await route(scope, receive, send)
-        await self.app(scope, receive, send_with_retry_after if scope["type"] == "http" else send)
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        route = ROUTES.get((scope.get("method"), scope.get("path")), self.app)
+        await route(scope, receive, send_with_retry_after)
 
 
 class ScoringLoop(asyncio.SelectorEventLoop):

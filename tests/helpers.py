@@ -412,6 +412,20 @@ def tiny_model(cell: str, num_layers: int = 2, hidden_size: int = 16) -> Any:
     return CharLM(model_config, len(small_vocab())).eval()
 
 
+def step_counter(batcher: Any) -> Callable[[], int]:
+    """How many model steps `batcher` takes from now on: rows that share a step are generated
+    together. Counts the calls its batching thread makes to its decoder's own `step`."""
+    decoder, steps = batcher.decoder, [0]
+    step = decoder.step
+
+    def counted() -> None:
+        steps[0] += 1
+        step()
+
+    decoder.step = counted
+    return lambda: steps[0]
+
+
 def eval_report(
     val_bpc: float,
     test_bpc: float = 2.0,

@@ -56,7 +56,6 @@ class Job:
     when they are done) and that they are done."""
 
     requests: list[Request]
-    arrival: int  # among submissions with as many rows in the batch, the oldest joins first
     deadline: float  # time.monotonic() after which its caller has given up
     on_progress: "Callable[[Job], object] | None" = None
     waiting: collections.deque[int] = field(default_factory=collections.deque)  # request indices
@@ -89,6 +88,11 @@ class Job:
                 self.on_progress(self)
             except Exception:
                 self.abandoned = True
+
+    def give_up(self) -> TimeoutError:
+        """Its caller stops waiting, past the deadline: its rows leave the batch at the next step."""
+        self.abandoned = True
+        return TimeoutError("generation did not finish within its deadline")
 
     def texts(self) -> list[str]:
         return ["".join(row.chars) if row is not None else "" for row in self.rows]
@@ -174,8 +178,7 @@ class Batcher:
         self.incoming: queue.SimpleQueue[Job] = queue.SimpleQueue()
         self.threaded, self.thread = threaded, None
         self.lock = threading.Lock()  # guards the counts below and starting the thread
-        self.waiting_rows = self.waiting_chars = self.waiting_sliced = self.arrivals = 0
-        self.steps = 0  # model steps taken: rows that share a step are generated together
+        self.waiting_rows = self.waiting_chars = self.waiting_sliced = 0
 
     def submit(self, requests: list[Request], timeout_s: float) -> list[str]:
         """Generate the requests' texts (in order) with whatever else is running; blocks.
@@ -184,10 +187,8 @@ class Batcher:
         submission's deadline, when its rows have already left the batch.
         """
         job = self.enqueue(requests, timeout_s)
-        wait_s = job.deadline - time.monotonic()
-        if not job.finished.wait(wait_s):
-            job.abandoned = True
-            raise TimeoutError(f"generation did not finish within {wait_s:.0f} s")
+        if not job.finished.wait(job.deadline - time.monotonic()):
+            raise job.give_up()
         if job.error is not None:
             raise job.error
         return job.texts()
@@ -201,7 +202,7 @@ class Batcher:
         try:
             while not job.finished.is_set():
                 if not woken.wait(job.deadline - time.monotonic()):
-                    raise TimeoutError("generation did not finish within its deadline")
+                    raise job.give_up()
                 woken.clear()
                 if any(news := job.news(sent)):
                     yield news
@@ -242,9 +243,8 @@ class Batcher:
             self.waiting_rows += len(requests)
             self.waiting_chars += chars
             self.waiting_sliced += sliced
-            self.arrivals += 1
             deadline = time.monotonic() + deadline_s(requests, self.limits, timeout_s)
-            job = Job(list(requests), self.arrivals, deadline, on_progress)
+            job = Job(list(requests), deadline, on_progress)
         self.incoming.put(job)
         return job
 
@@ -268,7 +268,6 @@ class Batcher:
             rows, started = len(self.decoder.rows), time.perf_counter()
             sliced = PROMPT_SLICE if any(row.slicing for row in self.decoder.rows) else 0
             self.decoder.step()
-            self.steps += 1
             self.cost.observe(rows, sliced, time.perf_counter() - started)
             for job in [job for job in self.jobs if job.done or job.finished.is_set()]:
                 self.jobs.remove(job)
@@ -290,7 +289,7 @@ class Batcher:
             ready = [job for job in jobs if job.waiting and counts[job] < share and not job.finished.is_set()]
             if not ready:
                 return
-            job = min(ready, key=lambda j: (counts[j], j.arrival))
+            job = min(ready, key=counts.__getitem__)  # the first of the fewest: the oldest
             index = job.waiting.popleft()
             self._release([job.requests[index]])
             try:

@@ -20,20 +20,19 @@ a worker batches at once: `min(32, cores + 4)` under plain `mlflow models serve`
 """
 
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import mlflow.pyfunc
 from mlflow.environment_variables import MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT
-from mlflow.exceptions import MlflowException
-from mlflow.protos.databricks_pb2 import DEADLINE_EXCEEDED, INVALID_PARAMETER_VALUE, TEMPORARILY_UNAVAILABLE
 
+import charlm_scoring_loop
 from charlm.errors import CharlmError
 from charlm.generation.decoder import Request
 from charlm.model.directory import LoadedModel, load_model_dir
-from charlm.serving.batching import Batcher, Overloaded
+from charlm.serving.batching import Batcher
 from charlm.serving.interface import MODEL_DIR_ARTIFACT, GenerationRequest, ServedSettings
+from charlm.serving.refusals import answered_as_refusals
 from charlm.serving.stream import routes
 
 
@@ -42,10 +41,7 @@ class CharLMModel(mlflow.pyfunc.PythonModel):
         self.loaded: LoadedModel = load_model_dir(Path(context.artifacts[MODEL_DIR_ARTIFACT]))
         self.settings = ServedSettings.parse(context.model_config)
         self.batcher = Batcher(self.loaded.model, self.loaded.vocab, self.settings.limits)
-        try:  # under `charlm serve`, the scoring server serves the streaming routes too
-            import charlm_scoring_loop
-        except ImportError:
-            return
+        # Served by `charlm serve` (on charlm_scoring_loop), the scoring server serves these too.
         timeout_s = MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT.get()
         charlm_scoring_loop.ROUTES.update(routes(self.requests, self.batcher, timeout_s))
 
@@ -57,7 +53,7 @@ class CharLMModel(mlflow.pyfunc.PythonModel):
     def predict(
         self, model_input: list[GenerationRequest], params: dict[str, Any] | None = None
     ) -> list[str]:
-        with mlflow_errors():
+        with answered_as_refusals():
             return self.batcher.submit(
                 self.requests(model_input), MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT.get()
             )
@@ -71,7 +67,7 @@ class CharLMModel(mlflow.pyfunc.PythonModel):
         signature (a list of requests) is a list of one request, `[[{"prompt": ...}]]`; it hands
         the request on as a dict.
         """
-        with mlflow_errors():
+        with answered_as_refusals():
             given = [model_input] if isinstance(model_input, dict) else model_input
             rows = [GenerationRequest.parse(row) if isinstance(row, dict) else row for row in given]
             if len(rows) != 1:
@@ -80,18 +76,3 @@ class CharLMModel(mlflow.pyfunc.PythonModel):
                 self.requests(rows), MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT.get()
             ):
                 yield text
-
-
-@contextmanager
-def mlflow_errors() -> Iterator[None]:
-    """charlm's errors as the MlflowExceptions the scoring server answers with their status."""
-    try:
-        yield
-    except CharlmError as err:
-        raise MlflowException(f"invalid request: {err}", error_code=INVALID_PARAMETER_VALUE) from None
-    except Overloaded as err:  # 503; charlm_scoring_loop turns retry_after_s into Retry-After
-        raise MlflowException(
-            str(err), error_code=TEMPORARILY_UNAVAILABLE, retry_after_s=err.retry_after_s
-        ) from None
-    except TimeoutError as err:
-        raise MlflowException(str(err), error_code=DEADLINE_EXCEEDED) from None

@@ -22,11 +22,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from charlm.errors import CharlmError
 from charlm.generation.decoder import Request
 from charlm.records import Record, invalid
-from charlm.serving.batching import Batcher, Job, Overloaded
+from charlm.serving.batching import Batcher, Job
 from charlm.serving.interface import GenerationRequest
+from charlm.serving.refusals import refusal
 
 STREAM_PATH = "/stream"
 PAGE = Path(__file__).with_name("page.html")
@@ -67,18 +67,24 @@ def routes(
                 told[:] = chars, now + EVENT_INTERVAL_S
                 loop.call_soon_threadsafe(woken.set)
 
-        if dict(scope["headers"]).get(b"content-type", b"").split(b";")[0].strip() != b"application/json":
-            return await error(send, 415, "UNSUPPORTED_MEDIA_TYPE", "send the request as application/json")
+        if dict(scope["headers"]).get(b"content-type", b"").split(b";")[0].strip() != JSON:
+            refused = {
+                "error_code": "UNSUPPORTED_MEDIA_TYPE",
+                "message": "send the request as application/json",
+            }
+            return await respond(send, 415, json.dumps(refused).encode(), JSON)
         try:
             try:
                 rows = StreamRequest.model_validate_json(body).inputs
             except ValidationError as err:
                 raise invalid(err) from None
             job = batcher.enqueue(requests_of(rows), timeout_s, advanced)
-        except CharlmError as err:
-            return await error(send, 400, "INVALID_PARAMETER_VALUE", f"invalid request: {err}")
-        except Overloaded as err:
-            return await error(send, 503, "TEMPORARILY_UNAVAILABLE", str(err), err.retry_after_s)
+        except Exception as err:
+            if (answer := refusal(err)) is None:
+                raise
+            return await respond(
+                send, answer.get_http_status_code(), answer.serialize_as_json().encode(), JSON
+            )
         start = {
             "type": "http.response.start",
             "status": 200,
@@ -98,9 +104,7 @@ def routes(
                 try:
                     await asyncio.wait_for(woken.wait(), max(job.deadline - time.monotonic(), 0))
                 except TimeoutError:
-                    job.abandoned = True
-                    message = {"message": "generation did not finish within its deadline"}
-                    return await event(send, "error", message, last=True)
+                    return await event(send, "error", {"message": str(job.give_up())}, last=True)
                 woken.clear()
                 done = job.finished.is_set()
                 for index, text in enumerate(job.news(sent)):
@@ -115,6 +119,7 @@ def routes(
     return {("GET", "/"): page, ("POST", STREAM_PATH): stream}
 
 
+JSON = b"application/json"
 HEADERS = [(b"cache-control", b"no-store"), (b"x-content-type-options", b"nosniff")]
 
 
@@ -126,25 +131,14 @@ async def read_body(receive: Callable[[], Awaitable[Message]]) -> bytes:
     return body
 
 
-async def respond(
-    send: Any, status: int, body: bytes, content_type: bytes, headers: tuple[tuple[bytes, bytes], ...] = ()
-) -> None:
+async def respond(send: Any, status: int, body: bytes, content_type: bytes) -> None:
     start = {
         "type": "http.response.start",
         "status": status,
-        "headers": [*HEADERS, (b"content-type", content_type), *headers],
+        "headers": [*HEADERS, (b"content-type", content_type)],
     }
     await send(start)
     await send({"type": "http.response.body", "body": body})
-
-
-async def error(send: Any, status: int, code: str, message: str, retry_after_s: int | None = None) -> None:
-    """An error as MLflow's scoring server words its own, with Retry-After on a 503."""
-    body = {"error_code": code, "message": message} | (
-        {"retry_after_s": retry_after_s} if retry_after_s else {}
-    )
-    headers = ((b"retry-after", str(retry_after_s).encode()),) if retry_after_s else ()
-    await respond(send, status, json.dumps(body).encode(), b"application/json", headers)
 
 
 async def event(send: Any, name: str, data: dict[str, Any], last: bool = False) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import charlm_scoring_loop
-from charlm_scoring_loop import DEFAULT_THREADS, THREADS_ENV, RetryAfter, ScoringLoop
+from charlm_scoring_loop import DEFAULT_THREADS, ROUTES, THREADS_ENV, RetryAfter, ScoringLoop
 
 
 def test_the_loop_imports_nothing_of_charlm() -> None:
@@ -95,27 +95,33 @@ def test_accepted_connections_get_tcp_nodelay_from_a_listener_with_protocol_0() 
         loop.close()
 
 
-def test_a_503_that_says_when_to_retry_gets_retry_after() -> None:
+def test_a_503_that_says_when_to_retry_gets_retry_after_on_any_route(monkeypatch: pytest.MonkeyPatch) -> None:
     async def app(scope: dict, receive: object, send: object) -> None:
-        status, body = scope["path"].split("/")[1:]
-        await send({"type": "http.response.start", "status": int(status), "headers": [(b"x", b"1")]})
+        status, body = scope["answer"]
+        await send({"type": "http.response.start", "status": status, "headers": [(b"x", b"1")]})
         await send({"type": "http.response.body", "body": body.encode()})
 
-    async def call(path: str) -> list[dict]:
+    async def unreachable(scope: dict, receive: object, send: object) -> None:
+        raise AssertionError("a request for a model's own route went to the scoring server")
+
+    async def call(answer: tuple[int, str], app: object = app, path: str = "/invocations") -> list[dict]:
         sent: list[dict] = []
 
         async def send(message: dict) -> None:
             sent.append(message)
 
-        await RetryAfter(app)({"type": "http", "path": path}, None, send)
+        await RetryAfter(app)({"type": "http", "method": "POST", "path": path, "answer": answer}, None, send)
         return sent
 
+    monkeypatch.setitem(ROUTES, ("POST", "/stream"), app)  # as a model that serves more puts it
     loop = asyncio.new_event_loop()
     try:
-        start, body = loop.run_until_complete(call('/503/{"retry_after_s": 7}'))
+        start, body = loop.run_until_complete(call((503, '{"retry_after_s": 7}')))
         assert start["headers"] == [(b"x", b"1"), (b"retry-after", b"7")] and body["body"]
-        for path in ("/503/{}", "/503/not json", '/200/{"retry_after_s": 7}'):  # left as they were
-            start, _ = loop.run_until_complete(call(path))
-            assert start["headers"] == [(b"x", b"1")], path
+        start, _ = loop.run_until_complete(call((503, '{"retry_after_s": 2}'), unreachable, "/stream"))
+        assert start["headers"] == [(b"x", b"1"), (b"retry-after", b"2")]
+        for answer in ((503, "{}"), (503, "not json"), (200, '{"retry_after_s": 7}')):  # left as they were
+            start, _ = loop.run_until_complete(call(answer))
+            assert start["headers"] == [(b"x", b"1")], answer
     finally:
         loop.close()

@@ -15,7 +15,7 @@ from charlm.params.serve import ServeConfig
 from charlm.serving.batching import Batcher
 from charlm.serving.interface import GenerationRequest, ServedSettings
 from charlm.serving.stream import STREAM_PATH, routes
-from tests.helpers import config, small_vocab, tiny_model
+from tests.helpers import config, small_vocab, step_counter, tiny_model
 
 VOCAB = small_vocab()
 SETTINGS = ServedSettings(sampling=config(SamplingOptions, length=40, seed=None), limits=config(ServeConfig))
@@ -112,13 +112,12 @@ def test_a_bad_request_is_refused_before_any_event(
 
 
 def test_a_client_that_goes_away_leaves_the_batch_within_steps(batcher: Batcher) -> None:
-    app = app_for(batcher)
-    before = batcher.steps
+    app, steps = app_for(batcher), step_counter(batcher)
     sent = call(app, {"inputs": [{"prompt": "ab", "length": 30_000, "seed": 1}]}, leave_after=1)
-    left_at = batcher.steps
+    left_at = steps()
     deadline = time.monotonic() + 30
     while batcher.decoder.rows:
         assert time.monotonic() < deadline
         time.sleep(0.001)
-    assert batcher.steps - left_at <= 3  # it left at the next step or so, not after 30,000
-    assert batcher.steps - before < 30_000 and len(events(sent)) == 1
+    assert steps() - left_at <= 3  # it left at the next step or so, not after 30,000
+    assert steps() < 30_000 and len(events(sent)) == 1
