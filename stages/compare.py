@@ -11,7 +11,6 @@ from charlm.params.tracking import TrackingConfig
 from charlm.stage import of_models, stage_args
 from charlm.tracking import tags as tag
 from charlm.tracking.runs import StageTracking
-from charlm.tracking.store import connect
 from charlm.training.outputs import TrainSummary
 
 
@@ -36,7 +35,7 @@ def main() -> None:
     write_text(args.table.with_suffix(".md"), markdown)
     plot_comparison(args.out_val, table, data, args.chart)
 
-    tracking = StageTracking(connect(), params.tracking.experiment, tag.stage_tags("compare"))
+    tracking = StageTracking.open(params.tracking, "compare")
     about = (
         f"The models of this pipeline side by side: {', '.join(params.models)}; the table and chart below."
     )

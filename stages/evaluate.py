@@ -20,7 +20,6 @@ from charlm.params.tracking import TrackingConfig
 from charlm.stage import stage_args
 from charlm.tracking import tags as tag
 from charlm.tracking.runs import DatasetRef, StageTracking, log_metrics
-from charlm.tracking.store import connect
 
 
 class Params(Models):
@@ -49,7 +48,7 @@ def main() -> None:
     texts = generate_all(loaded.model, loaded.vocab, wanted)
     writing = judge(encoded.load("train"), encoded.load("val"), loaded.vocab, cfg.writing, wanted, texts)
 
-    tracking = StageTracking(connect(), params.tracking.experiment, tag.stage_tags("evaluate", args.model))
+    tracking = StageTracking.open(params.tracking, "evaluate", args.model)
     with tracking.model_run(loaded.info.mlflow_run_id, f"{args.model} (evaluation)") as (run_id, new):
         report = EvalReport(
             model=args.model,

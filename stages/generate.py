@@ -9,9 +9,7 @@ from charlm.params.generate import GenerateConfig
 from charlm.params.tracking import TrackingConfig
 from charlm.records import Record
 from charlm.stage import stage_args
-from charlm.tracking import tags as tag
 from charlm.tracking.runs import StageTracking
-from charlm.tracking.store import connect
 
 
 class Params(Record):
@@ -36,7 +34,7 @@ def main() -> None:
     written = Samples(model=args.model, samples=tuple(samples))
     written.write(args.out)
 
-    tracking = StageTracking(connect(), params.tracking.experiment, tag.stage_tags("generate", args.model))
+    tracking = StageTracking.open(params.tracking, "generate", args.model)
     with tracking.model_run(loaded.info.mlflow_run_id, f"{args.model} (samples)") as (run_id, _):
         tracking.client.log_text(run_id, written.to_text(), f"samples/{args.out.name}")
     print(Samples(model=args.model, samples=written.samples[:1]).to_text())

@@ -15,9 +15,7 @@ from charlm.registry.card import CardFacts
 from charlm.registry.register import register
 from charlm.serving.interface import ServedSettings
 from charlm.stage import of_models, stage_args
-from charlm.tracking import tags as tag
 from charlm.tracking.runs import StageTracking
-from charlm.tracking.store import connect
 
 
 class Params(Models, WithRegister):
@@ -39,7 +37,7 @@ def main() -> None:
         sampling=params.generate.options().model_copy(update={"seed": None}), limits=params.serve
     )
     facts = CardFacts(DataReport.read(args.data_report), samples.samples[0], served)
-    tracking = StageTracking(connect(), params.tracking.experiment, tag.stage_tags("register", best.name))
+    tracking = StageTracking.open(params.tracking, "register", best.name)
     decision = register(tracking, best, cfg, facts)
     decision.write(args.out)
     print(f"register: {best.name} -> {cfg.model_name} v{decision.version}: {decision.verdict}")

@@ -12,9 +12,7 @@ from charlm.params.distributed import DistributedConfig
 from charlm.params.models import Models
 from charlm.params.tracking import TrackingConfig
 from charlm.stage import stage_args
-from charlm.tracking import tags as tag
 from charlm.tracking.runs import DatasetRef, StageTracking
-from charlm.tracking.store import connect
 from charlm.training import distributed
 from charlm.training.job import TrainJob, train_model
 from charlm.training.outputs import TrainOutputs
@@ -44,11 +42,7 @@ def main() -> None:
     outputs = TrainOutputs(args.out, args.checkpoints, args.metrics, args.train_curve, args.val_curve)
     datasets = [DatasetRef(s, report.sha256(s), report.source(encoded.path(s))) for s in ("train", "val")]
     with distributed.world(params.distributed.backend) as world:
-        tracking = None
-        if world.is_main:
-            tracking = StageTracking(
-                connect(), params.tracking.experiment, tag.stage_tags("train", spec.name)
-            )
+        tracking = StageTracking.open(params.tracking, "train", spec.name) if world.is_main else None
         job = TrainJob(spec, data, outputs, datasets, report.corpus)
         summary = train_model(job, tracking, world)
     if world.is_main:

@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from charlm.errors import TrainingInterrupted
+from charlm.params.tracking import TrackingConfig
 from charlm.tracking import tags as tag
-from charlm.tracking.store import experiment_id, first_write
+from charlm.tracking.store import connect, experiment_id, first_write
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -63,11 +64,20 @@ class StageTracking:
     experiment: str
     tags: dict[str, str]
 
+    @classmethod
+    def open(cls, config: TrackingConfig, stage: str, model: str | None = None) -> "StageTracking":
+        """Stage `stage` (of `model`) on the store the environment names, in the configured experiment."""
+        return cls(connect(), config.experiment, tag.stage_tags(stage, model))
+
+    def create_run(self, run_name: str, **tags: str) -> str:
+        """A new run of the stage, with these `tags` too: its id."""
+        eid = experiment_id(self.client, self.experiment)
+        return self.client.create_run(eid, run_name=run_name, tags=self.tags | tags).info.run_id
+
     @contextmanager
     def new_run(self, run_name: str, **tags: str) -> Iterator[str]:
         """A new run (with these `tags` too) that lives as the block does and ends as it ends."""
-        eid = experiment_id(self.client, self.experiment)
-        run_id = self.client.create_run(eid, run_name=run_name, tags=self.tags | tags).info.run_id
+        run_id = self.create_run(run_name, **tags)
         with ending(self.client, run_id):
             yield run_id
 
@@ -173,11 +183,9 @@ class RunTracker:
         """A new run with the stage's tags and these `tags`, holding `params`."""
         from mlflow.entities import Param
 
-        client = tracking.client
-        eid = experiment_id(client, tracking.experiment)
-        run = client.create_run(eid, run_name=run_name, tags=tracking.tags | tags | tag.owner_tags())
-        client.log_batch(run.info.run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
-        return cls(client, run.info.run_id)
+        run_id = tracking.create_run(run_name, **tags, **tag.owner_tags())
+        tracking.client.log_batch(run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
+        return cls(tracking.client, run_id)
 
     @classmethod
     def resume(cls, client: "MlflowClient", run_id: str) -> "RunTracker":
