@@ -120,6 +120,8 @@ def train_model(job: TrainJob, tracking: StageTracking | None, world: World = SI
             state = None
         world.agree(state.loop.steps if state else 0, RESUME_STEP)
         best_dir = out.checkpoint_dir / BEST_DIR
+        if state is None and world.is_main:
+            shutil.rmtree(best_dir, ignore_errors=True)  # a fresh start's best model is its own
         tracker = None if tracking is None else _tracker(job, tracking, state, world)
         # Every node's first process logs its machine's system metrics to the run: on other nodes,
         # when they reach the tracking server too (MLFLOW_TRACKING_URI); each node under its name.
@@ -144,7 +146,6 @@ def _tracker(job: TrainJob, tracking: StageTracking, state: TrainingState | None
     if state is not None:
         print(f"train: resuming {job.spec.name} from step {state.loop.steps}", file=sys.stderr)
         return RunTracker.resume(client, state.run_id)
-    shutil.rmtree(job.outputs.checkpoint_dir / BEST_DIR, ignore_errors=True)
     tags = job.run_tags() | {tag.DESCRIPTION: job.description(world)}
     tracker = RunTracker.start(tracking, job.spec.name, job.run_params(world), tags)
     tracking.log_datasets(tracker.run_id, job.datasets)

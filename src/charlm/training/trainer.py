@@ -82,7 +82,7 @@ class Trainer:
         state: TrainingState | None = None,
     ) -> None:
         """`run_id`: the MLflow run its steps are logged to, kept in its checkpoints and models;
-        `state`: a checkpoint that `continues` this training, to resume from."""
+        `state`: a checkpoint that `continues` this training, to resume from (the job decides)."""
         self.spec, self.cfg, self.data, self.world = spec, spec.train, data, world
         self.device = select_device(self.cfg.device)
         if self.device.type == "cuda" and world.size > 1:
@@ -122,8 +122,6 @@ class Trainer:
         save_state(self.checkpoint_dir / STATE_FILE, state, self.model, self.optimizer)
 
     def _restore(self, state: TrainingState) -> None:
-        if not state.continues(self.fingerprint):
-            raise CharlmError(f"{self.checkpoint_dir / STATE_FILE}: not a checkpoint of this training")
         state.restore(self.model, self.optimizer, self.checkpoint_dir / STATE_FILE)
         hidden = [h[:, self.rows].to(self.device) for h in state.hidden]  # this rank's streams
         self.hidden = hidden_from_tensors(hidden) if hidden else None
