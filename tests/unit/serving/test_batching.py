@@ -16,7 +16,8 @@ from charlm.generation.decoder import Request, generate, request
 from charlm.model.network import CharLM
 from charlm.params.generate import SamplingOptions
 from charlm.params.serve import ServeConfig
-from charlm.serving.batching import Batcher, Overloaded, deadline_s
+from charlm.serving.batching import Batcher, Overloaded
+from charlm.serving.cost import deadline_s
 from tests.helpers import config, small_vocab, tiny_model
 
 VOCAB = small_vocab()
