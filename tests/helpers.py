@@ -92,11 +92,6 @@ def run_queue(
     the experiments' git refs, which cost nothing to list, and asks `dvc queue status` (a second of
     CPU each time, taken from the experiments) only now and then for failures. The workers are
     killed at the end whatever happened, so none outlives its test."""
-    with tempfile.TemporaryFile("w+") as out:
-        start = ["dvc", "queue", "start", "-j", str(jobs)]
-        started = subprocess.run(start, cwd=ws, env=project_env(**(env or {})), stdout=out, stderr=out)
-        out.seek(0)
-        assert started.returncode == 0, f"{start} exited {started.returncode}:\n{out.read()}"
     deadline = time.monotonic() + timeout
 
     def status() -> str:
@@ -106,6 +101,12 @@ def run_queue(
         return text.count("Success") + text.count("Failed")
 
     try:
+        with tempfile.TemporaryFile("w+") as out:
+            start = ["dvc", "queue", "start", "-j", str(jobs)]
+            queue_env = project_env(**(env or {}))
+            started = subprocess.run(start, cwd=ws, env=queue_env, stdout=out, stderr=out, timeout=120)
+            out.seek(0)
+            assert started.returncode == 0, f"{start} exited {started.returncode}:\n{out.read()}"
         polls = 0
         while _exp_refs(ws) < count:
             assert time.monotonic() < deadline, f"the queue did not finish within {timeout} s:\n{status()}"
@@ -127,7 +128,10 @@ def _kill_queue_workers(ws: Path) -> None:
     """Kill the DVC queue's workers of `ws` with everything they started: each worker's keeper made
     itself a process group and records its worker's pid, and a return code once the worker ended."""
     for info in (ws / ".dvc" / "tmp" / "exps").rglob("dvc-exp-worker-*.json"):
-        worker = json.loads(info.read_text())
+        try:
+            worker = json.loads(info.read_text())
+        except ValueError:  # being rewritten as its worker ends
+            continue
         if worker["returncode"] is None:
             with contextlib.suppress(ProcessLookupError):  # it ended since
                 os.killpg(os.getpgid(worker["pid"]), signal.SIGKILL)
