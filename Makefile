@@ -67,8 +67,9 @@ server: setup  ## MLflow tracking server for a team (local only unless SERVER_HO
 serve: setup  ## serve the champion on 127.0.0.1:$(SERVE_PORT), continuously batched, one worker per core
 	$(BIN)/charlm serve $(if $(MODEL),--model "$(MODEL)") --port $(SERVE_PORT) $(SERVE_OPTS)
 
-bench: setup  ## training and sampling throughput (params.yaml's lstm)
+bench: setup  ## training and sampling throughput (params.yaml's lstm), and the training step's variants A/B
 	$(BIN)/python benchmarks/bench_train.py
+	$(BIN)/python benchmarks/bench_step.py
 	$(BIN)/python benchmarks/bench_sample.py
 
 bench-quality: setup  ## held-out loss at equal training time, stateful and windowed: charlm's Trainer against a plain LSTM loop

@@ -1,0 +1,130 @@
+"""The training step, A/B: the train stage's own `Trainer.train_step` at params.yaml's recipe for one
+model, under each way of running it this CPU offers, timed in one process.
+
+Variants: fp32; fp32 with oneDNN's RNN kernels computing internally in bf16
+(`torch.backends.mkldnn.rnn.fp32_precision = "bf16"`); bf16 autocast (what `precision: auto`
+picks on CPUs with native bf16); each of the last two with AdamW's fused CPU kernel instead of its
+default multi-tensor one; and the fastest on one thread instead of all. Every variant trains from
+the same seed on the same synthetic data, so the losses after the timed steps say whether a variant
+computes the same training (fp32 variants agree closely; bf16 ones round differently).
+
+The machine drifts by 10% within a minute, so the variants take turns: `--rounds` rounds, each
+timing `--steps` steps of every variant in order (after `--warmup` untimed ones the first round),
+and each variant's figure is its median round, with the spread beside it.
+"""
+
+import argparse
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from charlm.data.vocab import Vocabulary
+from charlm.params.base import load_params
+from charlm.params.models import ModelSpec
+from charlm.params.pipeline import Params
+from charlm.training.trainer import TrainData, Trainer
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    precision: str  # the train.precision it runs at
+    onednn_bf16: bool = False  # oneDNN's RNN internal precision bf16, under fp32
+    fused: bool = False  # AdamW(fused=True)
+    threads: int | None = None  # torch threads; None: as the process has
+
+
+VARIANTS = [
+    Variant("fp32", "fp32"),
+    Variant("fp32, oneDNN RNN in bf16", "fp32", onednn_bf16=True),
+    Variant("fp32, fused AdamW", "fp32", fused=True),
+    Variant("bf16 autocast", "bf16"),
+    Variant("bf16 autocast, fused AdamW", "bf16", fused=True),
+    Variant("bf16 autocast, fused AdamW, 1 thread", "bf16", fused=True, threads=1),
+]
+
+
+@contextmanager
+def conditions(variant: Variant) -> Iterator[None]:
+    """The process-wide switches a variant runs under, restored after."""
+    rnn, threads = torch.backends.mkldnn.rnn, torch.get_num_threads()
+    before = rnn.fp32_precision
+    rnn.fp32_precision = "bf16" if variant.onednn_bf16 else before
+    torch.set_num_threads(variant.threads or threads)
+    try:
+        yield
+    finally:
+        rnn.fp32_precision = before
+        torch.set_num_threads(threads)
+
+
+def trainer_for(spec: ModelSpec, variant: Variant, data: TrainData, tmp: Path) -> Trainer:
+    spec = ModelSpec(**spec.model_dump() | {"precision": variant.precision})
+    trainer = Trainer(spec, data, tmp / variant.name.replace(" ", "_"))
+    trainer.model.train()
+    if variant.fused:  # the same groups and settings, the fused kernel
+        trainer.optimizer = torch.optim.AdamW(trainer.optimizer.param_groups, fused=True)
+    return trainer
+
+
+def timed(step: Callable[[int], float], first: int, steps: int) -> tuple[float, float]:
+    """Seconds per step over `steps` steps from `first`, and the last loss."""
+    start = time.perf_counter()
+    for i in range(first, first + steps):
+        loss = step(i)
+    return (time.perf_counter() - start) / steps, loss
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", default="lstm", help="a model under `models:` in params.yaml")
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--steps", type=int, default=20, help="timed steps per variant per round")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=3)
+    args = parser.parse_args()
+
+    spec = load_params(Params, Path(args.params)).models[args.model]
+    rng = np.random.default_rng(0)
+    vocab = Vocabulary.build("".join(chr(32 + i) for i in range(84)))
+    ids = rng.integers(1, len(vocab), 2_000_000).astype(np.uint8)
+    data = TrainData(ids, ids[:10_000], vocab, {"train": "synthetic", "val": "synthetic"})
+    cfg = spec.train
+    print(f"{spec.model}\nbatch {cfg.batch_size} x {cfg.seq_len}, threads {torch.get_num_threads()}")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        trainers = [trainer_for(spec, v, data, Path(tmp)) for v in VARIANTS]
+        seconds: dict[str, list[float]] = {v.name: [] for v in VARIANTS}
+        losses: dict[str, float] = {}
+        for variant, trainer in zip(VARIANTS, trainers, strict=True):
+            with conditions(variant):
+                timed(trainer.train_step, 0, args.warmup)
+        for r in range(args.rounds):
+            first = args.warmup + r * args.steps
+            for variant, trainer in zip(VARIANTS, trainers, strict=True):
+                with conditions(variant):
+                    per_step, losses[variant.name] = timed(trainer.train_step, first, args.steps)
+                seconds[variant.name].append(per_step)
+
+    base = statistics.median(seconds[VARIANTS[0].name])
+    print(f"{'variant':40} {'ms/step':>8} {'spread':>14} {'vs fp32':>8} {'chars/s':>9}  loss after")
+    chars = cfg.batch_size * cfg.seq_len
+    for variant in VARIANTS:
+        runs = seconds[variant.name]
+        mid = statistics.median(runs)
+        spread = f"{min(runs) * 1e3:.1f}-{max(runs) * 1e3:.1f}"
+        print(
+            f"{variant.name:40} {mid * 1e3:8.1f} {spread:>14} {base / mid:7.2f}x {chars / mid:9,.0f}"
+            f"  {losses[variant.name]:.5f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
