@@ -19,7 +19,7 @@ from charlm.records import Record
 PARAMS_FILE = Path("params.yaml")
 
 Positive = Annotated[int, Field(gt=0)]
-PositiveFloat = Annotated[float, Field(gt=0)]
+PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 Fraction = Annotated[float, Field(gt=0, lt=1)]
 Globs = Annotated[tuple[str, ...], Field(strict=False)]  # YAML lists become tuples
 # Texts to generate after: at least one, each at least one character.

@@ -18,6 +18,7 @@ class TrainConfig(Record):
     beta2: Annotated[float, Field(ge=0, lt=1)]
     warmup_steps: Annotated[int, Field(ge=0)]
     max_steps: Positive
+    max_time_s: PositiveFloat | None  # a wall-clock budget: stop and finish the schedule by it
     grad_clip: PositiveFloat
     eval_interval: Positive
     patience: Annotated[int, Field(ge=0)]  # evaluations without improvement before stopping; 0: never

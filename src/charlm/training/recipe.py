@@ -27,11 +27,15 @@ def start_at_unigram(model: CharLM, counts: Sequence[int]) -> None:
         model.head.bias.copy_(torch.from_numpy(np.log(frequencies / frequencies.sum())))
 
 
-def lr_at(step: int, cfg: TrainConfig) -> float:
-    """Linear warmup to learning_rate, then cosine decay to learning_rate * min_lr_ratio."""
+def lr_at(step: int, cfg: TrainConfig, elapsed_s: float) -> float:
+    """Linear warmup to learning_rate, then cosine decay to learning_rate * min_lr_ratio over the
+    rest of the budget: the steps to max_steps, or with max_time_s the seconds to it (`elapsed_s`
+    of them spent), whichever runs out first."""
     if step < cfg.warmup_steps:
         return cfg.learning_rate * (step + 1) / cfg.warmup_steps
     progress = (step - cfg.warmup_steps) / max(cfg.max_steps - cfg.warmup_steps, 1)
+    if cfg.max_time_s is not None:
+        progress = max(progress, elapsed_s / cfg.max_time_s)
     floor = cfg.learning_rate * cfg.min_lr_ratio
     return floor + 0.5 * (cfg.learning_rate - floor) * (1 + math.cos(math.pi * min(progress, 1.0)))
 

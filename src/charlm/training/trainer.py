@@ -72,6 +72,9 @@ def fingerprint(spec: ModelSpec, data: TrainData) -> str:
 
 
 class Trainer:
+    # What times the loop (steps, validation, the time budget); tests give it a clock of their own.
+    clock = staticmethod(time.perf_counter)
+
     def __init__(
         self,
         spec: ModelSpec,
@@ -103,6 +106,9 @@ class Trainer:
         self.rows = world.shard(self.cfg.batch_size)
         self.batches = Batches(data.train, self.cfg.batch_size, self.cfg.seq_len, self.device, self.rows)
         self.loop = LoopState()
+        # The run's wall time as rank 0 measured it at the last step: every rank's schedule reads it.
+        self.elapsed_s = 0.0
+        self.lr = 0.0  # the last step's learning rate
         self.hidden: Hidden | None = None
         if state is not None:
             self._restore(state)
@@ -132,15 +138,16 @@ class Trainer:
         if state.cuda_rng is not None and self.device.type == "cuda":
             torch.cuda.set_rng_state(state.cuda_rng, self.device)
         self.loop = state.loop
+        self.elapsed_s = state.loop.wall_time_s  # rank 0's, which every rank restores
 
     # -- the loop ----------------------------------------------------------------------------
     def train_step(self, step: int) -> float:
         x, y, new_epoch = self.batches.get(step)
         if new_epoch:
             self.hidden = None
-        lr = lr_at(step, self.cfg)
+        self.lr = lr_at(step, self.cfg, self.elapsed_s)
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = self.lr
         with autocast(self.device, self.dtype):
             logits, hidden = self.network(x, self.hidden)  # (B, T, V)
         loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
@@ -170,18 +177,24 @@ class Trainer:
         self.save_state()
 
     def fit(self, log: MetricLog | None, best_dir: Path, signals: list[int], on_step: OnStep) -> LoopState:
-        """Train to max_steps (or early stop), exporting each best model to `best_dir`; `log` is
-        None on every rank but rank 0. A signal appended to `signals` (SIGINT, SIGTERM) stops every
-        rank at the same step, after a checkpoint."""
+        """Train to max_steps, early stop or the time budget, exporting each best model to
+        `best_dir`; `log` is None on every rank but rank 0. A signal appended to `signals` (SIGINT,
+        SIGTERM) stops every rank at the same step, after a checkpoint. With `max_time_s`, the last
+        step is the one after which a validation (as long as the last one) would pass the budget."""
         cfg, loop, world = self.cfg, self.loop, self.world
         chars_per_step = cfg.batch_size * cfg.seq_len
-        while loop.steps < cfg.max_steps and not loop.stopped_early:
-            started = time.perf_counter()
+        validation_s, out_of_time = 0.0, False
+        while loop.steps < cfg.max_steps and not loop.stopped_early and not out_of_time:
+            started = self.clock()
             local_loss = self.train_step(loop.steps)
-            # One collective per step: the global mean loss, and whether any rank was signalled.
-            loss_sum, signalled = world.sum([local_loss, float(len(signals))])
-            loss = loss_sum / world.size
-            stepped = time.perf_counter()
+            elapsed = loop.wall_time_s + self.clock() - started
+            spent = cfg.max_time_s is not None and elapsed + validation_s >= cfg.max_time_s
+            # One collective per step: the global mean loss, whether any rank was signalled, and
+            # rank 0's clock and verdict on the budget, which every rank's schedule and stop follow.
+            mine = [elapsed, float(spent)] if world.is_main else [0.0, 0.0]
+            loss_sum, signalled, self.elapsed_s, last = world.sum([local_loss, float(len(signals)), *mine])
+            loss, out_of_time = loss_sum / world.size, last > 0
+            stepped = self.clock()
             if not math.isfinite(loss):
                 raise TrainingDiverged(
                     f"loss became {loss} at step {loop.steps + 1} (try a lower train.learning_rate);"
@@ -190,11 +203,13 @@ class Trainer:
             loop.train_time_s += stepped - started
             loop.steps += 1
             loop.train_chars += chars_per_step
-            self.record("train", TrainPoint(loss, lr_at(loop.steps - 1, cfg)), log)
+            self.record("train", TrainPoint(loss, self.lr), log)
             val_bpc = None
-            if loop.steps % cfg.eval_interval == 0 or loop.steps == cfg.max_steps:
+            if loop.steps % cfg.eval_interval == 0 or loop.steps == cfg.max_steps or out_of_time:
                 # Rank 0 validates; the others take its result, so all make the same decisions.
+                validating = self.clock()
                 val_loss, val_bpc = world.broadcast(list(self.validate()) if world.is_main else [0.0, 0.0])
+                validation_s = self.clock() - validating
                 self.record("val", ValPoint(val_loss, val_bpc), log)
                 if val_loss < loop.best_val_loss_nats:
                     loop.best_val_loss_nats, loop.best_step, loop.bad_evals = val_loss, loop.steps, 0
@@ -204,7 +219,7 @@ class Trainer:
                     loop.bad_evals += 1
                     loop.stopped_early = cfg.patience > 0 and loop.bad_evals >= cfg.patience
             on_step(loss, loop.train_chars / loop.train_time_s, val_bpc)
-            loop.wall_time_s += time.perf_counter() - started
+            loop.wall_time_s += self.clock() - started
             if loop.steps % cfg.checkpoint_interval == 0 or signalled:
                 self.checkpoint(log)
             if signalled:

@@ -72,12 +72,85 @@ def interrupt_at(monkeypatch: pytest.MonkeyPatch, step: int) -> None:
 
 def test_lr_schedule_warms_up_then_decays_to_floor() -> None:
     cfg = config(TrainConfig, learning_rate=1.0, warmup_steps=10, max_steps=110, min_lr_ratio=0.1)
-    assert lr_at(0, cfg) == pytest.approx(0.1)
-    assert lr_at(9, cfg) == pytest.approx(1.0)
-    assert lr_at(60, cfg) == pytest.approx(0.55)
-    assert lr_at(110, cfg) == pytest.approx(0.1)
-    lrs = [lr_at(s, cfg) for s in range(10, 110)]
+    assert lr_at(0, cfg, 0.0) == pytest.approx(0.1)
+    assert lr_at(9, cfg, 0.0) == pytest.approx(1.0)
+    assert lr_at(60, cfg, 1e9) == pytest.approx(0.55)  # no time budget: the clock does not count
+    assert lr_at(110, cfg, 0.0) == pytest.approx(0.1)
+    lrs = [lr_at(s, cfg, 0.0) for s in range(10, 110)]
     assert all(a >= b for a, b in itertools.pairwise(lrs))
+
+
+def test_with_a_time_budget_the_schedule_decays_over_the_seconds_or_the_steps_whichever_run_out() -> None:
+    cfg = config(
+        TrainConfig, learning_rate=1.0, warmup_steps=10, max_steps=110, min_lr_ratio=0.1, max_time_s=100.0
+    )
+    assert lr_at(5, cfg, 99.0) == pytest.approx(0.6)  # the warmup counts steps
+    assert lr_at(10, cfg, 50.0) == pytest.approx(0.55)  # half the seconds: half the decay
+    assert lr_at(60, cfg, 10.0) == pytest.approx(0.55)  # half the steps, first
+    assert lr_at(20, cfg, 100.0) == lr_at(20, cfg, 500.0) == pytest.approx(0.1)
+
+
+class Clock:
+    """A clock for the trainer that moves only when the test says: a step takes 1 s, a
+    validation 3 s, whatever this machine's speed."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def timing(
+        self, trainer: Trainer, interrupt_at: int | None = None, signals: list[int] | None = None
+    ) -> None:
+        step, validate = trainer.train_step, trainer.validate
+
+        def timed_step(at: int) -> float:
+            self.now += 1.0
+            if at == interrupt_at and signals is not None:
+                signals.append(signal.SIGTERM)
+            return step(at)
+
+        def timed_validate() -> tuple[float, float]:
+            self.now += 3.0
+            return validate()
+
+        trainer.clock = self  # type: ignore[assignment]
+        trainer.train_step = timed_step  # type: ignore[method-assign]
+        trainer.validate = timed_validate  # type: ignore[method-assign]
+
+
+def test_a_time_budget_ends_the_run_in_time_with_a_last_validation_and_resumes_the_same_way(
+    tmp_path: Path, tiny_data: TrainData
+) -> None:
+    run = tiny_run(max_steps=1000, warmup_steps=1, eval_interval=4, max_time_s=10.5)
+
+    def trained(root: Path, interrupt_at: int | None = None) -> Trainer:
+        clock, signals = Clock(), []
+        trainer = Trainer(run, tiny_data, root)
+        clock.timing(trainer, interrupt_at, signals)
+        if interrupt_at is not None:
+            with pytest.raises(TrainingInterrupted):
+                trainer.fit(None, root / "best", signals, lambda *_: None)
+            state = read_state(root / STATE_FILE)
+            assert state is not None and state.loop.steps == interrupt_at + 1
+            trainer = Trainer(run, tiny_data, root, state=state)
+            assert trainer.elapsed_s == state.loop.wall_time_s == interrupt_at + 1
+            clock.timing(trainer)
+        trainer.fit(None, root / "best", [], lambda *_: None)
+        return trainer
+
+    whole = trained(tmp_path / "whole")
+    loop = whole.loop
+    # Steps 1-4 and a validation take 7 s; after step 5 (8 s) the next validation (3 s) would pass
+    # 10.5 s: step 5 is the last, validated, and the run ends at 11 s, 995 steps before max_steps.
+    assert (loop.steps, loop.wall_time_s, loop.finished) == (5, 11.0, True)
+    assert [point[0] for point in loop.history["val"]] == [4, 5]
+    lrs = [point[2] for point in loop.history["train"]]
+    assert lrs == [lr_at(step, run.train, float(step)) for step in range(5)]  # rank 0's clock at each step
+    assert all(a > b for a, b in itertools.pairwise(lrs[1:]))
+    resumed = trained(tmp_path / "resumed", interrupt_at=2)
+    assert resumed.loop.history == loop.history and resumed.loop.wall_time_s == loop.wall_time_s
 
 
 def test_optimizer_takes_its_settings_from_the_train_section() -> None:
