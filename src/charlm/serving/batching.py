@@ -86,23 +86,29 @@ class Job:
             except Exception:
                 self.abandoned = True
 
+    def remaining_s(self) -> float:
+        """How long its caller may still wait."""
+        return max(self.deadline - time.monotonic(), 0.0)
+
     def give_up(self) -> TimeoutError:
         """Its caller stops waiting, past the deadline: its rows leave the batch at the next step."""
         self.abandoned = True
         return TimeoutError("generation did not finish within its deadline")
 
-    def texts(self) -> list[str]:
-        return ["".join(row.chars) if row is not None else "" for row in self.rows]
-
-    def news(self, sent: list[int]) -> list[str]:
-        """Each row's characters since `sent` (how many of its characters the caller has), which
-        it moves on. A row's characters only grow, so this may run beside the batching thread."""
+    def take(self, sent: list[int]) -> tuple[list[str], bool]:
+        """What the caller has not been given yet, every row's characters since `sent` (which it
+        moves on), and whether the job is over; raises the job's error when it failed. Every way of
+        waiting on a job reads it here. A row's characters only grow, so this may run beside the
+        batching thread."""
+        over = self.finished.is_set()  # before the characters: none comes after it is set
         news = []
         for i, row in enumerate(self.rows):
             chars = row.chars[sent[i] :] if row is not None else []
             sent[i] += len(chars)
             news.append("".join(chars))
-        return news
+        if over and self.error is not None:
+            raise self.error
+        return news, over
 
 
 class Batcher:
@@ -125,11 +131,9 @@ class Batcher:
         submission's deadline, when its rows have already left the batch.
         """
         job = self.enqueue(requests, timeout_s)
-        if not job.finished.wait(job.deadline - time.monotonic()):
+        if not job.finished.wait(job.remaining_s()):
             raise job.give_up()
-        if job.error is not None:
-            raise job.error
-        return job.texts()
+        return job.take([0] * len(requests))[0]
 
     def stream(self, requests: list[Request], timeout_s: float) -> Iterator[list[str]]:
         """The requests' texts as they are generated: each item holds every row's new characters
@@ -138,16 +142,15 @@ class Batcher:
         job = self.enqueue(requests, timeout_s, lambda _: woken.set())
         sent = [0] * len(requests)
         try:
-            while not job.finished.is_set():
-                if not woken.wait(job.deadline - time.monotonic()):
+            while True:
+                if not woken.wait(job.remaining_s()):
                     raise job.give_up()
                 woken.clear()
-                if any(news := job.news(sent)):
+                news, over = job.take(sent)
+                if any(news):
                     yield news
-            if job.error is not None:
-                raise job.error
-            if any(news := job.news(sent)):
-                yield news
+                if over:
+                    return
         finally:
             job.abandoned = not job.finished.is_set()
 

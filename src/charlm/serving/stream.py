@@ -102,17 +102,19 @@ def routes(
         try:
             while not job.abandoned:
                 try:
-                    await asyncio.wait_for(woken.wait(), max(job.deadline - time.monotonic(), 0))
+                    await asyncio.wait_for(woken.wait(), job.remaining_s())
                 except TimeoutError:
                     return await event(send, "error", {"message": str(job.give_up())}, last=True)
                 woken.clear()
-                done = job.finished.is_set()
-                for index, text in enumerate(job.news(sent)):
+                try:
+                    news, over = job.take(sent)
+                except Exception as err:  # the batch failed it
+                    return await event(send, "error", {"message": str(err)}, last=True)
+                for index, text in enumerate(news):
                     if text:
                         await event(send, "", {"index": index, "text": text})
-                if done:
-                    failed = {"message": str(job.error)} if job.error else {}
-                    return await event(send, "error" if job.error else "done", failed, last=True)
+                if over:
+                    return await event(send, "done", {}, last=True)
         finally:
             watcher.cancel()
 
