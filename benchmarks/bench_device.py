@@ -23,8 +23,8 @@ from charlm.data.vocab import Vocabulary
 from charlm.evaluation.evaluate import evaluate
 from charlm.model.directory import load_model_dir
 from charlm.params.base import load_params
-from charlm.params.models import ModelSpec
 from charlm.params.pipeline import Params
+from charlm.params.training import ModelSpec
 from charlm.training.state import STATE_FILE, read_state
 from charlm.training.trainer import TrainData, Trainer
 

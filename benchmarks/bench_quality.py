@@ -42,9 +42,9 @@ from charlm.evaluation.evaluate import evaluate, windowed
 from charlm.model.device import autocast, autocast_dtype, select_device
 from charlm.model.network import detach_hidden
 from charlm.params.base import load_params
-from charlm.params.fetch import FetchConfig
-from charlm.params.models import ModelSpec
+from charlm.params.data import FetchConfig
 from charlm.params.pipeline import Params
+from charlm.params.training import ModelSpec
 from charlm.training.trainer import TrainData
 
 TINY_SHAKESPEARE_URL = (

@@ -22,7 +22,7 @@ from charlm.data.vocab import Vocabulary
 from charlm.generation.decoder import Decoder, request
 from charlm.model.network import CharLM
 from charlm.params.base import load_params
-from charlm.params.generate import SamplingOptions
+from charlm.params.generation import SamplingOptions
 from charlm.params.pipeline import Params
 
 

@@ -36,9 +36,9 @@ from charlm.generation.decoder import generate_all
 from charlm.model.directory import load_model_dir
 from charlm.model.network import CharLM
 from charlm.params.base import load_params
-from charlm.params.evaluate import EvaluateConfig
-from charlm.params.models import ModelSpec
+from charlm.params.generation import EvaluateConfig
 from charlm.params.pipeline import Params
+from charlm.params.training import ModelSpec
 from charlm.training.state import LoopState
 from charlm.training.trainer import TrainData, Trainer
 

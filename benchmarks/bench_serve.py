@@ -224,7 +224,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--model", default=load_params(Params).register.alias_uri)
+    parser.add_argument("--model", default=load_params(Params).registry.alias_uri)
     parser.add_argument("--seconds", type=float, default=20.0, help="measured duration of each load")
     parser.add_argument("--ramp-s", type=float, default=2.0, help="clients join over this long first")
     parser.add_argument("--length", type=int, default=200, help="characters per request")

@@ -27,8 +27,8 @@ import torch
 
 from charlm.data.vocab import Vocabulary
 from charlm.params.base import load_params
-from charlm.params.models import ModelSpec
 from charlm.params.pipeline import Params
+from charlm.params.training import ModelSpec
 from charlm.training.trainer import TrainData, Trainer
 
 

@@ -19,9 +19,8 @@ from charlm.data.vocab import Vocabulary
 from charlm.model.device import autocast, autocast_dtype, select_device
 from charlm.model.network import CharLM, detach_hidden
 from charlm.params.base import load_params
-from charlm.params.model import ModelConfig
-from charlm.params.models import ModelSpec
 from charlm.params.pipeline import Params
+from charlm.params.training import ModelConfig, ModelSpec
 from charlm.tracking.runs import RunTracker, StageTracking
 from charlm.tracking.store import connect
 from charlm.training.trainer import TrainData, Trainer

@@ -5,9 +5,8 @@ from charlm.data.report import DataReport
 from charlm.errors import run_cli
 from charlm.evaluation.report import EvalReport
 from charlm.files import write_text
-from charlm.params.base import load_params
-from charlm.params.models import Models
-from charlm.params.tracking import TrackingConfig
+from charlm.params.base import TrackingConfig, load_params
+from charlm.params.training import Models
 from charlm.stage import of_models, stage_args
 from charlm.tracking import tags as tag
 from charlm.tracking.runs import StageTracking

@@ -12,11 +12,9 @@ from charlm.evaluation.writing import judge, transcript
 from charlm.generation.decoder import generate_all
 from charlm.model.device import autocast_dtype, select_device
 from charlm.model.directory import load_model_dir
-from charlm.params.base import load_params
-from charlm.params.evaluate import EvaluateConfig
-from charlm.params.generate import GenerateConfig
-from charlm.params.models import Models
-from charlm.params.tracking import TrackingConfig
+from charlm.params.base import TrackingConfig, load_params
+from charlm.params.generation import EvaluateConfig, GenerateConfig
+from charlm.params.training import Models
 from charlm.stage import stage_args
 from charlm.tracking import tags as tag
 from charlm.tracking.runs import DatasetRef, StageTracking, log_metrics

@@ -3,7 +3,7 @@
 from charlm.data.fetch import fetch
 from charlm.errors import run_cli
 from charlm.params.base import load_params
-from charlm.params.fetch import FetchConfig
+from charlm.params.data import FetchConfig
 from charlm.records import Record
 from charlm.stage import stage_args
 

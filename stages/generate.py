@@ -4,9 +4,8 @@ from charlm.errors import run_cli
 from charlm.generation.decoder import generate
 from charlm.generation.samples import Sample, Samples
 from charlm.model.directory import load_model_dir
-from charlm.params.base import load_params
-from charlm.params.generate import GenerateConfig
-from charlm.params.tracking import TrackingConfig
+from charlm.params.base import TrackingConfig, load_params
+from charlm.params.generation import GenerateConfig
 from charlm.records import Record
 from charlm.stage import stage_args
 from charlm.tracking.runs import StageTracking

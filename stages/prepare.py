@@ -9,8 +9,8 @@ from charlm.data.splits import check_lengths, split_documents, summary
 from charlm.errors import run_cli
 from charlm.files import replace_dir, write_json
 from charlm.params.base import load_params
-from charlm.params.prepare import PrepareConfig
-from charlm.params.train import TrainConfig
+from charlm.params.data import PrepareConfig
+from charlm.params.training import TrainConfig
 from charlm.progress import bytes_bar
 from charlm.records import Record
 from charlm.stage import stage_args

@@ -4,12 +4,10 @@ from charlm.data.report import DataReport
 from charlm.errors import run_cli
 from charlm.evaluation.report import EvalReport
 from charlm.generation.samples import Samples
-from charlm.params.base import load_params
-from charlm.params.generate import GenerateConfig
-from charlm.params.models import Models
-from charlm.params.register import WithRegister
-from charlm.params.serve import ServeConfig
-from charlm.params.tracking import TrackingConfig
+from charlm.params.base import TrackingConfig, load_params
+from charlm.params.generation import GenerateConfig
+from charlm.params.registry import RegistryConfig, ServeConfig
+from charlm.params.training import Models
 from charlm.registry.candidate import Candidate, pick_best
 from charlm.registry.card import CardFacts
 from charlm.registry.register import register
@@ -18,7 +16,8 @@ from charlm.stage import of_models, stage_args
 from charlm.tracking.runs import StageTracking
 
 
-class Params(Models, WithRegister):
+class Params(Models):
+    registry: RegistryConfig
     generate: GenerateConfig
     serve: ServeConfig
     tracking: TrackingConfig
@@ -27,7 +26,7 @@ class Params(Models, WithRegister):
 def main() -> None:
     args = stage_args(__doc__, "eval_metrics", "data_report", "samples", "out")
     params = load_params(Params)
-    cfg = params.register
+    cfg = params.registry
 
     reports = of_models(EvalReport.read_all(args.eval_metrics), params.models, "evaluate")
     best = pick_best([Candidate(report) for report in reports])

@@ -7,10 +7,8 @@ from charlm.data.encoded import EncodedSplits
 from charlm.data.report import DataReport
 from charlm.data.vocab import Vocabulary
 from charlm.errors import run_cli
-from charlm.params.base import load_params
-from charlm.params.distributed import DistributedConfig
-from charlm.params.models import Models
-from charlm.params.tracking import TrackingConfig
+from charlm.params.base import TrackingConfig, load_params
+from charlm.params.training import DistributedConfig, Models
 from charlm.stage import stage_args
 from charlm.tracking.runs import DatasetRef, StageTracking
 from charlm.training import distributed

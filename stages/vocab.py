@@ -9,9 +9,7 @@ from charlm.data.vocab import Vocabulary, char_counts
 from charlm.errors import run_cli
 from charlm.evaluation.baselines import BASELINES, ORDER
 from charlm.params.base import load_params
-from charlm.params.fetch import FetchConfig
-from charlm.params.prepare import PrepareConfig
-from charlm.params.vocab import VocabConfig
+from charlm.params.data import FetchConfig, PrepareConfig, VocabConfig
 from charlm.progress import bytes_bar
 from charlm.records import Record
 from charlm.stage import stage_args

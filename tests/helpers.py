@@ -376,7 +376,7 @@ R = TypeVar("R")
 def config(record: type[R], **overrides: Any) -> R:
     """`record` (a params section's record, or the sampling options) as the repository's
     params.yaml states it, with `overrides`: tests start from the configuration users run."""
-    from charlm.params.generate import SamplingOptions
+    from charlm.params.generation import SamplingOptions
     from charlm.params.pipeline import Params
 
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
@@ -390,7 +390,7 @@ def config(record: type[R], **overrides: Any) -> R:
 
 def spec(name: str = "lstm", **overrides: Any) -> Any:
     """A `models:` entry: the shared `model` and `train` sections with `overrides`."""
-    from charlm.params.models import ModelSpec
+    from charlm.params.training import ModelSpec
 
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     return ModelSpec.parse(raw["model"] | raw["train"] | overrides | {"name": name})
@@ -407,7 +407,7 @@ def tiny_model(cell: str, num_layers: int = 2, hidden_size: int = 16) -> Any:
     import torch
 
     from charlm.model.network import CharLM
-    from charlm.params.model import ModelConfig
+    from charlm.params.training import ModelConfig
 
     torch.manual_seed(0)
     model_config = config(
@@ -479,7 +479,7 @@ def eval_report(
 def data_report() -> Any:
     """A data report whose training split is SHA_C, with baselines on the held-out splits."""
     from charlm.data.report import DataReport
-    from charlm.params.fetch import FetchConfig
+    from charlm.params.data import FetchConfig
 
     splits = {
         split: {"chars": 1000, "sha256": sha, "oov_rate": 0.0}
@@ -506,7 +506,7 @@ def saved_candidate(
 
     from charlm.model.directory import save_model_dir
     from charlm.model.network import CharLM
-    from charlm.params.model import ModelConfig
+    from charlm.params.training import ModelConfig
     from charlm.registry.candidate import Candidate
 
     torch.manual_seed(seed)
@@ -537,9 +537,8 @@ def register_candidate(
     """Register `candidate` in `client`'s registry as the register stage does, with a sample, sampling
     defaults and serving limits (`SMALL_LIMITS`, then `limits`) that are not the repository's."""
     from charlm.generation.samples import Sample
-    from charlm.params.generate import SamplingOptions
-    from charlm.params.register import RegisterConfig
-    from charlm.params.serve import ServeConfig
+    from charlm.params.generation import SamplingOptions
+    from charlm.params.registry import RegistryConfig, ServeConfig
     from charlm.registry.card import CardFacts
     from charlm.registry.register import register
     from charlm.serving.interface import ServedSettings
@@ -550,7 +549,7 @@ def register_candidate(
         limits=config(ServeConfig, **SMALL_LIMITS | limits),
     )
     margin = {} if min_improvement_bpc is None else {"min_improvement_bpc": min_improvement_bpc}
-    cfg = config(RegisterConfig, on_new_val_data=on_new_val_data, model_name=model_name, **margin)
+    cfg = config(RegistryConfig, on_new_val_data=on_new_val_data, model_name=model_name, **margin)
     sample = Sample(prompt="ab", seed=5, temperature=0.6, text=SAMPLE_TEXT)
     facts = CardFacts(data_report(), sample, served)
     return register(StageTracking(client, experiment, {}), candidate, cfg, facts)

@@ -27,11 +27,10 @@ from typing import Literal, get_args, get_origin
 
 from charlm.errors import CharlmError, ParamsError, run_cli
 from charlm.model.directory import LoadedModel
-from charlm.params.base import PARAMS_FILE, flatten, load_params, read_params
-from charlm.params.generate import GenerateConfig, SamplingOptions
+from charlm.params.base import PARAMS_FILE, TrackingConfig, flatten, load_params, read_params
+from charlm.params.generation import GenerateConfig, SamplingOptions
 from charlm.params.pipeline import Params
-from charlm.params.register import WithRegister
-from charlm.params.tracking import TrackingConfig
+from charlm.params.registry import RegistryConfig
 from charlm.records import Record, base_type
 from charlm.serving.interface import DEFAULT_PORT
 
@@ -44,6 +43,10 @@ class Generate(Record):
 
 class Tracking(Record):
     tracking: TrackingConfig
+
+
+class Registry(Record):
+    registry: RegistryConfig
 
 
 def load_any_model(model: str) -> tuple[LoadedModel, SamplingOptions]:
@@ -102,7 +105,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
     from charlm.tracking.store import tracking_uri
 
     if args.model is None:
-        args.model = load_params(WithRegister).register.alias_uri
+        args.model = load_params(Registry).registry.alias_uri
     cmd, env = serve_command(args.model, args.host, args.port, tracking_uri(), args.workers, args.threads)
     address = f"http://{args.host}:{args.port}"
     print(
@@ -117,7 +120,7 @@ def cmd_image(args: argparse.Namespace) -> None:
     from charlm.tracking.store import connect
 
     connect()
-    model = args.model or load_params(WithRegister).register.alias_uri
+    model = args.model or load_params(Registry).registry.alias_uri
     dockerfile = write_image(model, args.out)
     print(f"image: {model} in {args.out}; build it with: docker build -t charlm-serve {args.out}")
     print(f"image: then run it with: docker run -p 8080:8080 charlm-serve  ({dockerfile} says how)")

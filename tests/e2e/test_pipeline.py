@@ -147,6 +147,6 @@ def test_new_held_out_splits_score_the_same_weights_anew_and_promote_only_when_t
     first_version = client.get_model_version("charlm", str(first.version))
     assert first_version.tags["charlm.val_sha256"] != report.val.sha256  # the first keeps its own
 
-    promoted = with_params(register={"on_new_val_data": "promote"})
+    promoted = with_params(registry={"on_new_val_data": "promote"})
     assert promoted.version == kept.version and promoted.promoted and promoted.champion == kept.version
     assert int(client.get_model_version_by_alias("charlm", "champion").version) == kept.version

@@ -51,7 +51,7 @@ def test_generate_checks_the_request_before_printing(tmp_path: Path) -> None:
     from charlm.data.vocab import Vocabulary
     from charlm.model.directory import save_model_dir
     from charlm.model.network import CharLM
-    from charlm.params.model import ModelConfig
+    from charlm.params.training import ModelConfig
 
     vocab = Vocabulary.build("hi there\n")
     torch.manual_seed(0)
@@ -72,7 +72,7 @@ def test_generate_checks_the_request_before_printing(tmp_path: Path) -> None:
 def test_generate_options_are_the_sampling_options() -> None:
     """`charlm generate` offers exactly the fields of SamplingOptions, described as they are."""
     from charlm.cli import build_parser
-    from charlm.params.generate import SamplingOptions
+    from charlm.params.generation import SamplingOptions
 
     generate = build_parser()._subparsers._group_actions[0].choices["generate"]  # type: ignore[union-attr]
     options = {a.dest: a for a in generate._actions if a.dest not in ("help", "model", "server", "prompt")}

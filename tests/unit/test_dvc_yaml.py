@@ -2,6 +2,7 @@
 `dvc repro` reruns what a change of code affects and nothing else."""
 
 import ast
+import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -54,18 +55,36 @@ def test_stage_deps_are_the_modules_the_script_imports() -> None:
 
 
 def test_only_the_register_stage_depends_on_the_serving_code_and_limits() -> None:
-    serving = {"src/charlm/params/serve.py", "src/charlm/serving/interface.py"}
+    serving = {"src/charlm/params/registry.py", "src/charlm/serving/interface.py"}
     for name, body in stages().items():
         if name not in ("params", "register"):
             assert not serving & set(body["deps"]), name
             assert "serve" not in body.get("params", []), name
 
 
+def test_a_stage_reads_the_params_sections_dvc_yaml_lists_for_it() -> None:
+    # The script's `Params` record is what it reads; dvc.yaml's list is what reruns it.
+    for name, body in stages().items():
+        listed = {p.split(".")[0] for p in body["params"] if isinstance(p, str)}
+        if not listed:
+            continue  # the params stage: the whole file
+        (script,) = [d for d in body["deps"] if d.startswith("stages/")]
+        spec = importlib.util.spec_from_file_location(f"stage_{name}", REPO / script)
+        assert spec and spec.loader
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        read = set(module.Params.model_fields)
+        # `model` and `train` also reach a stage as what every `models:` entry extends.
+        assert listed <= read, f"{name}: dvc.yaml lists {sorted(listed - read)}, which it never reads"
+        unlisted = read - listed - ({"model", "train"} if "models" in read else set())
+        assert not unlisted, f"{name}: reads {sorted(unlisted)}, which dvc.yaml does not list"
+
+
 def test_imports_are_followed_through_the_package(tmp_path: Path) -> None:
     script = tmp_path / "stage.py"
     script.write_text("from charlm.data import encoded\n")  # a module, imported from its package
     modules = (
-        "data/encoded data/chunks data/ngrams data/report data/vocab params/prepare params/base records errors"
+        "data/encoded data/chunks data/ngrams data/report data/vocab params/data params/base records errors"
         " files"
     )
     assert charlm_imports(script) == {f"src/charlm/{m}.py" for m in modules.split()}

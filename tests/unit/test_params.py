@@ -13,9 +13,9 @@ from pydantic import ValidationError
 import charlm.params
 from charlm.errors import ParamsError
 from charlm.params.base import flatten, load_params, read_params
-from charlm.params.generate import SamplingOptions
-from charlm.params.model import ModelConfig
+from charlm.params.generation import SamplingOptions
 from charlm.params.pipeline import Params
+from charlm.params.training import ModelConfig
 from charlm.records import Record
 from tests.helpers import REPO, config, deep_merge
 
@@ -103,8 +103,7 @@ def test_bad_values_name_the_key(
 
 
 def test_the_judged_texts_are_each_prompt_sampled_then_greedy() -> None:
-    from charlm.params.evaluate import EvaluateConfig
-    from charlm.params.generate import GenerateConfig
+    from charlm.params.generation import EvaluateConfig, GenerateConfig
 
     generate = config(GenerateConfig, seed=100)
     writing = config(EvaluateConfig).writing.model_copy(update={"prompts": ("A:", "B:"), "samples": 2})
@@ -193,7 +192,7 @@ def test_a_default_beside_params_yaml_is_caught(monkeypatch: pytest.MonkeyPatch)
     class Drifting(Record):
         embedding_size: int = 128
 
-    module = importlib.import_module("charlm.params.model")
+    module = importlib.import_module("charlm.params.training")
     monkeypatch.setattr(module, "Drifting", Drifting, raising=False)
     with pytest.raises(AssertionError):
         test_every_value_is_stated_in_params_yaml_alone()

@@ -25,7 +25,7 @@ from typing import BinaryIO
 
 from charlm.data.chunks import decode, ignore, line_chunks
 from charlm.errors import DataError
-from charlm.params.prepare import PrepareConfig
+from charlm.params.data import PrepareConfig
 
 # Gutenberg texts wrap the work between "*** START OF THIS PROJECT GUTENBERG EBOOK ..." and
 # "*** END OF ..." lines (older releases: "THE" instead of "THIS", or a "SMALL PRINT" header).

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from charlm.errors import FetchError
 from charlm.files import replace_dir, sha256_file
-from charlm.params.fetch import FetchConfig
+from charlm.params.data import FetchConfig
 
 DOWNLOAD_BUFFER_BYTES = 1 << 20  # of a download, held in memory at a time
 

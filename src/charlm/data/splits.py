@@ -18,7 +18,7 @@ from charlm.data.chunks import CHUNK_BYTES, line_chunks, utf8_chars
 from charlm.data.corpus import Document
 from charlm.data.layout import SPLITS
 from charlm.errors import DataError
-from charlm.params.prepare import PrepareConfig
+from charlm.params.data import PrepareConfig
 
 
 @dataclass(frozen=True)

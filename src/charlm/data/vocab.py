@@ -22,7 +22,7 @@ from pydantic import Field
 
 from charlm.data.chunks import char_starts, multibyte
 from charlm.errors import DataError
-from charlm.params.prepare import UnicodeForm
+from charlm.params.data import UnicodeForm
 from charlm.records import Record
 
 UNK = "<unk>"

@@ -18,8 +18,7 @@ from charlm.data.ngrams import NgramCounts
 from charlm.data.vocab import Vocabulary
 from charlm.errors import ParamsError
 from charlm.evaluation.report import WritingReport
-from charlm.params.evaluate import WritingConfig
-from charlm.params.generate import SamplingOptions
+from charlm.params.generation import SamplingOptions, WritingConfig
 
 MAX_TABLE = 1 << 24  # entries of the n-gram table, vocabulary size ** order: 128 MiB of float64
 

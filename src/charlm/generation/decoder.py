@@ -20,7 +20,7 @@ from charlm.data.vocab import Vocabulary
 from charlm.errors import CharlmError
 from charlm.generation.sampling import Draws, sample_next
 from charlm.model.network import CharLM, hidden_from_tensors, hidden_tensors
-from charlm.params.generate import SamplingOptions
+from charlm.params.generation import SamplingOptions
 
 # A slice of 16 characters through the module (oneDNN's fused RNN on the CPU) costs 2.4 ms for the
 # default LSTM on one thread, 0.15 ms a character; a character riding along costs a batch's step

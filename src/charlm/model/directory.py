@@ -21,7 +21,7 @@ from charlm.data.vocab import Vocabulary
 from charlm.errors import DataError
 from charlm.files import replace_dir
 from charlm.model.network import CharLM
-from charlm.params.model import ModelConfig
+from charlm.params.training import ModelConfig
 from charlm.records import Record
 
 MODEL_FILE = "model.safetensors"

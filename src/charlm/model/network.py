@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from charlm.params.model import ModelConfig
+from charlm.params.training import ModelConfig
 
 # nn.LSTM carries (h, c); nn.RNN and nn.GRU carry h alone. Each tensor is (num_layers, B, H).
 Hidden = torch.Tensor | tuple[torch.Tensor, torch.Tensor]

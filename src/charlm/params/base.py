@@ -1,11 +1,7 @@
-"""What the params sections share: their value types, and reading them from `params.yaml`.
-
-Each section of `params.yaml` is a frozen record declared in a module of its own, beside nothing
-else, so a stage depends on exactly the sections it reads. Every value is stated in `params.yaml`
-alone: no section record carries a default of its own (`tests/unit/test_params.py` checks this).
-A stage reads its sections with `load_params(ItsRecord)`; the `params` stage checks the whole
-file first (`charlm.params.pipeline`), so a mistake anywhere fails before any work.
-"""
+"""What the params sections share: their value types, the `tracking` section every stage logs
+by, and reading sections from `params.yaml`, where every value is stated (no section record carries
+a default). A stage reads its sections with `load_params(ItsRecord)`, after the `params` stage has
+checked the whole file (`charlm.params.pipeline`)."""
 
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -55,3 +51,7 @@ def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
     if not isinstance(obj, dict):
         return {prefix.rstrip("."): list(obj) if isinstance(obj, tuple) else obj}
     return {k: v for key, value in obj.items() for k, v in flatten(value, f"{prefix}{key}.").items()}
+
+
+class TrackingConfig(Record):
+    experiment: Annotated[str, Field(pattern=r"\S")]  # the MLflow experiment every stage logs to

@@ -7,26 +7,22 @@ key or an out-of-range value anywhere fails `dvc repro` before any work; `charlm
 
 from pydantic import model_validator
 
-from charlm.params.distributed import DistributedConfig
-from charlm.params.evaluate import EvaluateConfig
-from charlm.params.fetch import FetchConfig
-from charlm.params.generate import GenerateConfig
-from charlm.params.models import Models
-from charlm.params.prepare import PrepareConfig
-from charlm.params.register import WithRegister
-from charlm.params.serve import ServeConfig
-from charlm.params.tracking import TrackingConfig
-from charlm.params.vocab import VocabConfig
+from charlm.params.base import TrackingConfig
+from charlm.params.data import FetchConfig, PrepareConfig, VocabConfig
+from charlm.params.generation import EvaluateConfig, GenerateConfig
+from charlm.params.registry import RegistryConfig, ServeConfig
+from charlm.params.training import DistributedConfig, Models
 from charlm.records import Invalid
 
 
-class Params(Models, WithRegister):
+class Params(Models):
     paths: dict[str, str]
     fetch: FetchConfig
     prepare: PrepareConfig
     vocab: VocabConfig
     evaluate: EvaluateConfig
     generate: GenerateConfig
+    registry: RegistryConfig
     serve: ServeConfig
     tracking: TrackingConfig
     distributed: DistributedConfig

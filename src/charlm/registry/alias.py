@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from charlm.errors import CharlmError
 from charlm.evaluation.ranking import Standing, bpc_text
-from charlm.params.register import RegisterConfig
+from charlm.params.registry import RegistryConfig
 from charlm.registry.decision import may_replace
 from charlm.tracking import tags as tag
 from charlm.tracking.store import first_line
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 ROUNDS = 20  # each round is one write that another process's write undid; a few at most in practice
 
 
-def champion(client: "MlflowClient", cfg: RegisterConfig) -> Any | None:
+def champion(client: "MlflowClient", cfg: RegistryConfig) -> Any | None:
     """The version the alias points at, or None."""
     from mlflow.exceptions import MlflowException
 
@@ -68,7 +68,7 @@ def standing(tags: dict[str, str]) -> Standing:
     return Standing(float(values[0]), int(values[1]), values[2], None if failed is None else int(failed))
 
 
-def settle(client: "MlflowClient", cfg: RegisterConfig, val_sha256: str, replaces: str | None = None) -> Any:
+def settle(client: "MlflowClient", cfg: RegistryConfig, val_sha256: str, replaces: str | None = None) -> Any:
     """Point the alias at the best version validated on `val_sha256` that writes well, when the
     champion rule (`decision.may_replace`) lets it replace the champion; the version it ends on.
     `replaces`: the validation data of the champion the registration found, when it differs."""

@@ -1,22 +1,22 @@
 """Whether a candidate becomes the champion, and the record of what registration did.
 
 The alias moves only to a version whose texts all pass the writing judge and that beats the champion
-on the same validation data by more than `register.min_improvement_bpc` (the `Standing` rule);
+on the same validation data by more than `registry.min_improvement_bpc` (the `Standing` rule);
 otherwise the champion stays and the verdict says why, margin included. The test bpc is recorded
 beside it and never decides, so a sweep cannot select on the test split.
 """
 
 from charlm.evaluation.ranking import Standing
-from charlm.params.register import RegisterConfig
+from charlm.params.registry import RegistryConfig
 from charlm.records import Record
 
 
 def may_replace(
-    candidate: Standing, champion: Standing | None, cfg: RegisterConfig, replaced: str | None = None
+    candidate: Standing, champion: Standing | None, cfg: RegistryConfig, replaced: str | None = None
 ) -> bool:
     """The champion rule: whether `candidate` may take the alias from `champion`. Never a candidate
     whose texts fail the writing judge; on the champion's validation data, only by beating it by
-    more than `register.min_improvement_bpc`; off other data, only under `register.on_new_val_data:
+    more than `registry.min_improvement_bpc`; off other data, only under `registry.on_new_val_data:
     promote`, and only data the candidate's replaces (`replaced`, the val sha256 of the champion
     its registration found)."""
     if not candidate.writes_well:
@@ -28,7 +28,7 @@ def may_replace(
     return cfg.on_new_val_data == "promote" and champion.val_sha256 == replaced
 
 
-def verdict(candidate: Standing, champion: Standing | None, same: bool, cfg: RegisterConfig) -> str:
+def verdict(candidate: Standing, champion: Standing | None, same: bool, cfg: RegistryConfig) -> str:
     """Why the candidate is or is not the champion, against `champion`: the champion it replaced
     when it won, the one that stayed or came instead when it did not (`same`: it is the candidate's
     own version)."""
@@ -43,15 +43,15 @@ def verdict(candidate: Standing, champion: Standing | None, same: bool, cfg: Reg
         return "the candidate already is the champion"
     if not candidate.comparable(champion):
         if cfg.on_new_val_data == "promote":
-            return "the champion was validated on other data; promoted (register.on_new_val_data: promote)"
+            return "the champion was validated on other data; promoted (registry.on_new_val_data: promote)"
         return (
             "the champion was validated on other data, so the two are not comparable; champion kept"
-            " (set register.on_new_val_data: promote to replace it)"
+            " (set registry.on_new_val_data: promote to replace it)"
         )
     beats = may_replace(candidate, champion, cfg)
     text = f"val bpc {candidate.val_bpc:.4f} {'beats' if beats else 'does not beat'} the champion's {champion.val_bpc:.4f}"
     if cfg.min_improvement_bpc:
-        text += f" by more than the margin of {cfg.min_improvement_bpc:g} (register.min_improvement_bpc)"
+        text += f" by more than the margin of {cfg.min_improvement_bpc:g} (registry.min_improvement_bpc)"
     return text if beats else text + "; champion kept"
 
 

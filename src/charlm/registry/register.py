@@ -11,7 +11,7 @@ from typing import Any
 
 from charlm.data.layout import HELD_OUT
 from charlm.evaluation.ranking import bpc_text
-from charlm.params.register import RegisterConfig
+from charlm.params.registry import RegistryConfig
 from charlm.registry.alias import champion, number, settle, standing, standing_tags, tagged
 from charlm.registry.candidate import Candidate
 from charlm.registry.card import CardFacts, model_card
@@ -23,7 +23,7 @@ from charlm.tracking.store import first_write
 
 
 def _register_once(
-    tracking: StageTracking, candidate: Candidate, cfg: RegisterConfig, facts: CardFacts
+    tracking: StageTracking, candidate: Candidate, cfg: RegistryConfig, facts: CardFacts
 ) -> tuple[Any, bool]:
     """The candidate's version, registered unless its weights already are with figures on the same
     validation data; whether it is new. A version's figures never change: the same weights scored
@@ -66,7 +66,7 @@ def _register_once(
 
 
 def register(
-    tracking: StageTracking, candidate: Candidate, cfg: RegisterConfig, facts: CardFacts
+    tracking: StageTracking, candidate: Candidate, cfg: RegistryConfig, facts: CardFacts
 ) -> Decision:
     """Register the candidate (once), move the alias if it wins, and write its model card.
 

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from charlm.data.vocab import Vocabulary
 from charlm.generation.decoder import PROMPT_SLICE, Decoder, Request, Row
 from charlm.model.network import CharLM
-from charlm.params.serve import ServeConfig
+from charlm.params.registry import ServeConfig
 from charlm.serving.cost import StepCost, deadline_s, work
 
 

@@ -12,7 +12,7 @@ import torch
 
 from charlm.generation.decoder import PROMPT_SLICE, Request
 from charlm.model.network import CharLM
-from charlm.params.serve import ServeConfig
+from charlm.params.registry import ServeConfig
 
 DEADLINE_GRACE_S = 5.0  # added to a submission's own generation time, for waiting and HTTP
 

@@ -15,8 +15,8 @@ from pydantic import Field, create_model
 from charlm.data.vocab import Vocabulary
 from charlm.errors import CharlmError
 from charlm.generation.decoder import Request, request
-from charlm.params.generate import SamplingOptions
-from charlm.params.serve import ServeConfig
+from charlm.params.generation import SamplingOptions
+from charlm.params.registry import ServeConfig
 from charlm.records import Record, base_type
 
 MODEL_DIR_ARTIFACT = "model_dir"  # the charlm model directory, among the logged model's artifacts

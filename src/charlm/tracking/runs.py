@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from charlm.errors import TrainingInterrupted
-from charlm.params.tracking import TrackingConfig
+from charlm.params.base import TrackingConfig
 from charlm.tracking import tags as tag
 from charlm.tracking.store import connect, experiment_id, first_write
 

@@ -22,7 +22,7 @@ import torch
 import torch.distributed as dist
 
 from charlm.errors import CharlmError
-from charlm.params.distributed import DistributedConfig
+from charlm.params.training import DistributedConfig
 
 
 def launched() -> bool:

@@ -16,7 +16,7 @@ from typing import Any
 from charlm.errors import CharlmError, LockedError
 from charlm.files import file_lock, replace_dir
 from charlm.params.base import flatten
-from charlm.params.models import ModelSpec
+from charlm.params.training import ModelSpec
 from charlm.progress import step_bar
 from charlm.tracking import tags as tag
 from charlm.tracking.runs import (

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from charlm.model.network import CharLM
-from charlm.params.train import TrainConfig
+from charlm.params.training import TrainConfig
 
 
 def start_at_unigram(model: CharLM, counts: Sequence[int]) -> None:

@@ -33,7 +33,7 @@ from charlm.evaluation.metrics import bits_per_char
 from charlm.model.device import autocast, autocast_dtype, precision_name, processor, select_device
 from charlm.model.directory import save_model_dir
 from charlm.model.network import CharLM, Hidden, detach_hidden, hidden_from_tensors, hidden_tensors
-from charlm.params.models import ModelSpec
+from charlm.params.training import ModelSpec
 from charlm.training.distributed import SINGLE, World
 from charlm.training.outputs import TrainPoint, TrainSummary, ValPoint
 from charlm.training.recipe import lr_at, make_optimizer, start_at_unigram

@@ -13,8 +13,8 @@ from charlm.data.corpus import CleanText, clean, read_documents
 from charlm.data.splits import split_documents
 from charlm.errors import DataError
 from charlm.params.base import load_params
+from charlm.params.data import PrepareConfig
 from charlm.params.pipeline import Params
-from charlm.params.prepare import PrepareConfig
 from tests.helpers import REPO, config
 
 CFG = config(PrepareConfig, include=("*.txt",))

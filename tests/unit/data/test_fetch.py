@@ -12,7 +12,7 @@ import pytest
 
 from charlm.data.fetch import fetch
 from charlm.errors import FetchError
-from charlm.params.fetch import FetchConfig
+from charlm.params.data import FetchConfig
 from tests.helpers import config, free_port
 
 

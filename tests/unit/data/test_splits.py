@@ -7,7 +7,7 @@ import pytest
 from charlm.data.corpus import Document
 from charlm.data.splits import check_lengths, split_documents, summary
 from charlm.errors import DataError
-from charlm.params.prepare import PrepareConfig
+from charlm.params.data import PrepareConfig
 from tests.helpers import config
 
 CFG = config(PrepareConfig, include=("*",), val_fraction=0.1, test_fraction=0.1)

@@ -8,7 +8,7 @@ import torch
 
 from charlm.evaluation.evaluate import evaluate, windowed
 from charlm.model.network import CharLM
-from charlm.params.model import ModelConfig
+from charlm.params.training import ModelConfig
 from tests.helpers import config
 
 

@@ -6,8 +6,7 @@ import pytest
 from charlm.data.vocab import Vocabulary
 from charlm.errors import ParamsError
 from charlm.evaluation.writing import NGram, judge
-from charlm.params.evaluate import EvaluateConfig
-from charlm.params.generate import GenerateConfig
+from charlm.params.generation import EvaluateConfig, GenerateConfig
 from tests import corpora
 from tests.helpers import config
 

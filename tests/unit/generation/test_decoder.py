@@ -11,7 +11,7 @@ from charlm.errors import ParamsError
 from charlm.generation.decoder import PROMPT_SLICE, Decoder, SamplingError, generate, request
 from charlm.generation.sampling import sample_next
 from charlm.model.network import CharLM
-from charlm.params.generate import SamplingOptions
+from charlm.params.generation import SamplingOptions
 from tests.helpers import config, small_vocab, tiny_model
 
 VOCAB = small_vocab()

@@ -18,7 +18,7 @@ from charlm.model.directory import (
     save_model_dir,
 )
 from charlm.model.network import CharLM
-from charlm.params.model import ModelConfig
+from charlm.params.training import ModelConfig
 from tests.helpers import config
 
 VOCAB = Vocabulary.build("hello world\n")

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from charlm.model.network import CharLM, detach_hidden
-from charlm.params.model import ModelConfig
+from charlm.params.training import ModelConfig
 from tests.helpers import config
 
 

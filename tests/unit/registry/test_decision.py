@@ -2,13 +2,13 @@
 alias may move (the champion rule), and the verdict that says why."""
 
 from charlm.evaluation.ranking import Standing
-from charlm.params.register import RegisterConfig
+from charlm.params.registry import RegistryConfig
 from charlm.registry.candidate import Candidate, pick_best
 from charlm.registry.decision import may_replace, verdict
 from tests.helpers import SHA_A, SHA_B, config, eval_report
 
-KEEP = config(RegisterConfig, on_new_val_data="keep", min_improvement_bpc=0.0)
-PROMOTE = config(RegisterConfig, on_new_val_data="promote", min_improvement_bpc=0.0)
+KEEP = config(RegistryConfig, on_new_val_data="keep", min_improvement_bpc=0.0)
+PROMOTE = config(RegistryConfig, on_new_val_data="promote", min_improvement_bpc=0.0)
 
 
 def test_the_best_candidate_has_the_lowest_val_bpc_then_fewer_parameters() -> None:
@@ -34,7 +34,7 @@ def test_the_champion_rule() -> None:
     assert not may_replace(candidate, other, KEEP, replaced=SHA_B)
     assert may_replace(candidate, other, PROMOTE, replaced=SHA_B)
     assert not may_replace(candidate, other, PROMOTE, replaced=None)  # another process's promotion
-    margin = config(RegisterConfig, min_improvement_bpc=0.01)
+    margin = config(RegistryConfig, min_improvement_bpc=0.01)
     assert not may_replace(Standing(1.995, 10, SHA_A, 0), candidate, margin)
     assert may_replace(Standing(1.989, 10, SHA_A, 0), candidate, margin)
 
@@ -50,13 +50,13 @@ def test_the_verdict_says_why() -> None:
     kept = verdict(Standing(2.5, 10, SHA_A, 0), candidate, False, KEEP)
     assert kept == "val bpc 2.5000 does not beat the champion's 2.0000; champion kept"
     assert "not comparable; champion kept" in verdict(candidate, Standing(1.0, 10, SHA_B, 0), False, KEEP)
-    assert "promoted (register.on_new_val_data: promote)" in verdict(
+    assert "promoted (registry.on_new_val_data: promote)" in verdict(
         candidate, Standing(1.0, 10, SHA_B, 0), False, PROMOTE
     )
 
 
 def test_the_champion_moves_only_for_more_than_the_margin() -> None:
-    margin = config(RegisterConfig, min_improvement_bpc=0.01)
+    margin = config(RegistryConfig, min_improvement_bpc=0.01)
     champion = Standing(2.000, 10, SHA_A, 0)
     assert not Standing(1.995, 10, SHA_A, 0).beats(champion, 0.01)  # within the spread of seeds
     assert not Standing(1.990, 10, SHA_A, 0).beats(champion, 0.01)  # exactly the margin is not more
@@ -65,6 +65,6 @@ def test_the_champion_moves_only_for_more_than_the_margin() -> None:
     close = verdict(Standing(1.995, 10, SHA_A, 0), champion, False, margin)
     assert close == (
         "val bpc 1.9950 does not beat the champion's 2.0000 by more than the margin of 0.01"
-        " (register.min_improvement_bpc); champion kept"
+        " (registry.min_improvement_bpc); champion kept"
     )
     assert verdict(Standing(1.980, 10, SHA_A, 0), champion, False, margin).startswith("val bpc 1.9800 beats")

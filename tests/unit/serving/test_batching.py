@@ -14,8 +14,8 @@ import torch
 
 from charlm.generation.decoder import Request, generate, request
 from charlm.model.network import CharLM
-from charlm.params.generate import SamplingOptions
-from charlm.params.serve import ServeConfig
+from charlm.params.generation import SamplingOptions
+from charlm.params.registry import ServeConfig
 from charlm.serving.batching import Batcher, Overloaded
 from charlm.serving.cost import deadline_s
 from tests.helpers import config, small_vocab, tiny_model

@@ -6,8 +6,8 @@ from pydantic import ValidationError
 
 from charlm.data.vocab import Vocabulary
 from charlm.errors import CharlmError, ParamsError
-from charlm.params.generate import SamplingOptions
-from charlm.params.serve import ServeConfig
+from charlm.params.generation import SamplingOptions
+from charlm.params.registry import ServeConfig
 from charlm.serving.interface import GenerationRequest, ServedSettings
 from tests.helpers import config
 

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from charlm.generation.decoder import generate
-from charlm.params.generate import SamplingOptions
-from charlm.params.serve import ServeConfig
+from charlm.params.generation import SamplingOptions
+from charlm.params.registry import ServeConfig
 from charlm.serving.batching import Batcher
 from charlm.serving.interface import GenerationRequest, ServedSettings
 from charlm.serving.stream import STREAM_PATH, routes

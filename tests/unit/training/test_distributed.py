@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from charlm.errors import ParamsError
-from charlm.params.distributed import DistributedConfig
 from charlm.params.pipeline import Params
+from charlm.params.training import DistributedConfig
 from charlm.training.distributed import SINGLE, torchrun_argv
 from tests.helpers import config
 

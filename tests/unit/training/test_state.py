@@ -10,8 +10,7 @@ import torch
 
 from charlm.errors import DataError
 from charlm.model.network import CharLM
-from charlm.params.model import ModelConfig
-from charlm.params.train import TrainConfig
+from charlm.params.training import ModelConfig, TrainConfig
 from charlm.training.recipe import make_optimizer
 from charlm.training.state import LoopState, TrainingState, read_state, save_state
 from tests.helpers import config
@@ -76,8 +75,8 @@ import resource, torch
 from pathlib import Path
 from charlm.errors import run_cli
 from charlm.model.network import CharLM
-from charlm.params.model import ModelConfig
-from charlm.params.train import TrainConfig
+from charlm.params.training import ModelConfig
+from charlm.params.training import TrainConfig
 from charlm.training.recipe import make_optimizer
 from charlm.training.state import LoopState, TrainingState, save_state
 from tests.helpers import config

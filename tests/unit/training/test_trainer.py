@@ -18,10 +18,8 @@ from charlm.errors import TrainingInterrupted
 from charlm.generation.decoder import generate
 from charlm.model.directory import load_model_dir
 from charlm.model.network import CharLM
-from charlm.params.generate import SamplingOptions
-from charlm.params.model import ModelConfig
-from charlm.params.models import ModelSpec
-from charlm.params.train import TrainConfig
+from charlm.params.generation import SamplingOptions
+from charlm.params.training import ModelConfig, ModelSpec, TrainConfig
 from charlm.tracking.runs import DatasetRef, StageTracking
 from charlm.training.job import TrainJob, train_model
 from charlm.training.outputs import TrainOutputs, TrainSummary

@@ -1,12 +1,15 @@
-"""The `fetch` section: where the raw corpus comes from, pinned by sha256 over the network."""
+"""The data sections: `fetch` (where the raw corpus comes from, pinned by sha256), `prepare` (how
+documents are selected, cleaned and split) and `vocab`."""
 
 import re
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 
-from charlm.params.base import PositiveFloat
+from charlm.params.base import Fraction, Globs, PositiveFloat
 from charlm.records import Invalid, Record
+
+UnicodeForm = Literal["NFC", "NFD", "NFKC", "NFKD", "none"]
 
 
 def _sha256(value: str) -> str:
@@ -40,3 +43,29 @@ class FetchConfig(Record):
             "local": f"`{self.path}` (local files)",
         }
         return where[self.source] + (f", sha256 `{self.sha256}`" if self.sha256 else "")
+
+
+class PrepareConfig(Record):
+    include: Annotated[Globs, Field(min_length=1)]  # globs over document names (archive members or files)
+    exclude: Globs
+    strip_gutenberg: bool
+    normalize_newlines: bool
+    unicode_form: UnicodeForm
+    val_fraction: Fraction
+    test_fraction: Fraction
+    val_documents: Globs  # explicit document names; override val_fraction
+    test_documents: Globs
+    seed: Annotated[int, Field(ge=0)]  # orders the documents the held-out splits are drawn from
+
+    @model_validator(mode="after")
+    def _splits_fit(self) -> "PrepareConfig":
+        total = self.val_fraction + self.test_fraction
+        if total >= 1:
+            raise Invalid("val_fraction + test_fraction", f"must be < 1 (train needs the rest), got {total}")
+        if both := sorted(set(self.val_documents) & set(self.test_documents)):
+            raise Invalid("val_documents", f"must be disjoint from test_documents, got {both}")
+        return self
+
+
+class VocabConfig(Record):
+    min_count: Annotated[int, Field(ge=1)]  # rarer training characters map to <unk>

@@ -1,0 +1,128 @@
+"""The training sections: `model` (a CharLM's architecture, stored beside its weights), `train`
+(optimisation), `models` (each entry those two with its overrides, so adding a GRU is a params
+edit) and `distributed` (more than one process in all runs each train stage under torchrun)."""
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from charlm.errors import ParamsError
+from charlm.params.base import Positive, PositiveFloat
+from charlm.records import Invalid, Record
+
+MODEL_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
+
+
+class ModelConfig(Record):
+    cell: Literal["rnn", "lstm", "gru"]
+    embedding_size: Positive
+    hidden_size: Positive
+    num_layers: Positive
+    dropout: Annotated[float, Field(ge=0, lt=1)]  # locked: one mask per sequence, on inputs and outputs
+    weight_drop: Annotated[float, Field(ge=0, lt=1)]  # DropConnect on the recurrent weights
+    input: Literal["embedding", "onehot"]
+    tie_weights: bool
+
+    @model_validator(mode="after")
+    def _tying_fits(self) -> "ModelConfig":
+        if self.tie_weights and self.input != "embedding":
+            raise Invalid("tie_weights", "must be false with one-hot input")
+        if self.tie_weights and self.embedding_size != self.hidden_size:
+            raise Invalid(
+                "tie_weights",
+                "must be false unless embedding_size == hidden_size,"
+                f" got {(self.embedding_size, self.hidden_size)}",
+            )
+        return self
+
+
+class TrainConfig(Record):
+    batch_size: Positive
+    seq_len: Positive
+    learning_rate: PositiveFloat
+    min_lr_ratio: Annotated[float, Field(ge=0, le=1)]  # cosine decay ends at learning_rate * min_lr_ratio
+    weight_decay: Annotated[float, Field(ge=0)]
+    beta1: Annotated[float, Field(ge=0, lt=1)]  # AdamW's moment decay rates
+    beta2: Annotated[float, Field(ge=0, lt=1)]
+    warmup_steps: Annotated[int, Field(ge=0)]
+    max_steps: Positive
+    max_time_s: PositiveFloat | None  # a wall-clock budget: stop and finish the schedule by it
+    grad_clip: PositiveFloat
+    eval_interval: Positive
+    patience: Annotated[int, Field(ge=0)]  # evaluations without improvement before stopping; 0: never
+    checkpoint_interval: Positive
+    device: Literal["auto", "cpu", "cuda", "mps"]
+    precision: Literal["auto", "fp32", "bf16"]
+    seed: Annotated[int, Field(ge=0)]  # initial weights and dropout masks; the data's is prepare.seed
+
+
+class ModelSpec(ModelConfig, TrainConfig):
+    """One entry of `models:`: any `model` or `train` key, over the shared sections' values."""
+
+    name: str
+
+    @property
+    def model(self) -> ModelConfig:
+        return ModelConfig(**self.model_dump(include=set(ModelConfig.model_fields)))
+
+    @property
+    def train(self) -> TrainConfig:
+        return TrainConfig(**self.model_dump(include=set(TrainConfig.model_fields)))
+
+    def settings(self) -> dict[str, Record]:
+        """The entry's settings by section, as MLflow params and `charlm params` show them."""
+        return {"model": self.model, "train": self.train}
+
+
+class Models(Record):
+    """The records of the stages that read `models:` (with the two sections its entries extend)."""
+
+    model: ModelConfig
+    train: TrainConfig
+    models: Annotated[dict[str, ModelSpec], Field(min_length=1)]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _entries_extend_the_shared_sections(cls, raw: Any) -> Any:
+        if not isinstance(raw, dict) or not isinstance(raw.get("models"), dict):
+            return raw  # the fields' own validation names what is wrong
+        shared = {
+            k: v
+            for part in ("model", "train")
+            if isinstance(raw.get(part), dict)
+            for k, v in raw[part].items()
+        }
+        entries = {
+            name: {**shared, **(overrides or {}), "name": name}
+            if isinstance(overrides or {}, dict)
+            else overrides
+            for name, overrides in raw["models"].items()
+        }
+        return {**raw, "models": entries}
+
+    @field_validator("models")
+    @classmethod
+    def _names(cls, entries: dict[str, ModelSpec]) -> dict[str, ModelSpec]:
+        for name in entries:
+            if not MODEL_NAME.match(name):
+                raise Invalid(name, "must be named in lowercase letters, digits, - and _")
+        return entries
+
+    def spec(self, name: str) -> ModelSpec:
+        """The entry a per-model stage was started for (`--model NAME`)."""
+        if name not in self.models:
+            raise ParamsError(f"models.{name}: no such model (have {', '.join(self.models)})")
+        return self.models[name]
+
+
+class DistributedConfig(Record):
+    nproc_per_node: Annotated[int, Field(ge=1)]
+    nnodes: Annotated[int, Field(ge=1)]
+    master_addr: Annotated[str, Field(pattern=r"\S")]  # node 0 as the other nodes reach it
+    master_port: Annotated[int, Field(gt=0, lt=65536)]
+    backend: Literal["auto", "gloo", "nccl"]
+
+    @property
+    def world_size(self) -> int:
+        return self.nproc_per_node * self.nnodes
