@@ -108,17 +108,10 @@ def stop_signals() -> Iterator[list[int]]:
 def train_model(job: TrainJob, tracking: StageTracking | None, world: World = SINGLE) -> TrainSummary:
     """Train (or resume) one model; rank 0 tracks it with `tracking` and writes the model, summary
     and curves, the other ranks (`tracking` None) only train."""
-    out, name = job.outputs, job.spec.name
-    lock = exclusive_checkpoints(out.checkpoint_dir, name) if world.is_main else nullcontext()
+    out = job.outputs
+    lock = exclusive_checkpoints(out.checkpoint_dir, job.spec.name) if world.is_main else nullcontext()
     with lock:
-        path = out.checkpoint_dir / STATE_FILE
-        state = read_state(path)
-        if state is not None and not state.continues(fingerprint(job.spec, job.data)):
-            if world.is_main:
-                why = "finished" if state.loop.finished else "made with other params, data or version"
-                print(f"train: {path} was {why}; training from scratch", file=sys.stderr)
-            state = None
-        world.agree(state.loop.steps if state else 0, RESUME_STEP)
+        state = _resumable(job, world)
         best_dir = out.checkpoint_dir / BEST_DIR
         if state is None and world.is_main:
             shutil.rmtree(best_dir, ignore_errors=True)  # a fresh start's best model is its own
@@ -128,11 +121,34 @@ def train_model(job: TrainJob, tracking: StageTracking | None, world: World = SI
         run_id = world.broadcast_text(tracker.run_id if tracker else "")
         monitored = world.is_main or (world.local_rank == 0 and "MLFLOW_TRACKING_URI" in os.environ)
         trainer = Trainer(job.spec, job.data, out.checkpoint_dir, run_id, world, state)
-        with system_metrics(run_id, world.node_label) if monitored else nullcontext():
-            if tracker is None:
-                _fit(trainer, None, best_dir)
-                return trainer.summary()
-            return _fit_tracked(trainer, tracker, out, best_dir)
+        bar = step_bar(f"train {job.spec.name}", trainer.cfg.max_steps, trainer.loop.steps, not world.is_main)
+        with (
+            system_metrics(run_id, world.node_label) if monitored else nullcontext(),
+            ending(tracker.client, run_id) if tracker else nullcontext(),
+        ):
+            with stop_signals() as received, bar as on_step:
+                trainer.fit(tracker, best_dir, received, on_step)
+            summary = trainer.summary()
+            if tracker is not None:  # the best model, the summary and the curves, for later stages
+                with replace_dir(out.model_dir) as staging:
+                    shutil.copytree(best_dir, staging, dirs_exist_ok=True)
+                summary.write(out.metrics)
+                out.write_curves(trainer.loop.history)
+                tracker.finish(summary.model_dump(), [out.metrics, out.train_curve, out.val_curve])
+        return summary
+
+
+def _resumable(job: TrainJob, world: World) -> TrainingState | None:
+    """The checkpoint to resume from, if it continues this job; every rank agrees on its step."""
+    path = job.outputs.checkpoint_dir / STATE_FILE
+    state = read_state(path)
+    if state is not None and not state.continues(fingerprint(job.spec, job.data)):
+        if world.is_main:
+            why = "finished" if state.loop.finished else "made with other params, data or version"
+            print(f"train: {path} was {why}; training from scratch", file=sys.stderr)
+        state = None
+    world.agree(state.loop.steps if state else 0, RESUME_STEP)
+    return state
 
 
 def _tracker(job: TrainJob, tracking: StageTracking, state: TrainingState | None, world: World) -> RunTracker:
@@ -150,25 +166,3 @@ def _tracker(job: TrainJob, tracking: StageTracking, state: TrainingState | None
     tracker = RunTracker.start(tracking, job.spec.name, job.run_params(world), tags)
     tracking.log_datasets(tracker.run_id, job.datasets)
     return tracker
-
-
-def _fit_tracked(trainer: Trainer, tracker: RunTracker, out: TrainOutputs, best_dir: Path) -> TrainSummary:
-    """Fit within the run, then export the best model and write the summary and curves."""
-    with ending(tracker.client, tracker.run_id):
-        _fit(trainer, tracker, best_dir)
-        with replace_dir(out.model_dir) as staging:
-            shutil.copytree(best_dir, staging, dirs_exist_ok=True)
-        summary = trainer.summary()
-        summary.write(out.metrics)
-        out.write_curves(trainer.loop.history)
-        tracker.finish(summary.model_dump(), [out.metrics, out.train_curve, out.val_curve])
-    return summary
-
-
-def _fit(trainer: Trainer, tracker: RunTracker | None, best_dir: Path) -> None:
-    """Fit with signals recorded and progress shown (by rank 0)."""
-    bar = step_bar(
-        f"train {trainer.spec.name}", trainer.cfg.max_steps, trainer.loop.steps, not trainer.world.is_main
-    )
-    with stop_signals() as received, bar as on_step:
-        trainer.fit(tracker, best_dir, received, on_step)
