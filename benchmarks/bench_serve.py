@@ -14,7 +14,7 @@ processes), then the ratios the serving targets are stated in. Then the same ser
 p95) is printed beside the rest.
 
 Then a fresh server with one worker takes one heavy client among `--light` light ones: the heavy
-client sends the largest request `serve` allows (`max_request_rows` texts sharing
+client sends the largest request `limits` allows (`max_request_rows` texts sharing
 `max_request_chars`) back to back, the light clients send one 200-character text at a time, and
 the light clients' p50 and p95 are printed: what one careless client costs everyone else. A last
 server does the same with a client that sends one prompt of `max_prompt_chars` after another (ten

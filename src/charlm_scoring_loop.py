@@ -1,25 +1,7 @@
-"""The event loop `charlm serve` runs MLflow's scoring server on (uvicorn's `--loop` hook).
-
-Four things differ from uvicorn's default asyncio loop, the first two for continuous batching:
-
-- The default thread pool. The scoring server runs each request's `predict` in the loop's default
-  executor, and a charlm `predict` holds its thread while its rows are in the running batch.
-  asyncio's own pool has `min(32, cores + 4)` threads (6 on two cores), which caps the batch at that
-  many requests; this one has `CHARLM_SCORING_THREADS` (default 64).
-- TCP_NODELAY on every connection. With `--workers N` uvicorn hands its workers a listening socket
-  whose protocol reads 0, and asyncio only disables Nagle's algorithm on sockets that say TCP, so
-  every request after the first on a keep-alive connection waits ~40 ms for a delayed ACK
-  (https://github.com/Kludex/uvicorn/issues/3149; this goes when uvicorn's workers keep it).
-- Retry-After on a 503. MLflow's scoring server answers an error with a JSON body and no headers
-  of its own; when the body of a 503 (an overloaded worker) carries `retry_after_s`, the header
-  says it too, on the scoring server's routes and the model's own alike.
-- Routes of the model's own. The scoring server answers a custom model only at `/invocations`
-  (https://github.com/mlflow/mlflow/issues/12439); a model that serves more (charlm's `/stream`
-  and its page) puts its ASGI apps in `ROUTES` when it loads, and requests for them go there instead.
-
-This module stands outside the `charlm` package on purpose: uvicorn imports it before the model
-loads, and importing `charlm` first would make the server run the installed library instead of
-the code logged with the model.
+"""The event loop `charlm serve` runs MLflow's scoring server on (uvicorn's `--loop` hook): a default
+thread pool of `CHARLM_SCORING_THREADS`, TCP_NODELAY under several workers, a Retry-After header on
+a 503 whose body carries `retry_after_s`, and the model's own `ROUTES`. Outside the `charlm`
+package because uvicorn imports it before the model, which must run the code logged with it.
 """
 
 import asyncio

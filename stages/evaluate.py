@@ -36,9 +36,11 @@ def main() -> None:
     loaded = load_model_dir(args.model_dir, device, vocab=Vocabulary.load(args.vocab))
     encoded, data = EncodedSplits(args.encoded), DataReport.read(args.data_report)
     splits = {
-        split: SplitReport.of(
-            evaluate(loaded.model, encoded.load(split), cfg.batch_size, cfg.seq_len, device, dtype),
-            data.sha256(split),
+        split: SplitReport(
+            **evaluate(
+                loaded.model, encoded.load(split), cfg.batch_size, cfg.seq_len, device, dtype
+            ).model_dump(),
+            sha256=data.sha256(split),
         )
         for split in HELD_OUT
     }

@@ -6,7 +6,7 @@ from charlm.evaluation.report import EvalReport
 from charlm.generation.samples import Samples
 from charlm.params.base import TrackingConfig, load_params
 from charlm.params.generation import GenerateConfig
-from charlm.params.registry import RegistryConfig, ServeConfig
+from charlm.params.registry import LimitsConfig, RegistryConfig
 from charlm.params.training import Models
 from charlm.registry.candidate import Candidate, pick_best
 from charlm.registry.card import CardFacts
@@ -19,7 +19,7 @@ from charlm.tracking.runs import StageTracking
 class Params(Models):
     registry: RegistryConfig
     generate: GenerateConfig
-    serve: ServeConfig
+    limits: LimitsConfig
     tracking: TrackingConfig
 
 
@@ -33,7 +33,7 @@ def main() -> None:
     (samples,) = of_models(Samples.read_all(args.samples), [best.name], "generate")
     # The model serves as the generate stage samples, unseeded: each request seeds its own.
     served = ServedSettings(
-        sampling=params.generate.options().model_copy(update={"seed": None}), limits=params.serve
+        sampling=params.generate.options().model_copy(update={"seed": None}), limits=params.limits
     )
     facts = CardFacts(DataReport.read(args.data_report), samples.samples[0], served)
     tracking = StageTracking.open(params.tracking, "register", best.name)

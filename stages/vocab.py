@@ -48,7 +48,7 @@ def main() -> None:
         corpus=params.fetch.describe(), vocab_size=len(vocab), splits=splits, baselines=baselines
     )
     report.write(args.report)
-    print(f"vocab: {len(vocab)} symbols (hash {vocab.hash[:12]}), {report.model_dump()}")
+    print(f"vocab: {len(vocab)} symbols (sha256 {vocab.sha256[:12]}), {report.model_dump()}")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import copy
 import csv
 import io
 import json
+import math
 import os
 import shutil
 import signal
@@ -443,14 +444,7 @@ def eval_report(
     from charlm.evaluation.report import EvalReport
 
     def split(bpc: float, sha256: str) -> dict[str, Any]:
-        return {
-            "loss_nats": bpc * 0.693,
-            "bpc": bpc,
-            "perplexity": 4.0,
-            "accuracy": 0.5,
-            "chars": 1000,
-            "sha256": sha256,
-        }
+        return {"loss_nats": bpc * math.log(2), "accuracy": 0.5, "chars": 1000, "sha256": sha256}
 
     return EvalReport.parse(
         {
@@ -538,7 +532,7 @@ def register_candidate(
     defaults and serving limits (`SMALL_LIMITS`, then `limits`) that are not the repository's."""
     from charlm.generation.samples import Sample
     from charlm.params.generation import SamplingOptions
-    from charlm.params.registry import RegistryConfig, ServeConfig
+    from charlm.params.registry import LimitsConfig, RegistryConfig
     from charlm.registry.card import CardFacts
     from charlm.registry.register import register
     from charlm.serving.interface import ServedSettings
@@ -546,7 +540,7 @@ def register_candidate(
 
     served = ServedSettings(
         sampling=config(SamplingOptions, length=20, temperature=0.6, top_k=4, seed=None),
-        limits=config(ServeConfig, **SMALL_LIMITS | limits),
+        limits=config(LimitsConfig, **SMALL_LIMITS | limits),
     )
     margin = {} if min_improvement_bpc is None else {"min_improvement_bpc": min_improvement_bpc}
     cfg = config(RegistryConfig, on_new_val_data=on_new_val_data, model_name=model_name, **margin)

@@ -1,8 +1,5 @@
-"""The compare stage's reports: merged training curves, the comparison table and its chart.
-
-DVC overlays series from several files only when each is named in dvc.yaml, which would make
-adding a model a dvc.yaml edit. Merging the per-model curve files into one long table with a
-`model` column lets one chart (the `by_model` template) show every model, however many there are.
+"""The compare stage's reports: merged training curves (one long table with a `model` column, so one
+chart shows every model), the comparison table and its chart.
 """
 
 import csv

@@ -1,8 +1,6 @@
-"""Errors a user can act on, and how a command-line entry point reports them.
-
-Anything raised as a `CharlmError` is a problem with the user's input or environment (bad params,
-a corrupt file, an unreachable server). Entry points print its message on one line and exit
-non-zero instead of dumping a stack trace; genuine bugs still surface with their traceback.
+"""Errors a user can act on (`CharlmError`: bad params, a corrupt file, an unreachable server), and
+how a command-line entry point reports them: their message on one line and a non-zero exit, not a
+stack trace, which a bug still shows.
 """
 
 import signal

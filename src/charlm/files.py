@@ -1,7 +1,6 @@
-"""Atomic file output: a reader (or a crash) never sees a half-written file.
-
-Every file the pipeline produces is written to a temporary name in the destination's directory,
-flushed to disk and then renamed over the destination with `os.replace`, which is atomic on POSIX.
+"""Files written atomically (to a temporary name in their directory, flushed, then renamed over the
+destination), so a reader or a crash never sees one half-written; directories replaced whole,
+advisory locks, and writers that hash what they write in a thread of their own.
 """
 
 import contextlib

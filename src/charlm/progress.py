@@ -1,6 +1,5 @@
-"""Progress of a long stage on stderr: how much is done, how fast, and how long is left.
-
-In a terminal the bar redraws every second; in a log (DVC, CI) it writes a line every 30 s.
+"""Progress of a long stage on stderr: how much is done, how fast, and how long is left; redrawn
+every second in a terminal, a line every 30 s in a log (DVC, CI).
 """
 
 import sys
@@ -36,10 +35,10 @@ def step_bar(
     postfix: dict[str, str] = {}
     with progress_bar(total, desc, "step", initial=done, disable=disable) as bar:
 
-        def on_step(loss: float, chars_per_sec: float, val_bpc: float | None) -> None:
+        def on_step(loss: float, chars_per_sec: float, train_val_bpc: float | None) -> None:
             postfix.update(loss=f"{loss:.3f}", chars_s=f"{chars_per_sec:,.0f}")
-            if val_bpc is not None:
-                postfix["val_bpc"] = f"{val_bpc:.3f}"
+            if train_val_bpc is not None:
+                postfix["train_val_bpc"] = f"{train_val_bpc:.3f}"
             bar.set_postfix(postfix, refresh=False)
             bar.update(1)
 

@@ -1,9 +1,5 @@
-"""Validated records, and the one formatter that words their errors as a line naming the bad key.
-
-A `Record` is a frozen pydantic model that refuses unknown keys (with a did-you-mean hint) and
-wrong types. Every set of named values charlm reads is one: a `params.yaml` section, a file one
-stage hands another (`Record.read`/`write`), a served request. Whatever pydantic refuses,
-`invalid()` turns into one line: `train.seq_len: must be an integer, got 'long'`.
+"""Validated records (`Record`: frozen pydantic models that refuse unknown keys and wrong types), and
+the one formatter (`invalid`) that words their errors as a line naming the bad key.
 """
 
 import difflib

@@ -107,7 +107,7 @@ def test_whole_pipeline_ends_with_a_loadable_champion(tiny_pipeline: Path, tmp_p
     charlm_generate("models:/charlm@champion", ws, 30, MLFLOW_TRACKING_URI=f"sqlite:///{ws / 'mlflow.db'}")
 
     shown = run(["dvc", "metrics", "show", "--json"], ws).stdout
-    assert "best_val_bpc" in shown and "test_bpc" in shown
+    assert "best_train_val_bpc" in shown and "test_bpc" in shown
     plots = run(["dvc", "plots", "show", "--json"], ws).stdout
     assert '"errors"' not in plots
     assert "up to date" in run(["dvc", "status"], ws).stdout

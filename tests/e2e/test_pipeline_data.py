@@ -34,8 +34,8 @@ def test_bad_corpus_fails_cleanly_without_partial_outputs(workspace: Workspace, 
         ({"vocab": {"min_cuont": 2}}, "vocab.min_cuont: unknown key (did you mean 'min_count'?)"),
         # A section only the last stage reads, and one no stage reads, fail as early.
         (
-            {"serve": {"max_batch_rowz": 8}},
-            "serve.max_batch_rowz: unknown key (did you mean 'max_batch_rows'?)",
+            {"limits": {"max_batch_rowz": 8}},
+            "limits.max_batch_rowz: unknown key (did you mean 'max_batch_rows'?)",
         ),
         ({"servve": {}}, "servve: unknown key (did you mean 'serve'?)"),
     ],

@@ -59,7 +59,7 @@ def test_only_the_register_stage_depends_on_the_serving_code_and_limits() -> Non
     for name, body in stages().items():
         if name not in ("params", "register"):
             assert not serving & set(body["deps"]), name
-            assert "serve" not in body.get("params", []), name
+            assert "limits" not in body.get("params", []), name
 
 
 def test_a_stage_reads_the_params_sections_dvc_yaml_lists_for_it() -> None:
@@ -84,7 +84,7 @@ def test_imports_are_followed_through_the_package(tmp_path: Path) -> None:
     script = tmp_path / "stage.py"
     script.write_text("from charlm.data import encoded\n")  # a module, imported from its package
     modules = (
-        "data/encoded data/chunks data/ngrams data/report data/vocab params/data params/base records errors"
-        " files"
+        "data/encoded data/chunks data/layout data/ngrams data/report data/vocab params/data params/base records"
+        " errors files"
     )
     assert charlm_imports(script) == {f"src/charlm/{m}.py" for m in modules.split()}

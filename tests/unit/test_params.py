@@ -209,7 +209,7 @@ def test_records_are_frozen_and_parse_names_the_key() -> None:
 
 
 def test_flatten_gives_dotted_keys(raw_params: dict[str, Any]) -> None:
-    flat = flatten(Params.parse(raw_params).models["lstm"].settings())
+    flat = flatten(Params.parse(raw_params).models["lstm"].sections())
     assert flat["model.cell"] == "lstm"
     assert flat["train.seq_len"] == raw_params["train"]["seq_len"]
     assert yaml.safe_dump(flat)  # plain values only

@@ -1,7 +1,6 @@
 """Text files a chunk at a time: pieces cut at line ends, decoded strictly, counted and turned into
 code points straight from their UTF-8 bytes, so a corpus of any size streams through in bounded
-memory and the work per byte is vectorised.
-"""
+memory and the work per byte is vectorised."""
 
 from collections.abc import Callable, Iterator
 from typing import BinaryIO

@@ -1,13 +1,7 @@
-"""Read the raw corpus as named documents and clean each one into a file of its own, streaming.
-
-A document is a text file in the raw directory or a member of a tar/zip archive there, selected
-by the `prepare.include`/`exclude` globs on its name. Cleaning strips Project Gutenberg licence
-boilerplate, normalises newlines and applies a Unicode normal form, as params say.
-
-Documents are read in chunks that end at a line end (`charlm.data.chunks`), so memory does not grow with
-the corpus (only with its longest line), and every step applies to whole lines: a CRLF pair is
-never cut in two, and no Unicode normal form composes across a newline, so the chunked result is
-the whole-text result.
+"""Read the raw corpus as named documents (text files in the raw directory and members of tar/zip
+archives there, selected by the `prepare.include`/`exclude` globs) and clean each, whole lines a
+chunk at a time, into a file of its own: Gutenberg boilerplate stripped, newlines normalised and a
+Unicode normal form applied, as params say.
 """
 
 import fnmatch

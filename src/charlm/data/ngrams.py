@@ -1,7 +1,6 @@
 """How often each run of n characters occurs in a split, counted a block of ids at a time as the
 split streams past: the vocab stage counts while it encodes, so the baselines of the data report
-cost no pass of their own, and the writing judge counts the training split it reads.
-"""
+cost no pass of their own, and the writing judge counts the training split it reads."""
 
 import warnings
 

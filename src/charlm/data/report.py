@@ -1,11 +1,6 @@
-"""The data report (`metrics/vocab.json`): the facts about the encoded splits that every later
-stage needs, measured once by the vocab stage.
-
-The corpus as fetched; each split's size, the sha256 of its `.npy` file (the one hash that says
-which data a figure was measured on: training's fingerprint, the runs' datasets and tags, the
-evaluation report, the registry, the model card) and its rate of `<unk>`; the vocabulary's size;
-and the unigram and bigram baselines' bits per character on each held-out split, the reference
-points every model's figures stand beside.
+"""The data report (`metrics/data.json`), measured once by the vocab stage: each split's size, `<unk>`
+rate and sha256 (the one hash that names the data a figure was measured on), the vocabulary's size,
+and the unigram and bigram baselines on each held-out split.
 """
 
 import json

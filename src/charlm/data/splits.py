@@ -1,10 +1,7 @@
-"""Split cleaned documents into train/val/test so that no validation text is seen in training.
-
-A multi-document corpus is split by whole documents: named explicitly in params, or drawn by a
-seeded shuffle until each held-out split reaches its fraction of the characters. A single document
-is split contiguously at line boundaries (train first, then val, then test), as the standard
-tiny-shakespeare benchmark does. Documents are files (`charlm.data.corpus`); a split's file is the
-concatenation of its documents, written a chunk at a time.
+"""Split cleaned documents into train/val/test so that no validation text is seen in training: a
+corpus of several documents by whole documents (named in params, or drawn by a seeded shuffle up to
+each held-out split's share of the characters); a single document contiguously at line starts,
+train first, then val, then test, as the usual tiny-shakespeare split does.
 """
 
 import os

@@ -1,10 +1,6 @@
 """A split laid out as B parallel streams, read in chunks of T: how training and evaluation see text.
-
-Row b of the (B, L) layout continues where row b-1 ends, so carrying each row's hidden state from
-one chunk to the next is stateful truncated BPTT. Only the last `len % B` characters, which do not
-fill a stream, are left out. The layout is a view of the split's ids, which stay memory-mapped
-(`charlm.data.encoded`): each chunk is copied out as it is needed, so no process holds a copy of
-the split.
+Row b continues where row b-1 ends, so carrying each row's hidden state across chunks is stateful
+truncated BPTT; the layout is a view of the memory-mapped ids, each chunk copied out as needed.
 """
 
 import numpy as np

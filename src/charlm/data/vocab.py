@@ -1,9 +1,6 @@
-"""The character vocabulary: built from the training split only, saved as JSON with a content hash.
-
-Id 0 is `<unk>`, which every character outside the vocabulary maps to; ids 1.. are the kept
-characters in code-point order. Counting and encoding work on UTF-8 bytes a chunk at a time,
-vectorised (a byte count and a byte-to-id table for the ASCII characters, arithmetic and a lookup
-table on the few multi-byte ones), so they stream a corpus of any size.
+"""The character vocabulary: built from the training split only, saved as JSON with a content hash;
+id 0 is `<unk>`, then the kept characters in code-point order. Counting and encoding work on UTF-8
+bytes a chunk at a time, vectorised, so they stream a corpus of any size.
 """
 
 import hashlib
@@ -77,7 +74,7 @@ class Vocabulary:
         return len(self.itos)
 
     @cached_property
-    def hash(self) -> str:
+    def sha256(self) -> str:
         """Identifies the id mapping: models refuse a vocabulary whose hash differs from their own."""
         return hashlib.sha256(json.dumps(self.itos, ensure_ascii=False).encode("utf-8")).hexdigest()
 
@@ -133,9 +130,9 @@ class Vocabulary:
         return frozenset(self.itos[1:])
 
     def save(self, path: Path) -> None:
-        VocabFile(itos=self.itos, counts=self.counts, unicode_form=self.unicode_form, hash=self.hash).write(
-            path
-        )
+        VocabFile(
+            itos=self.itos, counts=self.counts, unicode_form=self.unicode_form, sha256=self.sha256
+        ).write(path)
 
     @classmethod
     def load(cls, path: Path) -> "Vocabulary":
@@ -144,17 +141,17 @@ class Vocabulary:
         vocab = cls(itos=file.itos, counts=file.counts, unicode_form=file.unicode_form)
         if not vocab.itos or vocab.itos[0] != UNK or len(vocab.counts) != len(vocab.itos):
             raise DataError(f"{path}: not a charlm vocabulary (itos must start with {UNK!r})")
-        if file.hash != vocab.hash:
+        if file.sha256 != vocab.sha256:
             raise DataError(
-                f"{path}: vocabulary hash {file.hash!r} does not match its contents ({vocab.hash})"
+                f"{path}: vocabulary hash {file.sha256!r} does not match its contents ({vocab.sha256})"
             )
         return vocab
 
 
 class VocabFile(Record):
-    """`vocab.json`: the id-to-character list, the training counts and the hash of the list."""
+    """`vocab.json`: the id-to-character list, the training counts and the sha256 of the list."""
 
     itos: Annotated[tuple[str, ...], Field(strict=False)]  # JSON lists
     counts: Annotated[tuple[int, ...], Field(strict=False)]
     unicode_form: UnicodeForm
-    hash: str
+    sha256: str

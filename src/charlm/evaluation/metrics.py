@@ -1,7 +1,8 @@
 """What one evaluation pass measures, and bits per character from nats."""
 
 import math
-from dataclasses import dataclass
+
+from charlm.records import Record
 
 
 def bits_per_char(loss_nats: float) -> float:
@@ -9,8 +10,7 @@ def bits_per_char(loss_nats: float) -> float:
     return loss_nats / math.log(2)
 
 
-@dataclass(frozen=True)
-class EvalResult:
+class EvalResult(Record):
     loss_nats: float  # mean cross-entropy per predicted character
     accuracy: float  # top-1 next-character accuracy
     chars: int  # predicted characters

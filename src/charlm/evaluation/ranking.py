@@ -1,12 +1,5 @@
-"""How models rank, and when two can be compared: one rule behind choosing the candidate, ordering
-the comparison table, settling the champion alias and the registry's verdict.
-
-A model stands by its validation bits per character, at `BPC_DECIMALS` decimals (the precision the
-registry's version tags carry, so a figure read back from a tag ranks as it did when written),
-ties going to fewer parameters. Two standings compare only when measured on the same validation
-data, the same sha256 of the encoded split; the test split never decides. A standing also says how
-many of the texts the model wrote failed the writing judge (`charlm.evaluation.writing`): a model
-with any is never the champion, whatever its bpc.
+"""How models rank, and when two can be compared (`Standing`): the one rule behind choosing the
+candidate, ordering the comparison table, settling the champion alias and the registry's verdict.
 """
 
 from dataclasses import dataclass

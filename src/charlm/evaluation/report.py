@@ -18,28 +18,14 @@ from charlm.evaluation.ranking import Standing
 from charlm.records import Record
 
 WRITING = "writing"  # the prefix of the writing report's keys on disk
+# A split's keys on disk, in this order; bpc and perplexity are derived from loss_nats on reading.
+FIGURES = ("loss_nats", "bpc", "perplexity", "accuracy", "chars", "sha256")
 
 
-class SplitReport(Record):
+class SplitReport(EvalResult):
     """The model's figures on one held-out split, and the hash of the ids they were measured on."""
 
-    loss_nats: float
-    bpc: float
-    perplexity: float
-    accuracy: float
-    chars: int
     sha256: str  # of the encoded split (`charlm.data.report`)
-
-    @classmethod
-    def of(cls, result: EvalResult, sha256: str) -> "SplitReport":
-        return cls(
-            loss_nats=result.loss_nats,
-            bpc=result.bpc,
-            perplexity=result.perplexity,
-            accuracy=result.accuracy,
-            chars=result.chars,
-            sha256=sha256,
-        )
 
 
 class WritingReport(Record):
@@ -88,7 +74,7 @@ class EvalReport(Record):
     def _flat(self) -> dict[str, Any]:
         flat: dict[str, Any] = {"model": self.model, "model_dir": self.model_dir}
         for split in HELD_OUT:
-            flat |= {f"{split}_{metric}": value for metric, value in self.split(split)}
+            flat |= {f"{split}_{metric}": getattr(self.split(split), metric) for metric in FIGURES}
         flat |= {f"{WRITING}_{metric}": value for metric, value in self.writing}
         return flat | {
             "num_params": self.num_params,
@@ -103,7 +89,8 @@ class EvalReport(Record):
             return raw  # already nested, or not a report: the fields' validation says so
         flat = dict(raw)
         for split in HELD_OUT:
-            flat[split] = {metric: flat.pop(f"{split}_{metric}", None) for metric in SplitReport.model_fields}
+            figures = {metric: flat.pop(f"{split}_{metric}", None) for metric in FIGURES}
+            flat[split] = {metric: figures[metric] for metric in SplitReport.model_fields}
         flat[WRITING] = {
             metric: flat.pop(f"{WRITING}_{metric}", None) for metric in WritingReport.model_fields
         }

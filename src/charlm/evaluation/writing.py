@@ -1,12 +1,6 @@
-"""What a model writes, judged: its texts read by an n-gram model of the training split.
-
-A loss on held-out text says how well a model continues the corpus, not what it writes after a
-prompt the corpus lacks. The judge reads each generated text with an interpolated (Witten-Bell)
-character n-gram model of the training split and finds its most surprising window: the mean bits
-per character over `window` consecutive characters. A text fails when that window reads more than
-`margin_bits` worse than the worst window of the validation split, real text no model trained on.
-A run of a rare character, or noise of digits and capitals, reads at 10-20 bits a character; the
-validation split's worst window of Shakespeare at 6.7, prose at about 3.
+"""What a model writes, judged: each generated text read by an interpolated (Witten-Bell) character
+n-gram model of the training split, and failed when its most surprising window reads more than
+`margin_bits` above the validation split's worst window.
 """
 
 from collections.abc import Iterator

@@ -1,14 +1,6 @@
-"""Text generation: a running batch of rows, each with its own prompt and sampling options, the
-hidden state carried.
-
-Every generation is a row of a `Decoder`: it joins with its own prompt and sampling options, then
-all rows advance together, one character each per model step (drawn by `charlm.generation.
-sampling`), and each leaves when it has its length. A prompt's last `PROMPT_SLICE` characters ride
-along the same way, each step feeding a prompt character where it would feed a sampled one, so a
-short prompt costs no call of its own. The characters before them go through the module in slices
-of `PROMPT_SLICE`, one slice per step for one waiting row at a time (round robin), so however long
-a prompt, the other rows' steps are delayed by at most one slice. A row's slices and steps depend
-on its own prompt alone, so its text does not depend on what it is batched with.
+"""Text generation: a running batch of rows (`Decoder`), each with its own prompt, sampling options
+and hidden state, advancing one character per model step; a long prompt's head goes through the
+module in slices of `PROMPT_SLICE`. A row's text does not depend on what it is batched with.
 """
 
 from collections.abc import Iterator
@@ -104,7 +96,7 @@ class Decoder:
         self.rows: list[Row] = []
         self.logits: torch.Tensor | None = None  # (B, V): the next character's logits per row
         self.hidden: list[torch.Tensor] = []  # each (num_layers, B, H)
-        self.settings: tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None] | None = None
+        self.row_options: tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None] | None = None
 
     @torch.inference_mode()
     def add(self, req: Request) -> Row:
@@ -124,7 +116,7 @@ class Decoder:
         if self.hidden:
             tensors = [torch.cat(pair, 1) for pair in zip(self.hidden, tensors, strict=True)]
         self.hidden = tensors
-        self.settings = None
+        self.row_options = None
         return row
 
     @torch.inference_mode()
@@ -141,10 +133,10 @@ class Decoder:
             assert self.logits is not None
             self.logits = self.logits.index_select(0, index)
             self.hidden = [h.index_select(1, index) for h in self.hidden]
-        self.settings = None
+        self.row_options = None
 
-    def _settings(self) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-        if self.settings is None:
+    def _row_options(self) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        if self.row_options is None:
             options = [row.options for row in self.rows]
             temperature = torch.tensor([o.temperature for o in options], device=self.device).unsqueeze(1)
             top_k = top_p = None  # each only when some row asks for it
@@ -154,8 +146,8 @@ class Decoder:
             if any(o.top_p is not None and o.top_p < 1 for o in options):
                 p = [2.0 if o.top_p is None or o.top_p >= 1 else o.top_p for o in options]
                 top_p = torch.tensor(p, device=self.device).unsqueeze(1)
-            self.settings = (temperature, top_k, top_p)  # each (B, 1)
-        return self.settings
+            self.row_options = (temperature, top_k, top_p)  # each (B, 1)
+        return self.row_options
 
     @torch.inference_mode()
     def step(self) -> None:
@@ -170,7 +162,7 @@ class Decoder:
         prompting = [row.prompting and not out for row, out in zip(self.rows, sitting, strict=True)]
         # Only a row that samples takes a draw, so a row's draws depend on its own characters alone.
         u = [0.0 if row.prompting else row.draws.next() for row in self.rows]
-        ids = sample_next(self.logits, *self._settings(), torch.tensor(u, device=self.device))  # (B,)
+        ids = sample_next(self.logits, *self._row_options(), torch.tensor(u, device=self.device))  # (B,)
         if any(prompting):
             fed = [row.prompt[row.fed] if p else 0 for row, p in zip(self.rows, prompting, strict=True)]
             ids = torch.where(

@@ -1,9 +1,6 @@
-"""Model directories: safetensors weights, a `config.json` record and the vocabulary, never pickle.
-
-A model directory (`models/<name>/`) is self-contained: `model.safetensors` (weights),
-`config.json` (`ModelInfo`: the architecture, the vocabulary's size and hash, the training step
-and validation bpc it was exported at, its MLflow run) and `vocab.json`. Loading rebuilds the
-model from those alone and refuses a vocabulary whose hash differs from the one it was trained with.
+"""Model directories (`models/<name>/`), self-contained and never pickled: `model.safetensors`,
+`config.json` (`ModelInfo`) and `vocab.json`; loading refuses a vocabulary whose hash differs from
+the one the model was trained with.
 """
 
 import copy
@@ -36,9 +33,9 @@ class ModelInfo(Record):
     name: str
     model: ModelConfig
     vocab_size: int
-    vocab_hash: str
+    vocab_sha256: str
     step: int = 0  # the training step the weights are from
-    best_val_bpc: float | None = None  # the validation bpc they scored during training
+    best_train_val_bpc: float | None = None  # the validation bpc they scored during training
     mlflow_run_id: str | None = None  # the training run, where later stages log this model's results
 
 
@@ -55,7 +52,7 @@ def save_model_dir(
     vocab: Vocabulary,
     name: str,
     step: int = 0,
-    best_val_bpc: float | None = None,
+    best_train_val_bpc: float | None = None,
     mlflow_run_id: str | None = None,
 ) -> None:
     """Write a self-contained model directory, replacing `directory` only when complete."""
@@ -63,9 +60,9 @@ def save_model_dir(
         name=name,
         model=model.config,
         vocab_size=model.vocab_size,
-        vocab_hash=vocab.hash,
+        vocab_sha256=vocab.sha256,
         step=step,
-        best_val_bpc=best_val_bpc,
+        best_train_val_bpc=best_train_val_bpc,
         mlflow_run_id=mlflow_run_id,
     )
     # A copy on the CPU: on CUDA a cell's weights are views of one flat cuDNN buffer, which
@@ -91,10 +88,10 @@ def load_model_dir(
     info = read_info(directory)
     own_vocab = Vocabulary.load(directory / VOCAB_FILE)
     for candidate, where in ((own_vocab, directory / VOCAB_FILE), (vocab, "the given vocabulary")):
-        if candidate is not None and candidate.hash != info.vocab_hash:
+        if candidate is not None and candidate.sha256 != info.vocab_sha256:
             raise DataError(
-                f"{where}: vocabulary hash {candidate.hash[:12]}… does not match the model's"
-                f" {info.vocab_hash[:12]}… ({directory / CONFIG_FILE})"
+                f"{where}: vocabulary hash {candidate.sha256[:12]}… does not match the model's"
+                f" {info.vocab_sha256[:12]}… ({directory / CONFIG_FILE})"
             )
     if info.vocab_size != len(own_vocab):
         raise DataError(
@@ -118,7 +115,7 @@ def load_model_dir(
 def model_sha256(directory: Path) -> str:
     """Identifies the weights, architecture and vocabulary (not the metrics) of a model directory."""
     info = read_info(directory)
-    identity = [info.model.model_dump(), info.vocab_size, info.vocab_hash]
+    identity = [info.model.model_dump(), info.vocab_size, info.vocab_sha256]
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode())
     digest.update((directory / MODEL_FILE).read_bytes())
     return digest.hexdigest()

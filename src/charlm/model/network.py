@@ -1,12 +1,6 @@
-"""CharLM: one character-level language model class for every recurrent cell.
-
-`cell` picks `nn.RNN` (tanh), `nn.LSTM` or `nn.GRU`; everything around it (input encoding, dropout,
-the output head) is shared, so training, evaluation and sampling use one code path for all cells.
-
-Regularisation keeps the cells' fused kernels (AWD-LSTM's, Merity et al. 2017): `dropout` is locked,
-one mask per sequence of a chunk shared by all its steps, on the RNN's inputs and outputs, and
-`weight_drop` is DropConnect on the recurrent weights, a fresh mask per forward, handed to the
-module with `torch.func.functional_call` (which the RNN modules read afresh at every forward).
+"""CharLM: one character-level language model class for every recurrent cell (`nn.RNN`, `nn.LSTM`,
+`nn.GRU`), with the input encoding, locked dropout, DropConnect and output head shared, so training,
+evaluation and sampling use one code path for all cells.
 """
 
 import torch

@@ -10,7 +10,7 @@ from pydantic import model_validator
 from charlm.params.base import TrackingConfig
 from charlm.params.data import FetchConfig, PrepareConfig, VocabConfig
 from charlm.params.generation import EvaluateConfig, GenerateConfig
-from charlm.params.registry import RegistryConfig, ServeConfig
+from charlm.params.registry import LimitsConfig, RegistryConfig
 from charlm.params.training import DistributedConfig, Models
 from charlm.records import Invalid
 
@@ -23,7 +23,7 @@ class Params(Models):
     evaluate: EvaluateConfig
     generate: GenerateConfig
     registry: RegistryConfig
-    serve: ServeConfig
+    limits: LimitsConfig
     tracking: TrackingConfig
     distributed: DistributedConfig
 

@@ -1,5 +1,5 @@
 """The registry's sections: `registry` (the registered model, its alias, and when the alias may
-move) and `serve` (the served model's limits per request and its admission control per worker,
+move) and `limits` (the served model's limits per request and its admission control per worker,
 logged with it; `charlm.serving.batching` says how they work together)."""
 
 from typing import Annotated, Literal
@@ -26,7 +26,7 @@ class RegistryConfig(Record):
         return f"models:/{self.model_name}@{self.alias}"
 
 
-class ServeConfig(Record):
+class LimitsConfig(Record):
     max_request_rows: Positive  # texts one request may ask for
     max_prompt_chars: Positive  # characters of one prompt
     max_request_chars: Positive  # characters of one request, prompts and generated, over all its texts
@@ -36,7 +36,7 @@ class ServeConfig(Record):
     min_row_chars_per_sec: PositiveFloat  # a request's deadline: its size at this speed per row
 
     @model_validator(mode="after")
-    def _limits_hold_together(self) -> "ServeConfig":
+    def _limits_hold_together(self) -> "LimitsConfig":
         # Each pair: a request within the first could never be served under the second.
         for small, large in [
             ("max_request_batch_rows", "max_batch_rows"),

@@ -36,6 +36,13 @@ class ModelConfig(Record):
             )
         return self
 
+    def describe(self) -> str:
+        """The architecture in a line, as a training run's description and the model card say it."""
+        return (
+            f"{self.cell.upper()}, {self.num_layers} x {self.hidden_size} hidden, {self.input} input"
+            f" ({self.embedding_size} wide), dropout {self.dropout:g}, weight drop {self.weight_drop:g}"
+        )
+
 
 class TrainConfig(Record):
     batch_size: Positive
@@ -70,8 +77,8 @@ class ModelSpec(ModelConfig, TrainConfig):
     def train(self) -> TrainConfig:
         return TrainConfig(**self.model_dump(include=set(TrainConfig.model_fields)))
 
-    def settings(self) -> dict[str, Record]:
-        """The entry's settings by section, as MLflow params and `charlm params` show them."""
+    def sections(self) -> dict[str, Record]:
+        """The entry by section, as MLflow params and `charlm params` show it."""
         return {"model": self.model, "train": self.train}
 
 

@@ -1,14 +1,6 @@
-"""Moving the champion alias right when several machines register at once.
-
-MLflow has no compare-and-set on aliases, and a tracking server serves many clients, so no lock
-can cover "read the champion, decide, move the alias". Instead registration converges: point the
-alias at the best version validated on the candidate's validation data (by `Standing`, then the
-lowest version) that writes well, when it beats the champion by more than the margin, re-read, and repeat until a
-read confirms it. Every version carries its figures
-from the moment it exists (tags given at creation), and every registering process converges after
-its own version exists, so whichever write comes last is followed by a read that sees every
-version and corrects it: the alias ends on the best version, whatever the interleaving.
-`docs/architecture.md` gives the argument in full.
+"""Moving the champion alias right when several machines register at once: MLflow has no
+compare-and-set on aliases, so instead of a lock, registration converges on the best version
+(`settle`; "Promotion under concurrency" in docs/architecture.md gives the protocol and the proof).
 """
 
 from typing import TYPE_CHECKING, Any

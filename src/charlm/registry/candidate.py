@@ -1,7 +1,5 @@
-"""The models register chooses between: each model directory with its evaluation report.
-
-Models are chosen on validation data only, by their `Standing` (`charlm.evaluation.ranking`); the
-test figures travel with them, for reporting.
+"""The models register chooses between: each model directory with its evaluation report, chosen on
+validation data by its `Standing`; the test figures travel with it, for reporting.
 """
 
 from dataclasses import dataclass

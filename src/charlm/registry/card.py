@@ -1,9 +1,5 @@
-"""The model card: the markdown description of a registered model version.
-
-The MLflow UI renders a version's description as markdown, so the card is what a reviewer reads on
-the version's page: what the model is, what data it saw (by hash), how it scores against the
-unigram and bigram baselines, how what it writes reads, why the registry did or did not make it the champion, the generate
-stage's first sample of it, and how to load and serve it.
+"""The model card: the markdown description of a registered model version, what a reviewer reads on
+its page in the MLflow UI.
 """
 
 import json
@@ -35,7 +31,7 @@ def prompt_form(candidate: Candidate) -> str:
 
 
 def model_card(candidate: Candidate, decision: Decision, facts: CardFacts) -> str:
-    report, info, m = candidate.report, candidate.info, candidate.info.model
+    report, info = candidate.report, candidate.info
     data, sample, served = facts.data, facts.sample, facts.served
     uri = f"models:/{decision.registered_model}/{decision.version}"
     status = (
@@ -54,8 +50,7 @@ def model_card(candidate: Candidate, decision: Decision, facts: CardFacts) -> st
         [
             f"# {decision.registered_model} v{decision.version}: {candidate.name}",
             "",
-            f"A character-level language model: {m.cell.upper()}, {m.num_layers} layer(s) x {m.hidden_size}"
-            f" hidden, {m.input} input ({m.embedding_size} wide), {report.num_params:,}"
+            f"A character-level language model: {info.model.describe()}; {report.num_params:,}"
             f" parameters, a vocabulary of {info.vocab_size} characters including `<unk>`.",
             "",
             "## Data",

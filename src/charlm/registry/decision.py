@@ -1,9 +1,5 @@
-"""Whether a candidate becomes the champion, and the record of what registration did.
-
-The alias moves only to a version whose texts all pass the writing judge and that beats the champion
-on the same validation data by more than `registry.min_improvement_bpc` (the `Standing` rule);
-otherwise the champion stays and the verdict says why, margin included. The test bpc is recorded
-beside it and never decides, so a sweep cannot select on the test split.
+"""Whether a candidate becomes the champion (`may_replace`, the one champion rule), why it does or
+does not (`verdict`), and the record of what registration did (`Decision`).
 """
 
 from charlm.evaluation.ranking import Standing

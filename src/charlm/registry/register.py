@@ -1,10 +1,6 @@
-"""Model registry: register the chosen candidate once, and move the champion alias fairly.
-
-The candidate is logged as a pyfunc model and registered once per distinct weights (a content
-hash tags each version, so rerunning with nothing new adds no version); `alias.settle` moves the
-alias to the best comparable version and `decision` says why it did or did not move. Each
-registration writes the version's model card (`card`) as its description, and links the logged
-model to its validation and test bpc, so the experiment's Models tab lists both.
+"""Model registry: log and register the chosen candidate once per weights and validation data, write
+its model card (`card`) as the version's description, settle the champion alias (`alias`) and say
+why it did or did not move (`decision`).
 """
 
 from typing import Any

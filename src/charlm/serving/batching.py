@@ -1,26 +1,6 @@
-"""Continuous batching with admission control: callers on any thread submit generation requests;
-one thread generates.
-
-The batching thread owns a `Decoder` and is the only thread that runs the model. A submission's
-rows wait in the worker's queue and join the running batch as slots free up, each leaving when it
-has its length, so concurrent callers share every model step. Three rules keep one caller from
-stalling the others:
-
-- the batch holds at most `max_batch_rows` rows, so a step costs what a batch of that size costs;
-- a submission holds at most `max_request_batch_rows` of them at once, and free slots go to the
-  submission with the fewest rows in the batch (the oldest first), so a small request's latency
-  does not depend on how many rows a large one brought;
-- the queue holds at most `max_waiting_rows` rows, and a submission is refused at once
-  (`Overloaded`, with the seconds to wait) when it would overflow it or when, with the work already
-  waiting (at a full batch) and at its share of the batch, it could not be done within the caller's
-  timeout (`charlm.serving.cost`: what a step costs by its rows, measured when the batcher starts,
-  scaled as steps run; so what is admitted does not depend on the traffic before).
-
-Long prompts enter in slices, one per step (`charlm.generation.decoder`). A caller waits until its
-deadline (`deadline_s`: its own size, prompts included, over a floor speed per row, never more than
-the server's timeout); a caller that stops waiting marks its submission abandoned, and the thread
-drops its rows at the next step. A submission that cannot join fails alone; an error in a step fails
-the submissions in the batch, never the thread.
+"""Continuous batching with admission control: callers on any thread submit generation requests,
+and one thread, the only one that runs the model, steps their rows together in a `Decoder`, within
+the served model's limits (the batch's size, a request's share of it, the queue, the deadlines).
 """
 
 import collections
@@ -34,7 +14,7 @@ from dataclasses import dataclass, field
 from charlm.data.vocab import Vocabulary
 from charlm.generation.decoder import PROMPT_SLICE, Decoder, Request, Row
 from charlm.model.network import CharLM
-from charlm.params.registry import ServeConfig
+from charlm.params.registry import LimitsConfig
 from charlm.serving.cost import StepCost, deadline_s, work
 
 
@@ -112,7 +92,7 @@ class Job:
 
 
 class Batcher:
-    def __init__(self, model: CharLM, vocab: Vocabulary, limits: ServeConfig, threaded: bool = True) -> None:
+    def __init__(self, model: CharLM, vocab: Vocabulary, limits: LimitsConfig, threaded: bool = True) -> None:
         """`threaded`: a thread of its own runs the batch, started on first use; otherwise the
         caller drives it, one `cycle` at a time (so tests count steps, not seconds)."""
         self.model, self.vocab, self.limits = model, vocab, limits

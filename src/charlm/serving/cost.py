@@ -1,7 +1,5 @@
-"""What a submission costs the batch, for admission: the characters it puts through the batch, how
-long its caller waits (`deadline_s`), and what a model step costs by its rows (`StepCost`, measured
-when a batcher starts, scaled as steps run), so that the work waiting ahead of a submission is known
-in seconds whatever the traffic brought."""
+"""What a submission costs the batch, for admission: the characters it puts through, how long its
+caller waits (`deadline_s`), and what a model step costs by its rows (`StepCost`)."""
 
 import math
 import time
@@ -12,12 +10,12 @@ import torch
 
 from charlm.generation.decoder import PROMPT_SLICE, Request
 from charlm.model.network import CharLM
-from charlm.params.registry import ServeConfig
+from charlm.params.registry import LimitsConfig
 
 DEADLINE_GRACE_S = 5.0  # added to a submission's own generation time, for waiting and HTTP
 
 
-def deadline_s(requests: list[Request], limits: ServeConfig, timeout_s: float) -> float:
+def deadline_s(requests: list[Request], limits: LimitsConfig, timeout_s: float) -> float:
     """How long a caller waits: its rows' prompts and generation in waves of its batch share, at the
     floor speed per row, plus a grace; never more than the server's timeout."""
     waves = math.ceil(len(requests) / limits.max_request_batch_rows)

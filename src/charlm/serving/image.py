@@ -1,12 +1,6 @@
 """A container image that serves a registered model as `charlm serve` does, built from the model
 alone: `charlm image` writes its build context (the model's artifacts and a Dockerfile).
-
-MLflow's own `mlflow models build-docker` and `generate-dockerfile` images cannot serve what
-`charlm serve` serves: they put nginx in front of the scoring server passing only `/ping` and
-`/invocations` (no `/stream`, no page), and run uvicorn on its default loop (a worker then batches
-at most `cores + 4` requests, and keep-alive connections under several workers wait on delayed
-ACKs; see `charlm_scoring_loop`). This image installs the model's own requirements, then runs
-`charlm serve` from the code logged with the model, so it needs nothing from this repository.
+docs/deploy.md says why MLflow's own images do not serve it.
 """
 
 from pathlib import Path

@@ -1,11 +1,6 @@
-"""What a logged charlm model is to its callers: the request it takes, the settings it is logged
-with and where its weights sit among its artifacts.
-
-A request is a prompt and any field of `SamplingOptions`; the record is derived from that class,
-so a request field, a `generate` param and a `charlm generate` option share one name. It refuses
-an unknown or retired field (naming the nearest one) and a missing or null prompt; the fields'
-bounds and the limits are checked when a request's options are merged over the model's defaults
-and its prompt is normalised and encoded (`ServedSettings.requests`).
+"""What a logged charlm model is to its callers: the request it takes (`GenerationRequest`, derived
+from `SamplingOptions`), the settings it is logged with (`ServedSettings`) and where its weights sit
+among its artifacts.
 """
 
 from typing import Any
@@ -16,7 +11,7 @@ from charlm.data.vocab import Vocabulary
 from charlm.errors import CharlmError
 from charlm.generation.decoder import Request, request
 from charlm.params.generation import SamplingOptions
-from charlm.params.registry import ServeConfig
+from charlm.params.registry import LimitsConfig
 from charlm.records import Record, base_type
 
 MODEL_DIR_ARTIFACT = "model_dir"  # the charlm model directory, among the logged model's artifacts
@@ -40,7 +35,7 @@ class ServedSettings(Record):
     """The model's `model_config`: the options a request does not set, and the limits it is held to."""
 
     sampling: SamplingOptions
-    limits: ServeConfig
+    limits: LimitsConfig
 
     def requests(self, rows: list[Any], vocab: Vocabulary) -> list[Request]:
         """Each row as the model will read it: its options over the logged defaults, its prompt in

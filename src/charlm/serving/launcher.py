@@ -10,16 +10,10 @@ import charlm_scoring_loop
 def serve_command(
     model_uri: str, host: str, port: int, tracking_uri: str, workers: int | None = None, threads: int = 1
 ) -> tuple[list[str], dict[str, str]]:
-    """`mlflow models serve` for a charlm model, and its environment.
-
-    Uvicorn runs it on `charlm_scoring_loop.ScoringLoop`: a thread pool large enough to batch many
-    requests per worker, and no Nagle delay on keep-alive connections. Each worker is a process
-    with its own model and batch, running `threads` torch threads; by default there are as many
-    workers as the cores hold, because torch processes whose threads outnumber the cores slow each
-    other down several-fold. One thread per worker measured best under concurrent load
-    (benchmarks/bench_serve.py): two workers of one thread each keep the HTTP handling of each
-    worker off the other's core.
-    """
+    """`mlflow models serve` for a charlm model, and its environment: uvicorn on
+    `charlm_scoring_loop.ScoringLoop`, and worker processes of `threads` torch threads each, by
+    default as many as the cores hold, since torch processes whose threads outnumber the cores slow
+    each other down several-fold."""
     cores = os.cpu_count() or 1
     workers = workers or max(1, cores // threads)
     if workers * threads > cores:

@@ -1,10 +1,6 @@
-"""Packaging a model directory for the registry: the models-from-code pyfunc MLflow logs.
-
-The logged model is `mlflow_model.py` (the entry MLflow runs to build it) with the `charlm`
-package and `charlm_scoring_loop` as its code and the model directory as its artifact, so loading
-it never unpickles anything and serving it needs nothing from this repository. Its signature comes
-from the type of `CharLMModel.predict`'s requests. Its environment installs anywhere: requirements
-as a public package index names them, and any interpreter of this minor version.
+"""Packaging a model directory for the registry: the models-from-code pyfunc MLflow logs
+(`mlflow_model.py`, with `charlm` and `charlm_scoring_loop` as its code and the model directory as
+its artifact), which loads without unpickling anything and installs anywhere.
 """
 
 import sys

@@ -1,22 +1,6 @@
-"""The MLflow pyfunc model: generation behind `mlflow.pyfunc.load_model` and `mlflow models serve`.
-
-`predict` takes a list of `GenerationRequest`s (over HTTP: `{"inputs": [{"prompt": ...}, ...]}`)
-and returns one generated text per request. MLflow checks each request against the record before
-`predict` runs; `predict` then merges its options over the defaults logged with the model and
-checks every request against the vocabulary and the limits. A bad request raises an MLflow error
-with INVALID_PARAMETER_VALUE, which the scoring server answers with HTTP 400 while it keeps
-serving; no row of a bad request starts generating.
-
-`predict_stream` yields one text as it is generated (`mlflow.pyfunc.load_model(...).predict_stream`);
-under `charlm serve` the scoring server also streams over HTTP (`charlm.serving.stream`).
-
-`predict` is thread-safe: the scoring server calls it from several threads at once, and every
-call's rows join one continuously batched generation (`charlm.serving.batching`). A request still
-running when the scoring server's own timeout (MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT) passes leaves
-the batch and is answered 504. The scoring server runs `predict` in its event loop's default
-thread pool and each waiting request holds a thread, so the pool's size bounds how many requests
-a worker batches at once: `min(32, cores + 4)` under plain `mlflow models serve`, more under
-`charlm serve` (see `charlm_scoring_loop`).
+"""The MLflow pyfunc model behind `mlflow.pyfunc.load_model` and `mlflow models serve`: `predict`
+takes a list of `GenerationRequest`s and returns one text per request, `predict_stream` yields one
+text as it is generated. Thread-safe: every call's rows join one continuously batched generation.
 """
 
 from collections.abc import Iterator

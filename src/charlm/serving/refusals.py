@@ -1,7 +1,5 @@
-"""How a refused request is answered, on every route (`predict` in Python, `/invocations`,
-`/stream`): each kind of refusal once, as the MLflow error code the scoring server answers with
-its HTTP status. An overloaded worker's error carries the seconds to wait, which
-`charlm_scoring_loop` turns into a Retry-After header whichever route answered."""
+"""How a refused request is answered on every route (`predict`, `/invocations`, `/stream`): each
+kind of refusal once, as the MLflow error code the scoring server answers with its HTTP status."""
 
 from collections.abc import Iterator
 from contextlib import contextmanager

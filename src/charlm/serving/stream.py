@@ -1,16 +1,7 @@
-"""The routes `charlm serve` adds to MLflow's scoring server, which answers a custom model only
-with its whole prediction (no streaming for custom pyfunc models:
-https://github.com/mlflow/mlflow/issues/12439; these routes can go when it streams them):
-`POST /stream` sends the text as it is generated, as server-sent events, and `GET /` is a page to
-try the model in a browser.
-
-A stream goes through the same checks, limits, admission and continuous batch as `/invocations`
-(`CharLMModel.requests`, `Batcher.enqueue`): a bad request is a 400, an overloaded worker a 503 with
-Retry-After, both as JSON before any event. Then each event is `data: {"index": i, "text": ...}`
-with a row's new characters, the first as soon as there are some, then at most every
-`EVENT_INTERVAL_S`, and the last is `event: done` (or `event: error`, naming it). A client that goes away is noticed at once (ASGI's
-`http.disconnect`): its rows leave the batch at the next step. Only JSON is taken, so a page of
-another origin cannot post here without a CORS preflight, which nothing here answers.
+"""The routes `charlm serve` adds to MLflow's scoring server, which answers a custom model only with
+its whole prediction (https://github.com/mlflow/mlflow/issues/12439): `POST /stream`, the text as
+server-sent events (`data: {"index": i, "text": ...}` with a row's new characters, then `event: done`
+or `event: error`), and `GET /`, a page to try the model in a browser.
 """
 
 import asyncio

@@ -1,10 +1,5 @@
-"""MLflow runs: the ones each stage logs to, and how they end.
-
-A training run's metrics wait in `RunTracker` and go to MLflow at each flush (every checkpoint).
-Flushing only at checkpoints keeps MLflow consistent with the resumable state: after a crash, the
-resumed run continues from exactly the steps MLflow already holds. Later stages log a model's
-results to its training run (`StageTracking.model_run`). Every run a stage creates ends with the stage, the same
-way for all of them (`ending`): FINISHED, KILLED on an interrupt, FAILED on an error.
+"""MLflow runs: the ones each stage logs to (`StageTracking`), a training run's metrics held until the
+next checkpoint flushes them (`RunTracker`), and how every run a stage creates ends (`ending`).
 """
 
 import os

@@ -1,8 +1,6 @@
-"""The MLflow store every stage logs to, and the lock that guards an embedded one.
-
-Tracking URI: `MLFLOW_TRACKING_URI` when set, else the embedded SQLite database `mlflow.db` at the
-workspace root, as an absolute URI (DVC runs queued experiments in a temporary copy and tells
-stages the real root in `DVC_ROOT`).
+"""The MLflow store every stage logs to (`MLFLOW_TRACKING_URI`, else `mlflow.db` at the workspace
+root, which `DVC_ROOT` names from a queued experiment's temporary copy), and the lock that guards
+the creation of an embedded one.
 """
 
 import os

@@ -1,11 +1,6 @@
-"""Every tag charlm sets in MLflow, each name declared once, and the tags that join a run to its
+"""Every tag charlm sets in MLflow, each name declared once (charlm's own as `charlm.<name>`, another
+tool's in that tool's namespace, where MLflow's UI looks for it), and the tags that join a run to its
 code and DVC stage.
-
-charlm's own tags are `charlm.<name>`; tags about another tool keep that tool's namespace
-(`dvc.stage`, `dvc.exp_name`, MLflow's `mlflow.source.*`, `mlflow.user`, `mlflow.note.content`,
-`mlflow.experimentKind`), so MLflow's UI shows them where it shows its own: the run's Source, its
-commit, its description. A split's hash has the same name on a training run, an evaluation run and
-a model version, so they join on it.
 """
 
 import getpass

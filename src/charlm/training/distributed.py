@@ -1,13 +1,6 @@
-"""Data-parallel training with torch.distributed (DDP), one process per rank, launched by torchrun.
-
-When `distributed` in params.yaml asks for more than one process, a train stage replaces itself
-with `python -m torch.distributed.run` (torchrun), which starts one copy of the stage per local
-rank and sets RANK, WORLD_SIZE, LOCAL_RANK and the rendezvous address in their environment.
-
-Each rank trains on its own contiguous share of the B parallel streams. DDP averages the
-gradients, so one step equals a single-process step over the whole global batch, up to the order
-of floating-point sums. Rank 0 alone validates, checkpoints, exports and talks to MLflow; the
-other ranks learn its decisions through the small collectives below.
+"""Data-parallel training (DDP): the train stage relaunched under torchrun, one process per rank,
+each rank's share of the streams, and the small collectives by which every rank follows rank 0,
+which alone validates, checkpoints, exports and talks to MLflow.
 """
 
 import os

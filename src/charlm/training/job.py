@@ -50,8 +50,7 @@ class TrainJob:
         ranks = f" on {world.size} processes" if world.size > 1 else ""
         return "\n\n".join(
             [
-                f"**{self.spec.name}**: {m.cell.upper()}, {m.num_layers} x {m.hidden_size} hidden, {m.input}"
-                f" input ({m.embedding_size} wide), dropout {m.dropout}, over {len(data.vocab)} characters.",
+                f"**{self.spec.name}**: {m.describe()}, over {len(data.vocab)} characters.",
                 f"**Recipe**: {t.max_steps:,} steps of {t.batch_size} x {t.seq_len} characters{ranks};"
                 f" AdamW at {t.learning_rate:g} (warmup {t.warmup_steps}, cosine to {t.min_lr_ratio:g}x),"
                 f" betas {t.beta1:g}/{t.beta2:g}, weight decay {t.weight_decay:g}, clip {t.grad_clip:g};"
@@ -65,12 +64,12 @@ class TrainJob:
         """Its MLflow params: the model's settings by section, and what else shapes the weights."""
         spec, data = self.spec, self.data
         extra = {"model.vocab_size": len(data.vocab), "distributed.world_size": world.size}
-        return flatten(spec.settings()) | extra
+        return flatten(spec.sections()) | extra
 
     def run_tags(self) -> dict[str, str]:
         """Its MLflow tags: the data it trains and validates on."""
         data = {tag.split_sha256(split): sha for split, sha in self.data.sha256.items()}
-        return {tag.VOCAB_SHA256: self.data.vocab.hash, **data}
+        return {tag.VOCAB_SHA256: self.data.vocab.sha256, **data}
 
 
 @contextmanager

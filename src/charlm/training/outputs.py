@@ -32,8 +32,8 @@ class TrainSummary(Record):
     """`metrics/train/<model>.json`: how training went, for `dvc metrics` and the comparison."""
 
     model: str  # the `models:` entry
-    best_val_loss_nats: float
-    best_val_bpc: float
+    best_train_val_loss_nats: float
+    best_train_val_bpc: float
     best_step: int
     steps: int
     train_chars: int  # characters trained on, over every rank

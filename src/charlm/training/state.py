@@ -23,7 +23,7 @@ from charlm.model.network import CharLM
 from charlm.training.outputs import CURVES
 
 STATE_FILE = "state.safetensors"
-STATE_FORMAT = "charlm-train-state/4"
+STATE_FORMAT = "charlm-train-state/5"
 
 
 @dataclass
@@ -32,7 +32,7 @@ class LoopState:
     history (its fields by the names `TrainSummary` gives them)."""
 
     steps: int = 0
-    best_val_loss_nats: float = math.inf
+    best_train_val_loss_nats: float = math.inf
     best_step: int = 0
     bad_evals: int = 0
     train_chars: int = 0  # characters trained on, over every rank

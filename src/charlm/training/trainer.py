@@ -67,7 +67,7 @@ class TrainData:
 def fingerprint(spec: ModelSpec, data: TrainData) -> str:
     """Identifies what a checkpoint was trained on (its seed included), and in which state
     format; a mismatch means start afresh, not resume."""
-    setup = [spec.model_dump(), data.vocab.hash, data.sha256, STATE_FORMAT]
+    setup = [spec.model_dump(), data.vocab.sha256, data.sha256, STATE_FORMAT]
     return hashlib.sha256(json.dumps(setup, sort_keys=True).encode()).hexdigest()
 
 
@@ -204,21 +204,27 @@ class Trainer:
             loop.steps += 1
             loop.train_chars += chars_per_step
             self.record("train", TrainPoint(loss, self.lr), log)
-            val_bpc = None
+            train_val_bpc = None
             if loop.steps % cfg.eval_interval == 0 or loop.steps == cfg.max_steps or out_of_time:
                 # Rank 0 validates; the others take its result, so all make the same decisions.
                 validating = self.clock()
-                val_loss, val_bpc = world.broadcast(list(self.validate()) if world.is_main else [0.0, 0.0])
+                train_val_loss, train_val_bpc = world.broadcast(
+                    list(self.validate()) if world.is_main else [0.0, 0.0]
+                )
                 validation_s = self.clock() - validating
-                self.record("val", ValPoint(val_loss, val_bpc), log)
-                if val_loss < loop.best_val_loss_nats:
-                    loop.best_val_loss_nats, loop.best_step, loop.bad_evals = val_loss, loop.steps, 0
+                self.record("val", ValPoint(train_val_loss, train_val_bpc), log)
+                if train_val_loss < loop.best_train_val_loss_nats:
+                    loop.best_train_val_loss_nats, loop.best_step, loop.bad_evals = (
+                        train_val_loss,
+                        loop.steps,
+                        0,
+                    )
                     if world.is_main:
                         self.export(best_dir)
                 else:
                     loop.bad_evals += 1
                     loop.stopped_early = cfg.patience > 0 and loop.bad_evals >= cfg.patience
-            on_step(loss, loop.train_chars / loop.train_time_s, val_bpc)
+            on_step(loss, loop.train_chars / loop.train_time_s, train_val_bpc)
             loop.wall_time_s += self.clock() - started
             if loop.steps % cfg.checkpoint_interval == 0 or signalled:
                 self.checkpoint(log)
@@ -235,7 +241,7 @@ class Trainer:
             self.data.vocab,
             self.spec.name,
             step=self.loop.steps,
-            best_val_bpc=bits_per_char(self.loop.best_val_loss_nats),
+            best_train_val_bpc=bits_per_char(self.loop.best_train_val_loss_nats),
             mlflow_run_id=self.run_id or None,
         )
 
@@ -243,8 +249,8 @@ class Trainer:
         loop = self.loop
         return TrainSummary(
             model=self.spec.name,
-            best_val_loss_nats=loop.best_val_loss_nats,
-            best_val_bpc=bits_per_char(loop.best_val_loss_nats),
+            best_train_val_loss_nats=loop.best_train_val_loss_nats,
+            best_train_val_bpc=bits_per_char(loop.best_train_val_loss_nats),
             best_step=loop.best_step,
             steps=loop.steps,
             train_chars=loop.train_chars,

@@ -34,9 +34,9 @@ def _model(**overrides: object) -> CharLM:
 @pytest.mark.parametrize("tie", [False, True])
 def test_model_dir_round_trip(tmp_path: Path, tie: bool) -> None:
     model = _model(tie_weights=tie)
-    save_model_dir(tmp_path / "m", model, VOCAB, "m", step=7, best_val_bpc=2.5, mlflow_run_id="abc")
+    save_model_dir(tmp_path / "m", model, VOCAB, "m", step=7, best_train_val_bpc=2.5, mlflow_run_id="abc")
     loaded = load_model_dir(tmp_path / "m", vocab=VOCAB)
-    assert (loaded.info.step, loaded.info.best_val_bpc, loaded.info.mlflow_run_id) == (7, 2.5, "abc")
+    assert (loaded.info.step, loaded.info.best_train_val_bpc, loaded.info.mlflow_run_id) == (7, 2.5, "abc")
     assert loaded.info.model == model.config and loaded.vocab == VOCAB
     idx = torch.tensor([[1, 2, 3]])
     model.eval()
@@ -49,7 +49,7 @@ def test_model_hash_follows_the_weights_not_the_metrics(tmp_path: Path) -> None:
     torch.manual_seed(0)
     model = _model()
     save_model_dir(tmp_path / "a", model, VOCAB, "a", step=1)
-    save_model_dir(tmp_path / "b", model, VOCAB, "b", step=2, best_val_bpc=1.0)
+    save_model_dir(tmp_path / "b", model, VOCAB, "b", step=2, best_train_val_bpc=1.0)
     assert model_sha256(tmp_path / "a") == model_sha256(tmp_path / "b")
     save_model_dir(tmp_path / "c", _model(), VOCAB, "a", step=1)
     assert model_sha256(tmp_path / "c") != model_sha256(tmp_path / "a")

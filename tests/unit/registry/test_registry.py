@@ -73,7 +73,7 @@ def test_every_version_carries_a_model_card_and_a_linked_logged_model(
     card = mlflow_client.get_model_version("charlm", str(first.version)).description
     for expected in (
         "# charlm v1: m1",
-        "GRU, 1 layer(s) x 8 hidden, embedding input (8 wide)",
+        "GRU, 1 x 8 hidden, embedding input (8 wide), dropout 0, weight drop 0",
         "a vocabulary of 12 characters",
         "`corpus/*.txt`",
         f"| train | `{SHA_C}` |",

@@ -15,7 +15,7 @@ import torch
 from charlm.generation.decoder import Request, generate, request
 from charlm.model.network import CharLM
 from charlm.params.generation import SamplingOptions
-from charlm.params.registry import ServeConfig
+from charlm.params.registry import LimitsConfig
 from charlm.serving.batching import Batcher, Overloaded
 from charlm.serving.cost import deadline_s
 from tests.helpers import config, small_vocab, tiny_model
@@ -34,8 +34,8 @@ def options(n: int, length: int | None = None) -> SamplingOptions:
     )
 
 
-def limits(**overrides: int) -> ServeConfig:
-    return config(ServeConfig, **overrides)
+def limits(**overrides: int) -> LimitsConfig:
+    return config(LimitsConfig, **overrides)
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = 30) -> None:

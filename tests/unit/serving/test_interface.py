@@ -7,11 +7,11 @@ from pydantic import ValidationError
 from charlm.data.vocab import Vocabulary
 from charlm.errors import CharlmError, ParamsError
 from charlm.params.generation import SamplingOptions
-from charlm.params.registry import ServeConfig
+from charlm.params.registry import LimitsConfig
 from charlm.serving.interface import GenerationRequest, ServedSettings
 from tests.helpers import config
 
-LIMITS = config(ServeConfig, max_request_rows=3, max_prompt_chars=50, max_request_chars=110)
+LIMITS = config(LimitsConfig, max_request_rows=3, max_prompt_chars=50, max_request_chars=110)
 SETTINGS = ServedSettings(sampling=config(SamplingOptions, length=20, top_k=4), limits=LIMITS)
 VOCAB = Vocabulary.build("abcdef")
 
@@ -103,4 +103,4 @@ def test_the_limits_count_the_prompt_as_the_model_reads_it() -> None:
 def test_limits_that_cannot_hold_together_are_refused(limits: dict[str, int], message: str) -> None:
     # Under each pair, a request within the first limit would be refused forever by the second.
     with pytest.raises(ParamsError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        config(ServeConfig, **limits)
+        config(LimitsConfig, **limits)

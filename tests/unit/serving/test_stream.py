@@ -11,14 +11,14 @@ import pytest
 
 from charlm.generation.decoder import generate
 from charlm.params.generation import SamplingOptions
-from charlm.params.registry import ServeConfig
+from charlm.params.registry import LimitsConfig
 from charlm.serving.batching import Batcher
 from charlm.serving.interface import GenerationRequest, ServedSettings
 from charlm.serving.stream import STREAM_PATH, routes
 from tests.helpers import config, small_vocab, step_counter, tiny_model
 
 VOCAB = small_vocab()
-SETTINGS = ServedSettings(sampling=config(SamplingOptions, length=40, seed=None), limits=config(ServeConfig))
+SETTINGS = ServedSettings(sampling=config(SamplingOptions, length=40, seed=None), limits=config(LimitsConfig))
 
 
 def app_for(batcher: Batcher) -> Any:
@@ -68,7 +68,7 @@ def events(sent: list[Any]) -> list[tuple[str, Any]]:
 
 @pytest.fixture(scope="module")
 def batcher() -> Batcher:
-    return Batcher(tiny_model("lstm"), VOCAB, config(ServeConfig))
+    return Batcher(tiny_model("lstm"), VOCAB, config(LimitsConfig))
 
 
 def test_the_stream_is_the_batch_text_in_events(batcher: Batcher) -> None:

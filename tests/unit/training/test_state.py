@@ -32,7 +32,9 @@ def test_state_round_trips_into_a_fresh_model_and_optimizer(tmp_path: Path) -> N
     model, optimizer = _trained(0)
     hidden = [torch.randn(1, 4, 8), torch.randn(1, 4, 8)]
     rngs = [torch.get_rng_state(), torch.get_rng_state()]
-    loop = LoopState(steps=3, best_val_loss_nats=1.5, train_chars=99, history={"train": [[1, 2.0, 0.1]]})
+    loop = LoopState(
+        steps=3, best_train_val_loss_nats=1.5, train_chars=99, history={"train": [[1, 2.0, 0.1]]}
+    )
     save_state(tmp_path / "s.safetensors", TrainingState("fp", "r", loop, hidden, rngs), model, optimizer)
 
     state = read_state(tmp_path / "s.safetensors")

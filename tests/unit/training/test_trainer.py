@@ -178,11 +178,13 @@ def test_training_lowers_the_loss_and_writes_everything(
     out = outputs(tmp_path)
     curve = np.genfromtxt(out.train_curve, delimiter=",", names=True)
     assert curve["train_loss_nats"][-10:].mean() < curve["train_loss_nats"][:5].mean() - 0.5
-    assert summary.best_val_loss_nats < math.log(len(tiny_data.vocab))  # beats a uniform guess
+    assert summary.best_train_val_loss_nats < math.log(len(tiny_data.vocab))  # beats a uniform guess
     assert summary.steps == 60 and summary.train_chars == 60 * 8 * 32
     assert TrainSummary.read(out.metrics) == summary
     loaded = load_model_dir(out.model_dir, vocab=tiny_data.vocab)
-    assert loaded.info.best_val_bpc == summary.best_val_bpc and loaded.info.step == summary.best_step
+    assert (
+        loaded.info.best_train_val_bpc == summary.best_train_val_bpc and loaded.info.step == summary.best_step
+    )
     runs = mlflow_client.search_runs([mlflow_client.get_experiment_by_name("test").experiment_id])
     assert [(r.info.run_name, r.info.status) for r in runs] == [("lstm", "FINISHED")]
     params, tags = runs[0].data.params, runs[0].data.tags
@@ -191,7 +193,7 @@ def test_training_lowers_the_loss_and_writes_everything(
         "32",
         "60",
     )
-    assert tags["t"] == "1" and tags["charlm.vocab_sha256"] == tiny_data.vocab.hash
+    assert tags["t"] == "1" and tags["charlm.vocab_sha256"] == tiny_data.vocab.sha256
     history = mlflow_client.get_metric_history(runs[0].info.run_id, "train_val_bpc")
     assert [m.step for m in history] == [10, 20, 30, 40, 50, 60]
     # What a reviewer reads on the run: its description, its datasets, the machine of its figures.
@@ -222,7 +224,7 @@ def test_interrupted_run_resumes_bit_exactly(
     monkeypatch.undo()
 
     resumed = train(tmp_path / "b", tiny_data, mlflow_client, run)
-    assert resumed.best_val_loss_nats == reference.best_val_loss_nats
+    assert resumed.best_train_val_loss_nats == reference.best_train_val_loss_nats
     a, b = _weights(outputs(tmp_path / "a").model_dir), _weights(outputs(tmp_path / "b").model_dir)
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert (tmp_path / "a/plots/val/lstm.csv").read_text() == (tmp_path / "b/plots/val/lstm.csv").read_text()
@@ -238,7 +240,7 @@ def test_same_seed_same_metrics_weights_and_samples(
 ) -> None:
     first = train(tmp_path / "a", tiny_data, mlflow_client, tiny_run(max_steps=20))
     second = train(tmp_path / "b", tiny_data, mlflow_client, tiny_run(max_steps=20))
-    assert first.best_val_loss_nats == second.best_val_loss_nats
+    assert first.best_train_val_loss_nats == second.best_train_val_loss_nats
     assert (tmp_path / "a/plots/train/lstm.csv").read_text() == (
         tmp_path / "b/plots/train/lstm.csv"
     ).read_text()
@@ -277,7 +279,7 @@ def test_changed_params_start_afresh(
     monkeypatch.undo()
     summary = train(tmp_path / "b", tiny_data, mlflow_client, tiny_run(max_steps=20))
     # Steps 6-8 of the other run followed its own cosine schedule: resuming them would change the weights.
-    assert summary.best_val_loss_nats == reference.best_val_loss_nats
+    assert summary.best_train_val_loss_nats == reference.best_train_val_loss_nats
     a, b = _weights(outputs(tmp_path / "a").model_dir), _weights(outputs(tmp_path / "b").model_dir)
     assert all(torch.equal(a[k], b[k]) for k in a)
 
@@ -289,7 +291,7 @@ def test_early_stopping_after_patience_evaluations(
     monkeypatch.setattr(Trainer, "validate", lambda self: (next(losses), 0.0))
     summary = train(tmp_path, tiny_data, mlflow_client, tiny_run(max_steps=50, patience=2))
     assert summary.stopped_early and summary.steps == 40
-    assert summary.best_val_loss_nats == 2.0 and summary.best_step == 20
+    assert summary.best_train_val_loss_nats == 2.0 and summary.best_step == 20
 
 
 def test_a_second_trainer_on_the_same_checkpoints_refuses(
