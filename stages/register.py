@@ -40,7 +40,9 @@ def main() -> None:
     decision = register(tracking, best, cfg, facts)
     decision.write(args.out)
     print(f"register: {best.name} -> {cfg.model_name} v{decision.version}: {decision.verdict}")
-    print(f"register: {cfg.alias_uri} is {f'version {decision.champion}' if decision.champion else 'unset'}")
+    print(
+        f"register: {cfg.alias_uri} is {f'version {decision.champion_version}' if decision.champion_version else 'unset'}"
+    )
 
 
 if __name__ == "__main__":

@@ -101,7 +101,7 @@ def test_whole_pipeline_ends_with_a_loadable_champion(tiny_pipeline: Path, tmp_p
     assert table[0].startswith("model,val_bpc,test_bpc") and len(table) == 3
     assert (ws / "plots/comparison.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     decision = Decision.read(ws / "metrics/register.json")
-    assert decision.promoted and decision.champion == decision.version == 1
+    assert decision.promoted and decision.champion_version == decision.version == 1
     client = workspace_store(ws)
     assert int(client.get_model_version_by_alias("charlm", "champion").version) == 1
     charlm_generate("models:/charlm@champion", ws, 30, MLFLOW_TRACKING_URI=f"sqlite:///{ws / 'mlflow.db'}")
@@ -134,7 +134,7 @@ def test_new_held_out_splits_score_the_same_weights_anew_and_promote_only_when_t
     # Half the validation text moves to the test split; the training split stays as it was.
     kept = with_params(prepare={"val_fraction": 0.05, "test_fraction": 0.15})
     assert (ws / "models/lstm/model.safetensors").read_bytes() == weights
-    assert kept.new_version and kept.champion == first.version and not kept.promoted
+    assert kept.new_version and kept.champion_version == first.version and not kept.promoted
     assert "validated on other data" in kept.verdict
     client = workspace_store(ws)
     version = client.get_model_version("charlm", str(kept.version))
@@ -148,5 +148,7 @@ def test_new_held_out_splits_score_the_same_weights_anew_and_promote_only_when_t
     assert first_version.tags["charlm.val_sha256"] != report.val.sha256  # the first keeps its own
 
     promoted = with_params(registry={"on_new_val_data": "promote"})
-    assert promoted.version == kept.version and promoted.promoted and promoted.champion == kept.version
+    assert (
+        promoted.version == kept.version and promoted.promoted and promoted.champion_version == kept.version
+    )
     assert int(client.get_model_version_by_alias("charlm", "champion").version) == kept.version

@@ -35,7 +35,9 @@ def model_card(candidate: Candidate, decision: Decision, facts: CardFacts) -> st
     data, sample, served = facts.data, facts.sample, facts.served
     uri = f"models:/{decision.registered_model}/{decision.version}"
     status = (
-        f"**Champion** (`@{decision.alias}`)" if decision.champion == decision.version else "Not the champion"
+        f"**Champion** (`@{decision.alias}`)"
+        if decision.champion_version == decision.version
+        else "Not the champion"
     )
     rows = [
         f"| this model | {report.val.bpc:.4f} | {report.test.bpc:.4f} |",

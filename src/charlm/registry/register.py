@@ -88,8 +88,8 @@ def register(
         new_version=new_version,
         promoted=won and (before is None or number(before) != number(version)),
         verdict=reason,
-        champion_before=number(before) if before else None,
-        champion=number(after) if after else None,
+        version_before=number(before) if before else None,
+        champion_version=number(after) if after else None,
     )
     client.update_model_version(
         cfg.model_name, version.version, description=model_card(candidate, decision, facts)

@@ -158,10 +158,10 @@ def _tracker(job: TrainJob, tracking: StageTracking, state: TrainingState | None
         print(
             f"train: MLflow run {run_id} was left RUNNING by a dead process; marked KILLED", file=sys.stderr
         )
-    if state is not None:
-        print(f"train: resuming {job.spec.name} from step {state.loop.steps}", file=sys.stderr)
-        return RunTracker.resume(client, state.run_id)
-    tags = job.run_tags() | {tag.DESCRIPTION: job.description(world)}
-    tracker = RunTracker.start(tracking, job.spec.name, job.run_params(world), tags)
-    tracking.log_datasets(tracker.run_id, job.datasets)
-    return tracker
+    if state is None:
+        tags, params = job.run_tags() | {tag.DESCRIPTION: job.description(world)}, job.run_params(world)
+        tracker = RunTracker.start(tracking, job.spec.name, params, tags)
+        tracking.log_datasets(tracker.run_id, job.datasets)
+        return tracker
+    print(f"train: resuming {job.spec.name} from step {state.loop.steps}", file=sys.stderr)
+    return RunTracker.resume(client, state.run_id)

@@ -20,8 +20,8 @@ def test_champion_moves_only_when_beaten_on_the_same_validation_data(
     tmp_path: Path, mlflow_client: Any
 ) -> None:
     first = register_candidate(mlflow_client, saved_candidate(tmp_path, 1, val_bpc=2.0))
-    assert first.promoted and first.version == first.champion == 1 and champion(mlflow_client) == 1
-    assert "first" in first.verdict and first.champion_before is None
+    assert first.promoted and first.version == first.champion_version == 1 and champion(mlflow_client) == 1
+    assert "first" in first.verdict and first.version_before is None
 
     again = register_candidate(mlflow_client, saved_candidate(tmp_path, 1, val_bpc=2.0))
     assert not again.new_version and again.version == 1 and champion(mlflow_client) == 1
@@ -29,7 +29,9 @@ def test_champion_moves_only_when_beaten_on_the_same_validation_data(
 
     # A far better test bpc does not help a worse validation bpc: test data never decides.
     worse = register_candidate(mlflow_client, saved_candidate(tmp_path, 2, val_bpc=2.5, test_bpc=0.1))
-    assert worse.version == 2 and not worse.promoted and worse.champion == champion(mlflow_client) == 1
+    assert (
+        worse.version == 2 and not worse.promoted and worse.champion_version == champion(mlflow_client) == 1
+    )
     assert "val bpc 2.5000 does not beat the champion's 2.0000" in worse.verdict
     tags = mlflow_client.get_model_version("charlm", "2").tags
     assert tags["charlm.decision"] == worse.verdict
@@ -41,7 +43,7 @@ def test_champion_moves_only_when_beaten_on_the_same_validation_data(
 
     better = register_candidate(mlflow_client, saved_candidate(tmp_path, 4, val_bpc=1.5, test_bpc=3.0))
     assert better.promoted and champion(mlflow_client) == better.version == 4
-    assert better.champion_before == 1 and "val bpc 1.5000 beats the champion's 2.0000" in better.verdict
+    assert better.version_before == 1 and "val bpc 1.5000 beats the champion's 2.0000" in better.verdict
 
     forced = saved_candidate(tmp_path, 3, val_bpc=0.5, val_sha256=SHA_B)
     assert register_candidate(mlflow_client, forced, on_new_val_data="promote").promoted
@@ -111,7 +113,7 @@ def test_the_same_weights_on_new_validation_data_are_a_version_of_their_own(
     # The same weights, scored again after the held-out splits changed.
     rescored = saved_candidate(tmp_path, 1, val_bpc=2.3, val_sha256=SHA_B, test_bpc=2.1)
     kept = register_candidate(mlflow_client, rescored)
-    assert kept.new_version and kept.version == 2 and kept.champion == first.version
+    assert kept.new_version and kept.version == 2 and kept.champion_version == first.version
     assert "validated on other data" in kept.verdict
     version = mlflow_client.get_model_version("charlm", str(kept.version))
     assert version.tags["charlm.val_bpc"] == "2.300000" and version.tags["charlm.val_sha256"] == SHA_B
