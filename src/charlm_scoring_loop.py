@@ -42,10 +42,8 @@ class RetryAfter:
                 except (ValueError, AttributeError):
                     seconds = None
                 if seconds is not None:
-                    held = {
-                        **held,
-                        "headers": [*held.get("headers", []), (b"retry-after", str(int(seconds)).encode())],
-                    }
+                    retry_after = (b"retry-after", str(int(seconds)).encode())
+                    held = {**held, "headers": [*held.get("headers", []), retry_after]}
                 await send(held)
                 held = None
             await send(message)

@@ -69,8 +69,7 @@ def to_markdown(table: pd.DataFrame) -> str:
     }
     shown = table.copy()
     for column in shown.columns[1:]:
-        fmt = formats.get(column, "{:.4f}")
-        shown[column] = [fmt.format(v) for v in shown[column]]
+        shown[column] = [formats.get(column, "{:.4f}").format(v) for v in shown[column]]
     header = "| " + " | ".join(shown.columns) + " |"
     rule = "|" + "|".join("---" for _ in shown.columns) + "|"
     lines = ["| " + " | ".join(str(v) for v in row) + " |" for row in shown.itertuples(index=False)]
@@ -92,12 +91,7 @@ def plot_comparison(val_curves: Path, table: pd.DataFrame, data: DataReport, out
     left.legend()
     right.bar(table["model"], table["test_bpc"], color="tab:blue")
     for name, style in zip(BASELINES, (":", "--"), strict=True):
-        right.axhline(
-            data.baselines[name]["test"],
-            color="grey",
-            linestyle=style,
-            label=f"{name} baseline",
-        )
+        right.axhline(data.baselines[name]["test"], color="grey", linestyle=style, label=f"{name} baseline")
     right.set(title="Test bits per character (lower is better)", ylabel="bpc")
     right.legend()
     with atomic_path(out) as tmp:

@@ -37,13 +37,9 @@ def atomic_path(path: Path) -> Iterator[Path]:
         tmp_path.unlink(missing_ok=True)
 
 
-def write_bytes(path: Path, data: bytes) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
-
-
 def write_text(path: Path, text: str) -> None:
-    write_bytes(path, text.encode("utf-8"))
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(text.encode("utf-8"))
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -61,11 +57,9 @@ def write_csv(path: Path, columns: Sequence[str], rows: Iterable[Sequence[Any]])
 
 @contextlib.contextmanager
 def replace_dir(path: Path) -> Iterator[Path]:
-    """Yield an empty staging directory that replaces directory `path` only if the block succeeds.
-
-    The old directory is removed just before the rename, so a failure anywhere inside the block
-    leaves `path` exactly as it was and no staging directory behind.
-    """
+    """Yield an empty staging directory that replaces directory `path` only if the block succeeds:
+    the old one is removed just before the rename, so a failure anywhere inside the block leaves
+    `path` exactly as it was and no staging directory behind."""
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
@@ -79,11 +73,9 @@ def replace_dir(path: Path) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def file_lock(path: Path, wait: bool = True) -> Iterator[None]:
-    """Hold an exclusive advisory lock on `path`, which records the holder's pid.
-
-    The kernel releases the lock when its holder dies, however it dies, so a crash never leaves a
-    stale lock. With `wait=False` a held lock raises LockedError naming the holder instead.
-    """
+    """Hold an exclusive advisory lock on `path`, which records the holder's pid. The kernel
+    releases the lock when its holder dies, however it dies, so a crash never leaves a stale lock.
+    With `wait=False` a held lock raises LockedError naming the holder instead."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+") as f:
         try:
@@ -107,9 +99,9 @@ class Worker:
     context manager, which waits for every item on leaving; an error in the work is raised by the
     next `put` or on leaving. An item must not change once handed over."""
 
-    def __init__(self, work: Callable[[Any], object], depth: int = 2) -> None:
+    def __init__(self, work: Callable[[Any], object]) -> None:
         self.work, self.error = work, None
-        self.pending: queue.Queue[Any] = queue.Queue(maxsize=depth)
+        self.pending: queue.Queue[Any] = queue.Queue(maxsize=2)  # at most two wait: bounded memory
         self.thread = threading.Thread(target=self._drain, daemon=True)
 
     def __enter__(self) -> "Worker":

@@ -61,12 +61,12 @@ class Record(BaseModel):
         return raw
 
     @classmethod
-    def parse(cls, raw: Any, where: str = "") -> Self:
-        """Validate `raw` (a mapping); errors are `Invalid`, naming the key as `where.key`."""
+    def parse(cls, raw: Any) -> Self:
+        """Validate `raw` (a mapping); errors are `Invalid`, naming the dotted key."""
         try:
             return cls.model_validate(raw)
         except ValidationError as err:
-            raise invalid(err, where) from None
+            raise invalid(err) from None
 
     @classmethod
     def check(cls, values: dict[str, Any]) -> None:
@@ -100,10 +100,10 @@ class Record(BaseModel):
         write_json(path, self.model_dump(mode="json"))
 
 
-def invalid(err: ValidationError, where: str = "") -> Invalid:
+def invalid(err: ValidationError) -> Invalid:
     """pydantic's first error as one line naming the dotted key, what is allowed and what was found."""
     error = err.errors(include_url=False)[0]
-    key = ".".join([where, *map(str, error["loc"])] if where else map(str, error["loc"]))
+    key = ".".join(map(str, error["loc"]))
     kind, value = error["type"], error.get("input")
     cause = error.get("ctx", {}).get("error")
     if isinstance(cause, Invalid):  # a record's own rule, naming a field of the record at `key`

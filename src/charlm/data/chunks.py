@@ -19,11 +19,9 @@ def ignore(_: int) -> None:
 def line_chunks(
     stream: BinaryIO, chunk_bytes: int = CHUNK_BYTES, on_read: Callable[[int], object] = ignore
 ) -> Iterator[tuple[int, bytes]]:
-    """The stream's bytes in pieces that each end at a line end (but the last), with their offsets.
-
-    A piece is cut after a "\\n", or after a "\\r" that is not the buffer's last byte (so a CRLF pair
-    stays whole); UTF-8 never has those bytes inside a character.
-    """
+    """The stream's bytes in pieces that each end at a line end (but the last), with their offsets:
+    cut after a "\\n", or after a "\\r" that is not the buffer's last byte (so a CRLF pair stays
+    whole); UTF-8 never has those bytes inside a character."""
     offset, carry = 0, b""
     while True:
         data = stream.read(chunk_bytes)
@@ -63,10 +61,8 @@ def utf8_chars(data: bytes) -> int:
 def multibyte(data: bytes) -> tuple[np.ndarray, np.ndarray]:
     """The multi-byte characters of valid UTF-8 `data`: their indices among its characters and their
     code points, (M,) each. The other characters are ASCII: each is its own byte, below 0x80.
-
     Decoding to a Python string and re-encoding it as UTF-32 costs several times more than this,
-    which does arithmetic only on the multi-byte characters' own bytes.
-    """
+    which does arithmetic only on the multi-byte characters' own bytes."""
     b = np.frombuffer(data, np.uint8)
     first = np.flatnonzero(b >= 0xC0)  # where each multi-byte character starts, in bytes
     lead = b[first].astype(np.int32)

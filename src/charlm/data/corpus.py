@@ -93,12 +93,10 @@ def _trailing_newlines(data: bytes) -> int:
 
 def clean(pieces: Iterator[tuple[int, bytes]], name: str, cfg: PrepareConfig, output: CleanText) -> None:
     """Clean a document's text, read in `pieces` (byte offset, bytes) of the file `name`, into
-    `output`: newlines, Gutenberg markers, Unicode normal form.
-
-    With `strip_gutenberg`, only the text between the first start marker and the first end marker
-    after it is kept (all of it, up to the first end marker, when there is no start marker).
-    Text and its bytes go together, so that bytes no step changed are written as they were read.
-    """
+    `output`: newlines, Gutenberg markers, Unicode normal form. With `strip_gutenberg`, only the
+    text between the first start marker and the first end marker after it is kept (all of it, up to
+    the first end marker, when there is no start marker). Text and its bytes go together, so that
+    bytes no step changed are written as they were read."""
     start_found = end_found = False
     for offset, data in pieces:
         text = decode(data, name, offset)
@@ -131,9 +129,7 @@ def clean(pieces: Iterator[tuple[int, bytes]], name: str, cfg: PrepareConfig, ou
 def _may_hold_a_marker(data: bytes) -> bool:
     """Whether UTF-8 `data` holds "gutenberg" or "mall pr", in any case: every marker does. Lowering
     the bytes is ASCII-only, and so, for these letters, is the markers' IGNORECASE (which matches
-    four non-ASCII letters, standing for i, k and s); it is several times faster than the markers'
-    search.
-    """
+    four non-ASCII letters, standing for i, k and s); it is several times faster than the search."""
     low = data.lower()
     return b"gutenberg" in low or b"mall pr" in low
 

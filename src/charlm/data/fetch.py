@@ -24,8 +24,9 @@ DOWNLOAD_BUFFER_BYTES = 1 << 20  # of a download, held in memory at a time
 
 def fetch(cfg: FetchConfig, out_dir: Path) -> list[Path]:
     """Fill `out_dir` with the corpus files described by `cfg`; return their paths."""
-    if cfg.sha256 is not None and _already_present(out_dir, cfg.sha256):
-        return sorted(p for p in out_dir.iterdir() if p.is_file())
+    present = [p for p in out_dir.iterdir() if p.is_file()] if out_dir.is_dir() else []
+    if cfg.sha256 is not None and len(present) == 1 and sha256_file(present[0]) == cfg.sha256:
+        return present
     with replace_dir(out_dir) as staging:
         if cfg.source == "pypi":
             _pip_download(cfg, staging)
@@ -34,11 +35,6 @@ def fetch(cfg: FetchConfig, out_dir: Path) -> list[Path]:
         else:
             _copy_local(cfg, staging)
     return sorted(p for p in out_dir.iterdir() if p.is_file())
-
-
-def _already_present(out_dir: Path, sha256: str) -> bool:
-    files = [p for p in out_dir.iterdir() if p.is_file()] if out_dir.is_dir() else []
-    return len(files) == 1 and sha256_file(files[0]) == sha256
 
 
 def verify_sha256(path: Path, expected: str, what: str) -> None:

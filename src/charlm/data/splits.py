@@ -60,12 +60,8 @@ def _split_lines(
         raise DataError("prepare.val_documents/test_documents need a corpus of several documents; it has one")
     # Train ends at the first line start at or after its share of the characters, val likewise, so
     # no line straddles two splits. Cuts not found by the end of the text are at its end.
-    n = doc.chars
-    targets = [
-        max(int(n * (1 - cfg.val_fraction - cfg.test_fraction)) - 1, 0),
-        max(int(n * (1 - cfg.test_fraction)) - 1, 0),
-    ]
-    train_end, val_end = _cuts(doc, targets, chunk_bytes)
+    shares = (1 - cfg.val_fraction - cfg.test_fraction, 1 - cfg.test_fraction)
+    train_end, val_end = _cuts(doc, [max(int(doc.chars * s) - 1, 0) for s in shares], chunk_bytes)
     paths = {name: workdir / f"{doc.path.stem}.{name}.txt" for name in SPLITS}
     sizes = {}  # chars, lines
     with open(doc.path, "rb") as f:
@@ -120,8 +116,7 @@ def _copy(source: BinaryIO, size: int, path: Path, chunk_bytes: int) -> tuple[in
 
 def _split_by_document(docs: list[Document], cfg: PrepareConfig) -> dict[str, list[Document]]:
     by_name = {d.name: d for d in docs}
-    unknown = sorted((set(cfg.val_documents) | set(cfg.test_documents)) - set(by_name))
-    if unknown:
+    if unknown := sorted((set(cfg.val_documents) | set(cfg.test_documents)) - set(by_name)):
         raise DataError(f"prepare.val_documents/test_documents name unknown documents: {unknown}")
     total = sum(d.chars for d in docs)
     explicit = {"val": list(cfg.val_documents), "test": list(cfg.test_documents)}

@@ -88,10 +88,7 @@ class Vocabulary:
     @property
     def dtype(self) -> np.dtype:
         """The smallest unsigned integer type that holds every id."""
-        for dtype in (np.uint8, np.uint16):
-            if len(self) <= np.iinfo(dtype).max + 1:
-                return np.dtype(dtype)
-        return np.dtype(np.uint32)
+        return np.min_scalar_type(len(self) - 1)
 
     @cached_property
     def _byte_ids(self) -> bytes:

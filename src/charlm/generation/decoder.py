@@ -106,13 +106,12 @@ class Decoder:
         if prompt.numel() == 0 or prompt.min() < 0 or prompt.max() >= vocab_size:
             # Checked here: inside the batch's step, a bad id would fail every row.
             raise IndexError(f"a prompt needs ids in 0..{vocab_size - 1}, got {prompt.tolist()}")
-        hidden = self.model.initial_hidden(1)
         row = Row(req.options, Draws(req.options.seed), prompt[0].tolist())
         self.rows.append(row)
         # A prompting row's logits are never sampled from: the step feeds its prompt instead.
         last = torch.zeros(1, vocab_size, device=self.device)  # (1, V)
         self.logits = last if self.logits is None else torch.cat([self.logits, last])
-        tensors = hidden_tensors(hidden)  # each (num_layers, 1, H)
+        tensors = hidden_tensors(self.model.initial_hidden(1))  # each (num_layers, 1, H)
         if self.hidden:
             tensors = [torch.cat(pair, 1) for pair in zip(self.hidden, tensors, strict=True)]
         self.hidden = tensors

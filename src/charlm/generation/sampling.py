@@ -11,10 +11,7 @@ from charlm.data.vocab import UNK_ID
 
 
 class Draws:
-    """A row's random numbers in [0, 1), from its own generator, drawn a block at a time.
-
-    The blocks depend on the seed alone, never on the batch, so neither does the sequence.
-    """
+    """A row's random numbers in [0, 1), from its own generator, drawn a block at a time."""
 
     BLOCK = 256
 
@@ -41,12 +38,10 @@ def sample_next(
     top_p: torch.Tensor | None,
     u: torch.Tensor,
 ) -> torch.Tensor:
-    """One character id per row by inverse-CDF sampling of the filtered distribution.
-
-    logits (B, V); temperature, top_k, top_p (B, 1) per row (None: no row filters that way; a
-    row's top_k = V or top_p > 1 leaves it unfiltered); u (B,) uniform draws. The top-p nucleus is
-    taken over the top-k survivors.
-    """
+    """One character id per row by inverse-CDF sampling of the filtered distribution: logits (B, V);
+    temperature, top_k, top_p (B, 1) per row (None: no row filters that way; a row's top_k = V or
+    top_p > 1 leaves it unfiltered); u (B,) uniform draws. The top-p nucleus is taken over the top-k
+    survivors."""
     logits = logits.float() / temperature
     logits[:, UNK_ID] = float("-inf")
     ranked, order = logits.sort(dim=-1, descending=True)  # (B, V)

@@ -67,7 +67,6 @@ class Job:
                 self.abandoned = True
 
     def remaining_s(self) -> float:
-        """How long its caller may still wait."""
         return max(self.deadline - time.monotonic(), 0.0)
 
     def give_up(self) -> TimeoutError:
@@ -76,10 +75,9 @@ class Job:
         return TimeoutError("generation did not finish within its deadline")
 
     def take(self, sent: list[int]) -> tuple[list[str], bool]:
-        """What the caller has not been given yet, every row's characters since `sent` (which it
-        moves on), and whether the job is over; raises the job's error when it failed. Every way of
-        waiting on a job reads it here. A row's characters only grow, so this may run beside the
-        batching thread."""
+        """Every row's characters since `sent` (which it moves on) and whether the job is over;
+        raises the job's error when it failed. A row's characters only grow, so this may run beside
+        the batching thread."""
         over = self.finished.is_set()  # before the characters: none comes after it is set
         news = []
         for i, row in enumerate(self.rows):
@@ -105,11 +103,9 @@ class Batcher:
         self.waiting_rows = self.waiting_chars = self.waiting_sliced = 0
 
     def submit(self, requests: list[Request], timeout_s: float) -> list[str]:
-        """Generate the requests' texts (in order) with whatever else is running; blocks.
-
-        Raises Overloaded at once when the worker cannot take them, and TimeoutError after the
-        submission's deadline, when its rows have already left the batch.
-        """
+        """Generate the requests' texts (in order) with whatever else is running; blocks. Raises
+        Overloaded at once when the worker cannot take them, and TimeoutError after the
+        submission's deadline, when its rows have already left the batch."""
         job = self.enqueue(requests, timeout_s)
         if not job.finished.wait(job.remaining_s()):
             raise job.give_up()

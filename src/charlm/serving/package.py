@@ -35,16 +35,13 @@ def requirements() -> list[str]:
     return [f"{pkg}=={Version(version(pkg)).public}" for pkg in REQUIREMENTS]
 
 
-def example_prompt(model_dir: Path, wanted: str) -> str:
-    """`wanted` if the model knows all its characters, else a few characters it does know."""
-    vocab = Vocabulary.load(model_dir / VOCAB_FILE)
-    return wanted if not vocab.unknown_chars(wanted) else "".join(vocab.itos[1:4])
-
-
 def log_model(model_dir: Path, run_id: str, settings: ServedSettings, prompt: str) -> ModelInfo:
     """Log a model directory as a pyfunc in `run_id`, serving with `settings` (its example request
-    asks for a short text after `prompt`); returns MLflow's record of it (URI, logged model id)."""
-    example = {"prompt": example_prompt(model_dir, prompt), "length": 40, "seed": 0}
+    asks for a short text after `prompt`, or after a few characters the model knows if it does not
+    know all of `prompt`'s); returns MLflow's record of it (URI, logged model id)."""
+    vocab = Vocabulary.load(model_dir / VOCAB_FILE)
+    known = prompt if not vocab.unknown_chars(prompt) else "".join(vocab.itos[1:4])
+    example = {"prompt": known, "length": 40, "seed": 0}
     with mlflow.start_run(run_id=run_id):
         logged = mlflow.pyfunc.log_model(
             name="model",

@@ -25,9 +25,9 @@ class CharLMModel(mlflow.pyfunc.PythonModel):
         self.loaded: LoadedModel = load_model_dir(Path(context.artifacts[MODEL_DIR_ARTIFACT]))
         self.settings = ServedSettings.parse(context.model_config)
         self.batcher = Batcher(self.loaded.model, self.loaded.vocab, self.settings.limits)
+        self.timeout_s = MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT.get()
         # Served by `charlm serve` (on charlm_scoring_loop), the scoring server serves these too.
-        timeout_s = MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT.get()
-        charlm_scoring_loop.ROUTES.update(routes(self.requests, self.batcher, timeout_s))
+        charlm_scoring_loop.ROUTES.update(routes(self.requests, self.batcher, self.timeout_s))
 
     def requests(self, rows: list[GenerationRequest]) -> list[Request]:
         """Every row checked, over the logged defaults and within the limits, before any joins
@@ -38,25 +38,19 @@ class CharLMModel(mlflow.pyfunc.PythonModel):
         self, model_input: list[GenerationRequest], params: dict[str, Any] | None = None
     ) -> list[str]:
         with answered_as_refusals():
-            return self.batcher.submit(
-                self.requests(model_input), MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT.get()
-            )
+            return self.batcher.submit(self.requests(model_input), self.timeout_s)
 
     def predict_stream(
         self, model_input: list[GenerationRequest] | dict[str, Any], params: dict[str, Any] | None = None
     ) -> Iterator[str]:
         """One text, as it is generated: the same characters as `predict` gives it, in pieces.
-
-        MLflow's `PyFuncModel.predict_stream` takes a single input, which for this model's
-        signature (a list of requests) is a list of one request, `[[{"prompt": ...}]]`; it hands
-        the request on as a dict.
-        """
+        MLflow's `PyFuncModel.predict_stream` takes a single input, which for this model's signature
+        (a list of requests) is a list of one request, `[[{"prompt": ...}]]`; it hands the request
+        on as a dict."""
         with answered_as_refusals():
             given = [model_input] if isinstance(model_input, dict) else model_input
             rows = [GenerationRequest.parse(row) if isinstance(row, dict) else row for row in given]
             if len(rows) != 1:
                 raise CharlmError(f"inputs: a stream is of one text, got {len(rows)}")
-            for (text,) in self.batcher.stream(
-                self.requests(rows), MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT.get()
-            ):
+            for (text,) in self.batcher.stream(self.requests(rows), self.timeout_s):
                 yield text

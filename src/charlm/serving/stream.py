@@ -26,9 +26,7 @@ PAGE = Path(__file__).with_name("page.html")
 EVENT_INTERVAL_S = 0.05
 
 Message = dict[str, Any]
-App = Callable[
-    [Message, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]], Awaitable[None]
-]
+App = Callable[[Message, Any, Any], Awaitable[None]]  # scope, receive, send
 
 
 class StreamRequest(Record):
@@ -76,12 +74,7 @@ def routes(
             return await respond(
                 send, answer.get_http_status_code(), answer.serialize_as_json().encode(), JSON
             )
-        start = {
-            "type": "http.response.start",
-            "status": 200,
-            "headers": [*HEADERS, (b"content-type", b"text/event-stream")],
-        }
-        await send(start)
+        await start_response(send, 200, b"text/event-stream")
 
         async def watch() -> None:  # the client went away: its rows leave at the next step
             while (await receive())["type"] != "http.disconnect":
@@ -124,13 +117,13 @@ async def read_body(receive: Callable[[], Awaitable[Message]]) -> bytes:
     return body
 
 
+async def start_response(send: Any, status: int, content_type: bytes) -> None:
+    headers = [*HEADERS, (b"content-type", content_type)]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+
+
 async def respond(send: Any, status: int, body: bytes, content_type: bytes) -> None:
-    start = {
-        "type": "http.response.start",
-        "status": status,
-        "headers": [*HEADERS, (b"content-type", content_type)],
-    }
-    await send(start)
+    await start_response(send, status, content_type)
     await send({"type": "http.response.body", "body": body})
 
 

@@ -36,8 +36,6 @@ def ending(client: "MlflowClient", run_id: str) -> Iterator[None]:
 
 # MLflow's dataset contexts, by the split a run reads.
 CONTEXTS = {"train": "training", "val": "validation", "test": "test"}
-
-
 DIGEST_CHARS = 36  # what MLflow's datasets table holds of a digest
 
 
@@ -90,12 +88,9 @@ class StageTracking:
 
     @contextmanager
     def model_run(self, run_id: str | None, run_name: str) -> Iterator[tuple[str, bool]]:
-        """The run to log a model's later results to, and whether it was created here.
-
-        That is its training run when this store has it, left as it is. After `dvc pull` or on a
-        fresh tracking store the training run is elsewhere; then a new run, tagged so, lives as the
-        block.
-        """
+        """The run to log a model's later results to, and whether it was created here: its training
+        run when this store has it, left as it is; else (after `dvc pull`, or on a fresh tracking
+        store) a new run, tagged so, that lives as the block."""
         from mlflow.exceptions import MlflowException
 
         if run_id:
@@ -175,7 +170,6 @@ class RunTracker:
     def start(
         cls, tracking: StageTracking, run_name: str, params: dict[str, Any], tags: dict[str, str]
     ) -> "RunTracker":
-        """A new run with the stage's tags and these `tags`, holding `params`."""
         from mlflow.entities import Param
 
         run_id = tracking.create_run(run_name, **tags, **tag.owner_tags())
@@ -194,7 +188,6 @@ class RunTracker:
         self._pending += metrics_at(step, metrics)
 
     def flush(self) -> None:
-        """Send the pending metrics to MLflow."""
         if self._pending:
             self.client.log_batch(self.run_id, metrics=self._pending)
             self._pending = []

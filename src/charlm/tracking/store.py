@@ -25,20 +25,14 @@ HTTP_DEFAULTS = {
 }
 
 
-def workspace_root() -> Path:
-    return Path(os.environ.get("DVC_ROOT") or os.getcwd()).resolve()
-
-
 def tracking_uri() -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{workspace_root() / DB_FILE}"
+    root = Path(os.environ.get("DVC_ROOT") or os.getcwd()).resolve()
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{root / DB_FILE}"
 
 
 def connect(uri: str | None = None) -> "MlflowClient":
-    """An MlflowClient for `uri`, checked to answer; the SQLite schema is created under a lock.
-
-    Two processes creating a new SQLite database at once corrupt it, so the first access (which
-    creates and migrates the schema) happens while holding an exclusive lock beside the file.
-    """
+    """An MlflowClient for `uri` (default: `tracking_uri()`), checked to answer; an embedded store's
+    schema is created under `store_lock`."""
     for key, value in HTTP_DEFAULTS.items():
         os.environ.setdefault(key, value)
     import mlflow
@@ -70,10 +64,10 @@ def first_write(write: Callable[[], object]) -> None:
 
 @contextmanager
 def store_lock(uri: str) -> Iterator[None]:
-    """Serialise the first access to an embedded SQLite store across processes, which creates its
-    schema. A tracking server creates its own; and no lock, file or otherwise, guards registry
-    decisions: processes on other machines share none, so registration converges instead
-    (`registry.alias`)."""
+    """Serialise the first access to an embedded SQLite store, which creates and migrates its schema:
+    two processes creating one at once corrupt it. A tracking server creates its own; and no lock,
+    file or otherwise, guards registry decisions: processes on other machines share none, so
+    registration converges instead (`registry.alias`)."""
     if not uri.startswith("sqlite:///"):
         yield
         return
@@ -84,12 +78,10 @@ def store_lock(uri: str) -> Iterator[None]:
 
 
 def ui_address(host: str, port: int, experiment: str) -> str:
-    """The MLflow UI's address of an experiment, opening on its training runs.
-
-    MLflow 3's UI has a global GenAI / model-training switch that defaults to GenAI, whose overview
-    of an experiment shows traces, not runs; the experiment's `mlflow.experimentKind` tag does not
-    move it. The `workflowType` parameter does (and the browser remembers it).
-    """
+    """The MLflow UI's address of an experiment, opening on its training runs. MLflow 3's UI has a
+    global GenAI / model-training switch that defaults to GenAI, whose overview of an experiment
+    shows traces, not runs; the experiment's `mlflow.experimentKind` tag does not move it, the
+    `workflowType` parameter does (and the browser remembers it)."""
     return f"http://{host}:{port}/#/experiments/{experiment}?workflowType=machine_learning"
 
 

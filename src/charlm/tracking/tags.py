@@ -13,11 +13,9 @@ from pathlib import Path
 STAGE = "dvc.stage"
 EXP_NAME = "dvc.exp_name"  # the DVC experiment a run belongs to (`dvc exp show` lists the same name)
 SOURCE_NAME, SOURCE_TYPE = "mlflow.source.name", "mlflow.source.type"  # the run's "Source"
-GIT_COMMIT, GIT_BRANCH, GIT_REPO = (
-    "mlflow.source.git.commit",
-    "mlflow.source.git.branch",
-    "mlflow.source.git.repoURL",
-)
+GIT_COMMIT = "mlflow.source.git.commit"
+GIT_BRANCH = "mlflow.source.git.branch"
+GIT_REPO = "mlflow.source.git.repoURL"
 USER = "mlflow.user"  # the UI's "User" column
 DESCRIPTION = "mlflow.note.content"  # the run's description, markdown
 EXPERIMENT_KIND, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
