@@ -8,7 +8,8 @@ run` first), with the model's settings (its step budget included) and `--set` ov
 the runs of one call. Each trained model is scored by a full stateful pass over the validation
 split in params.yaml's `evaluate` layout, and what it writes is judged as the evaluate stage judges
 it (`evaluate.writing`). Prints every seed's validation bpc, training time and writing verdict,
-then the mean, the standard deviation and the spread (max - min) of the bpc:
+then the mean, the standard deviation and the spread (max - min) of the bpc. With
+`train.average_last`, each seed's last-step weights are scored too: the same run without averaging.
 
     python benchmarks/bench_seeds.py --model lstm --seeds 1 2 3
     python benchmarks/bench_seeds.py --model lstm --seeds 1 2 3 --set beta2=0.99
@@ -51,14 +52,15 @@ def overrides(items: list[str]) -> dict[str, Any]:
 @dataclass
 class Trained:
     model: CharLM  # the exported best-by-validation weights, the ones the evaluate stage scores
+    last: CharLM  # the last step's weights: with train.average_last, what averaging improves on
     loop: LoopState
     seconds: float  # of training, its validation passes and checkpoints included
     device: torch.device
     dtype: torch.dtype | None  # autocast's, None for fp32
 
-    def stateful(self, ids: np.ndarray, cfg: EvaluateConfig) -> EvalResult:
+    def stateful(self, ids: np.ndarray, cfg: EvaluateConfig, model: CharLM | None = None) -> EvalResult:
         """The evaluate stage's score: a full pass over `ids` in `cfg`'s layout, state carried."""
-        return evaluate(self.model, ids, cfg.batch_size, cfg.seq_len, self.device, self.dtype)
+        return evaluate(model or self.model, ids, cfg.batch_size, cfg.seq_len, self.device, self.dtype)
 
 
 def trained(spec: ModelSpec, data: TrainData) -> Trained:
@@ -69,7 +71,7 @@ def trained(spec: ModelSpec, data: TrainData) -> Trained:
         trainer.fit(None, Path(tmp) / "best", [], lambda *_: None)
         seconds = time.perf_counter() - started
         model = load_model_dir(Path(tmp) / "best", trainer.device).model
-    return Trained(model, trainer.loop, seconds, trainer.device, trainer.dtype)
+    return Trained(model, trainer.model, trainer.loop, seconds, trainer.device, trainer.dtype)
 
 
 def spread(label: str, scores: list[float]) -> str:
@@ -105,21 +107,31 @@ def main() -> None:
     )
     base = params.models[args.model].model_dump()
     print(f"{args.model} with {changes or 'its settings'}, train.seed in {args.seeds}")
-    scores, cfg = [], params.evaluate
+    scores, last, cfg = [], [], params.evaluate
     for seed in args.seeds:
         spec = ModelSpec.parse(base | changes | {"seed": seed})
         run = trained(spec, data)
         bpc = run.stateful(data.val, cfg).bpc
         scores.append(bpc)
+        if run.loop.averaged:
+            last.append(run.stateful(data.val, cfg, run.last).bpc)
         wanted = cfg.writing.options(params.generate)
         texts = generate_all(run.model.cpu(), vocab, wanted)
         writing = judge(data.train, data.val, vocab, cfg.writing, wanted, texts)
         print(
             f"  train.seed {seed}: val bpc {bpc:.4f} in {run.seconds:.0f} s of training ({run.loop.steps} steps);"
-            f" writes: {writing.summary()}",
+            f" writes: {writing.summary()}"
+            + (f"; the last step's weights, unaveraged: {last[-1]:.4f}" if run.loop.averaged else ""),
             flush=True,
         )
     print(spread("", scores))
+    if last:
+        print(spread("the last step's weights: ", last))
+        print(
+            spread(
+                "averaged minus last, paired by seed: ", [a - b for a, b in zip(scores, last, strict=True)]
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -6,8 +6,9 @@ from charlm.data.layout import HELD_OUT
 from charlm.data.report import DataReport
 from charlm.data.vocab import Vocabulary
 from charlm.errors import run_cli
+from charlm.evaluation.dynamic import dynamic
 from charlm.evaluation.evaluate import evaluate
-from charlm.evaluation.report import EvalReport, SplitReport
+from charlm.evaluation.report import DynamicReport, EvalReport, SplitReport
 from charlm.evaluation.writing import judge, transcript
 from charlm.generation.decoder import generate_all
 from charlm.model.device import autocast_dtype, select_device
@@ -44,6 +45,8 @@ def main() -> None:
         )
         for split in HELD_OUT
     }
+    static, learning = dynamic(loaded.model, encoded.load("test"), cfg.dynamic, device, dtype)
+    reading = DynamicReport(chars=learning.chars, static_bpc=static.bpc, bpc=learning.bpc)
     wanted = cfg.writing.options(params.generate)
     texts = generate_all(loaded.model, loaded.vocab, wanted)
     writing = judge(encoded.load("train"), encoded.load("val"), loaded.vocab, cfg.writing, wanted, texts)
@@ -55,6 +58,7 @@ def main() -> None:
             model_dir=args.model_dir.as_posix(),
             **splits,
             writing=writing,
+            dynamic=reading,
             num_params=loaded.model.num_parameters(),
             mlflow_run_id=run_id,
             mlflow_run="new" if new else "training",
@@ -70,7 +74,8 @@ def main() -> None:
             tracking.client.set_tag(run_id, tag.DESCRIPTION, about)
     report.write(args.metrics)
     print(
-        f"evaluate: {args.model}: val {report.val.bpc:.4f} bpc, test {report.test.bpc:.4f} bpc;"
+        f"evaluate: {args.model}: val {report.val.bpc:.4f} bpc, test {report.test.bpc:.4f} bpc"
+        f" (its first {reading.chars:,} characters {reading.static_bpc:.4f}, dynamically {reading.bpc:.4f});"
         f" MLflow run {run_id} ({report.mlflow_run})\nevaluate: {args.model} writes: {writing.summary()}"
     )
 

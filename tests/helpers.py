@@ -462,6 +462,7 @@ def eval_report(
                 "val_mean_bits": 2.9,
                 "first_failure": "after 'JULIET:' (greedy): '&&&&'" if failed_texts else None,
             },
+            "dynamic": {"chars": 1000, "static_bpc": test_bpc, "bpc": test_bpc - 0.1},
             "num_params": num_params,
             "mlflow_run_id": "",
             "mlflow_run": "training",

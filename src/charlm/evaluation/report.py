@@ -1,12 +1,9 @@
 """The evaluation report (`metrics/eval/<model>.json`): what the evaluate stage hands the compare
 and register stages, and what `dvc metrics` shows.
 
-In code it is one `SplitReport` per held-out split and the `WritingReport` of what the model
-writes; on disk it is flat, one metric per key named `<split>_<metric>` (`val_bpc`,
-`test_loss_nats`) or `writing_<metric>` (`writing_failed`), so that `dvc metrics diff` and `dvc
-exp show` show each figure as a column. The baselines beside it are facts of the data, in the data
-report.
-"""
+In code it is one `SplitReport` per held-out split, the `WritingReport` of what the model writes
+and the `DynamicReport`; on disk it is flat, one metric per key (`val_bpc`, `writing_failed`,
+`dynamic_bpc`), so that `dvc metrics diff` and `dvc exp show` show each figure as a column."""
 
 from typing import Any
 
@@ -17,7 +14,6 @@ from charlm.evaluation.metrics import EvalResult
 from charlm.evaluation.ranking import Standing
 from charlm.records import Record
 
-WRITING = "writing"  # the prefix of the writing report's keys on disk
 # A split's keys on disk, in this order; bpc and perplexity are derived from loss_nats on reading.
 FIGURES = ("loss_nats", "bpc", "perplexity", "accuracy", "chars", "sha256")
 
@@ -53,12 +49,26 @@ class WritingReport(Record):
         return text + (f"; the first failure: {self.first_failure}" if self.first_failure else "")
 
 
+class DynamicReport(Record):
+    """The start of the test split read in order as one stream, by the model as trained and by the
+    model learning as it reads (`charlm.evaluation.dynamic`): never in place of the static figures."""
+
+    chars: int
+    static_bpc: float
+    bpc: float
+
+
+# The reports whose keys on disk are prefixed with their field's name.
+PREFIXED: dict[str, type[Record]] = {"writing": WritingReport, "dynamic": DynamicReport}
+
+
 class EvalReport(Record):
     model: str  # the `models:` entry
     model_dir: str  # the model directory the figures are of, as dvc.yaml names it
     val: SplitReport
     test: SplitReport
     writing: WritingReport
+    dynamic: DynamicReport
     num_params: int
     mlflow_run_id: str  # the run the figures were logged to
     mlflow_run: str  # "training": the model's training run; "new": one made for them
@@ -75,7 +85,8 @@ class EvalReport(Record):
         flat: dict[str, Any] = {"model": self.model, "model_dir": self.model_dir}
         for split in HELD_OUT:
             flat |= {f"{split}_{metric}": getattr(self.split(split), metric) for metric in FIGURES}
-        flat |= {f"{WRITING}_{metric}": value for metric, value in self.writing}
+        for prefix in PREFIXED:
+            flat |= {f"{prefix}_{metric}": value for metric, value in getattr(self, prefix)}
         return flat | {
             "num_params": self.num_params,
             "mlflow_run_id": self.mlflow_run_id,
@@ -91,7 +102,6 @@ class EvalReport(Record):
         for split in HELD_OUT:
             figures = {metric: flat.pop(f"{split}_{metric}", None) for metric in FIGURES}
             flat[split] = {metric: figures[metric] for metric in SplitReport.model_fields}
-        flat[WRITING] = {
-            metric: flat.pop(f"{WRITING}_{metric}", None) for metric in WritingReport.model_fields
-        }
+        for prefix, record in PREFIXED.items():
+            flat[prefix] = {metric: flat.pop(f"{prefix}_{metric}", None) for metric in record.model_fields}
         return flat

@@ -56,6 +56,7 @@ class TrainConfig(Record):
     max_steps: Positive
     max_time_s: PositiveFloat | None  # a wall-clock budget: stop and finish the schedule by it
     grad_clip: PositiveFloat
+    average_last: Annotated[float, Field(ge=0, lt=1)]  # of the schedule: its weights averaged; 0: off
     eval_interval: Positive
     patience: Annotated[int, Field(ge=0)]  # evaluations without improvement before stopping; 0: never
     checkpoint_interval: Positive

@@ -48,13 +48,14 @@ class TrainJob:
         """The run's description: the model, the recipe and the data, in a few lines."""
         m, t, data = self.spec.model, self.spec.train, self.data
         ranks = f" on {world.size} processes" if world.size > 1 else ""
+        averaged = f", the weights of its last {t.average_last:.0%} averaged" if t.average_last else ""
         return "\n\n".join(
             [
                 f"**{self.spec.name}**: {m.describe()}, over {len(data.vocab)} characters.",
                 f"**Recipe**: {t.max_steps:,} steps of {t.batch_size} x {t.seq_len} characters{ranks};"
                 f" AdamW at {t.learning_rate:g} (warmup {t.warmup_steps}, cosine to {t.min_lr_ratio:g}x),"
                 f" betas {t.beta1:g}/{t.beta2:g}, weight decay {t.weight_decay:g}, clip {t.grad_clip:g};"
-                f" precision {t.precision}, seed {t.seed}.",
+                f" precision {t.precision}, seed {t.seed}{averaged}.",
                 f"**Data**: {self.corpus}; trained on {len(data.train):,} characters, validated on"
                 f" {len(data.val):,} (the datasets below, by the sha256 of their encoded files).",
             ]

@@ -27,17 +27,33 @@ def start_at_unigram(model: CharLM, counts: Sequence[int]) -> None:
         model.head.bias.copy_(torch.from_numpy(np.log(frequencies / frequencies.sum())))
 
 
+def progress(step: int, cfg: TrainConfig, elapsed_s: float) -> float:
+    """How much of the schedule after warmup is spent at `step`, 0 to 1: of the steps to max_steps,
+    or with max_time_s of the seconds to it (`elapsed_s` of them spent), whichever runs out first."""
+    spent = (step - cfg.warmup_steps) / max(cfg.max_steps - cfg.warmup_steps, 1)
+    if cfg.max_time_s is not None:
+        spent = max(spent, elapsed_s / cfg.max_time_s)
+    return min(max(spent, 0.0), 1.0)
+
+
 def lr_at(step: int, cfg: TrainConfig, elapsed_s: float) -> float:
     """Linear warmup to learning_rate, then cosine decay to learning_rate * min_lr_ratio over the
-    rest of the budget: the steps to max_steps, or with max_time_s the seconds to it (`elapsed_s`
-    of them spent), whichever runs out first."""
+    rest of the schedule."""
     if step < cfg.warmup_steps:
         return cfg.learning_rate * (step + 1) / cfg.warmup_steps
-    progress = (step - cfg.warmup_steps) / max(cfg.max_steps - cfg.warmup_steps, 1)
-    if cfg.max_time_s is not None:
-        progress = max(progress, elapsed_s / cfg.max_time_s)
     floor = cfg.learning_rate * cfg.min_lr_ratio
-    return floor + 0.5 * (cfg.learning_rate - floor) * (1 + math.cos(math.pi * min(progress, 1.0)))
+    return floor + 0.5 * (cfg.learning_rate - floor) * (
+        1 + math.cos(math.pi * progress(step, cfg, elapsed_s))
+    )
+
+
+def averages(step: int, cfg: TrainConfig, elapsed_s: float) -> bool:
+    """Whether the weights after `step` join the average: in the last `average_last` of the schedule."""
+    return (
+        cfg.average_last > 0
+        and step >= cfg.warmup_steps
+        and progress(step, cfg, elapsed_s) >= 1 - cfg.average_last
+    )
 
 
 def make_optimizer(model: CharLM, cfg: TrainConfig) -> torch.optim.AdamW:

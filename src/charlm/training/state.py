@@ -23,7 +23,7 @@ from charlm.model.network import CharLM
 from charlm.training.outputs import CURVES
 
 STATE_FILE = "state.safetensors"
-STATE_FORMAT = "charlm-train-state/5"
+STATE_FORMAT = "charlm-train-state/6"
 
 
 @dataclass
@@ -38,6 +38,7 @@ class LoopState:
     train_chars: int = 0  # characters trained on, over every rank
     train_time_s: float = 0.0  # in training steps only
     wall_time_s: float = 0.0  # steps, evaluation and checkpoints, over every resumed segment
+    averaged: int = 0  # steps whose weights the running average holds (`train.average_last`)
     finished: bool = False
     stopped_early: bool = False
     history: dict[str, list[list[float]]] = field(default_factory=lambda: {name: [] for name in CURVES})
@@ -51,6 +52,7 @@ class TrainingState:
     hidden: list[torch.Tensor]  # the whole batch's carried state, each (layers, B, H); [] at an epoch start
     rngs: list[torch.Tensor]  # each rank's CPU generator state, by rank
     cuda_rng: torch.Tensor | None = None
+    average: list[torch.Tensor] = field(default_factory=list)  # the weights' running average, by parameter
     weights: dict[str, torch.Tensor] = field(default_factory=dict)
     optimizer: dict[str, Any] = field(default_factory=dict)  # the optimizer's state_dict
 
@@ -76,6 +78,7 @@ def save_state(path: Path, state: TrainingState, model: CharLM, optimizer: torch
     tensors |= {f"rng.cpu.{rank}": rng for rank, rng in enumerate(state.rngs)}
     if state.cuda_rng is not None:
         tensors["rng.cuda"] = state.cuda_rng
+    tensors |= {f"average.{i}": a.detach().cpu() for i, a in enumerate(state.average)}
     opt = optimizer.state_dict()  # AdamW's state is tensors alone: step and both moments, per parameter
     tensors |= {
         f"optim.{pid}.{k}": v.detach().cpu()
@@ -129,6 +132,7 @@ def read_state(path: Path) -> TrainingState | None:
         hidden=[tensors[f"hidden.{i}"] for i in range(2) if f"hidden.{i}" in tensors],
         rngs=[rng for _, rng in rngs],
         cuda_rng=tensors.get("rng.cuda"),
+        average=[tensors[f"average.{i}"] for i in range(len(tensors)) if f"average.{i}" in tensors],
         weights={k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")},
         optimizer={"state": moments, "param_groups": meta["param_groups"]},
     )

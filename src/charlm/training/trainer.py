@@ -15,7 +15,8 @@ import json
 import math
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -36,7 +37,7 @@ from charlm.model.network import CharLM, Hidden, detach_hidden, hidden_from_tens
 from charlm.params.training import ModelSpec
 from charlm.training.distributed import SINGLE, World
 from charlm.training.outputs import TrainPoint, TrainSummary, ValPoint
-from charlm.training.recipe import lr_at, make_optimizer, start_at_unigram
+from charlm.training.recipe import averages, lr_at, make_optimizer, start_at_unigram
 from charlm.training.state import STATE_FILE, STATE_FORMAT, LoopState, TrainingState, save_state
 
 # Called after every step with the step's loss, the training speed so far and, after an
@@ -110,6 +111,7 @@ class Trainer:
         self.elapsed_s = 0.0
         self.lr = 0.0  # the last step's learning rate
         self.hidden: Hidden | None = None
+        self.average: list[torch.Tensor] = []  # the weights' running mean, once averaging has begun
         if state is not None:
             self._restore(state)
 
@@ -124,7 +126,7 @@ class Trainer:
         if not self.world.is_main:
             return
         cuda_rng = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
-        state = TrainingState(self.fingerprint, self.run_id, self.loop, hidden, rngs, cuda_rng)
+        state = TrainingState(self.fingerprint, self.run_id, self.loop, hidden, rngs, cuda_rng, self.average)
         save_state(self.checkpoint_dir / STATE_FILE, state, self.model, self.optimizer)
 
     def _restore(self, state: TrainingState) -> None:
@@ -137,6 +139,7 @@ class Trainer:
             torch.manual_seed(self.seed + self.world.rank)
         if state.cuda_rng is not None and self.device.type == "cuda":
             torch.cuda.set_rng_state(state.cuda_rng, self.device)
+        self.average = [a.to(self.device) for a in state.average]
         self.loop = state.loop
         self.elapsed_s = state.loop.wall_time_s  # rank 0's, which every rank restores
 
@@ -156,12 +159,41 @@ class Trainer:
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
         self.optimizer.step()
         self.hidden = detach_hidden(hidden)
+        if averages(step, self.cfg, self.elapsed_s):
+            self._average()
         return loss.item()
 
+    @torch.no_grad()
+    def _average(self) -> None:
+        weights = [p.detach() for p in self.model.parameters()]
+        self.loop.averaged += 1
+        if self.loop.averaged == 1:
+            self.average = [w.clone() for w in weights]
+        else:  # the mean of n weights from the mean of n - 1: a step of 1/n toward the newest
+            torch._foreach_lerp_(self.average, weights, 1.0 / self.loop.averaged)
+
+    @contextmanager
+    def averaged(self) -> Iterator[None]:
+        """Within, the model holds the averaged weights (once averaging has begun): what validation
+        scores and export writes."""
+        if not self.average:
+            yield
+            return
+        weights = list(self.model.parameters())
+        trained = [w.detach().clone() for w in weights]
+        with torch.no_grad():
+            torch._foreach_copy_(weights, self.average)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                torch._foreach_copy_(weights, trained)
+
     def validate(self) -> tuple[float, float]:
-        result = evaluate(
-            self.model, self.data.val, self.cfg.batch_size, self.cfg.seq_len, self.device, self.dtype
-        )
+        with self.averaged():
+            result = evaluate(
+                self.model, self.data.val, self.cfg.batch_size, self.cfg.seq_len, self.device, self.dtype
+            )
         return result.loss_nats, result.bpc
 
     def record(self, curve: str, point: TrainPoint | ValPoint, log: MetricLog | None) -> None:
@@ -235,15 +267,16 @@ class Trainer:
         return loop
 
     def export(self, directory: Path) -> None:
-        save_model_dir(
-            directory,
-            self.model,
-            self.data.vocab,
-            self.spec.name,
-            step=self.loop.steps,
-            best_train_val_bpc=bits_per_char(self.loop.best_train_val_loss_nats),
-            mlflow_run_id=self.run_id or None,
-        )
+        with self.averaged():
+            save_model_dir(
+                directory,
+                self.model,
+                self.data.vocab,
+                self.spec.name,
+                step=self.loop.steps,
+                best_train_val_bpc=bits_per_char(self.loop.best_train_val_loss_nats),
+                mlflow_run_id=self.run_id or None,
+            )
 
     def summary(self) -> TrainSummary:
         loop = self.loop

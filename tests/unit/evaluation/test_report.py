@@ -31,6 +31,9 @@ FLAT_KEYS = [
             "first_failure",
         )
     ),
+    "dynamic_chars",
+    "dynamic_static_bpc",
+    "dynamic_bpc",
     "num_params",
     "mlflow_run_id",
     "mlflow_run",
@@ -69,6 +72,7 @@ def test_the_file_is_flat_and_reads_back(tmp_path: Path) -> None:
             "val": split | {"sha256": "b" * 64},
             "test": split | {"sha256": "c" * 64},
             "writing": WRITING,
+            "dynamic": {"chars": 100, "static_bpc": 2.5, "bpc": 2.25},
             "num_params": 10,
             "mlflow_run_id": "r",
             "mlflow_run": "training",

@@ -23,7 +23,7 @@ from charlm.params.training import ModelConfig, ModelSpec, TrainConfig
 from charlm.tracking.runs import DatasetRef, StageTracking
 from charlm.training.job import TrainJob, train_model
 from charlm.training.outputs import TrainOutputs, TrainSummary
-from charlm.training.recipe import lr_at, make_optimizer
+from charlm.training.recipe import averages, lr_at, make_optimizer
 from charlm.training.state import STATE_FILE, read_state
 from charlm.training.trainer import TrainData, Trainer, TrainingDiverged
 from tests.helpers import config, spec
@@ -86,6 +86,15 @@ def test_with_a_time_budget_the_schedule_decays_over_the_seconds_or_the_steps_wh
     assert lr_at(10, cfg, 50.0) == pytest.approx(0.55)  # half the seconds: half the decay
     assert lr_at(60, cfg, 10.0) == pytest.approx(0.55)  # half the steps, first
     assert lr_at(20, cfg, 100.0) == lr_at(20, cfg, 500.0) == pytest.approx(0.1)
+
+
+def test_the_weights_average_over_the_last_part_of_the_schedule_in_steps_or_seconds() -> None:
+    cfg = config(TrainConfig, warmup_steps=10, max_steps=110, average_last=0.2)
+    assert [s for s in range(110) if averages(s, cfg, 0.0)] == list(range(90, 110))
+    timed = cfg.model_copy(update={"max_time_s": 100.0})
+    assert averages(20, timed, 80.0) and not averages(20, timed, 79.0)
+    assert not averages(5, timed, 99.0)  # never during the warmup
+    assert not any(averages(s, cfg.model_copy(update={"average_last": 0.0}), 1e9) for s in range(110))
 
 
 class Clock:
@@ -209,10 +218,35 @@ def _weights(directory: Path) -> dict[str, torch.Tensor]:
     return load_file(directory / "model.safetensors")
 
 
+def test_weight_averaging_validates_and_exports_the_mean_of_the_last_steps_weights(
+    tmp_path: Path, tiny_data: TrainData
+) -> None:
+    run = tiny_run(average_last=0.25, eval_interval=40)  # one validation, after the last step
+    trainer = Trainer(run, tiny_data, tmp_path / "checkpoints")
+    after: list[list[torch.Tensor]] = []  # each step's weights
+    step = trainer.train_step
+
+    def recorded(at: int) -> float:
+        loss = step(at)
+        after.append([p.detach().clone() for p in trainer.model.parameters()])
+        return loss
+
+    trainer.train_step = recorded  # type: ignore[method-assign]
+    trainer.fit(None, tmp_path / "best", [], lambda *_: None)
+    # 35 steps of schedule after 5 of warmup: the last quarter is steps 32..39.
+    assert trainer.loop.averaged == 8
+    mean = [torch.stack(ws).mean(0) for ws in zip(*after[32:], strict=True)]
+    exported = load_model_dir(tmp_path / "best").model
+    assert all(torch.allclose(p, m, atol=1e-6) for p, m in zip(exported.parameters(), mean, strict=True))
+    assert not torch.allclose(next(exported.parameters()), after[-1][0])
+    # The trainer goes on from its own weights, the last step's.
+    assert all(torch.equal(p, w) for p, w in zip(trainer.model.parameters(), after[-1], strict=True))
+
+
 def test_interrupted_run_resumes_bit_exactly(
     tmp_path: Path, tiny_data: TrainData, mlflow_client: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    run = tiny_run()
+    run = tiny_run(average_last=0.5)  # the average spans the interruption too
     reference = train(tmp_path / "a", tiny_data, mlflow_client, run)
 
     interrupt_at(monkeypatch, 24)  # the loop checkpoints at 25 and stops

@@ -1,0 +1,54 @@
+"""Dynamic evaluation (Krause et al., 2018): a model that keeps learning as it reads the held-out
+text, scored beside the same characters read by the model as trained."""
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from charlm.data.streams import Streams
+from charlm.evaluation.metrics import EvalResult
+from charlm.model.device import autocast
+from charlm.model.network import CharLM, detach_hidden
+from charlm.params.generation import DynamicConfig
+
+
+def dynamic(
+    model: CharLM, ids: np.ndarray, cfg: DynamicConfig, device: torch.device, dtype: torch.dtype | None = None
+) -> tuple[EvalResult, EvalResult]:
+    """The static and the dynamic figures of the first `cfg.chars` of `ids`, read in order as one
+    stream, `cfg.seq_len` at a time, the hidden state carried. Dynamically, each segment is scored
+    first, then the model takes an SGD step on it and is pulled back toward its trained weights by
+    `cfg.decay`: no character is scored by weights that have seen it. The weights are restored."""
+    stream = Streams(ids[: cfg.chars + 1], 1)  # (1, L)
+    trained = [p.detach().clone() for p in model.parameters()]
+    weights = list(model.parameters())
+    was_training = model.training
+    model.eval()  # no dropout; cuDNN's RNN backward needs training mode, so cuDNN sits out below
+    figures = []
+    try:
+        with torch.backends.cudnn.flags(enabled=False):
+            for learning_rate in (0.0, cfg.learning_rate):
+                nats, correct, hidden = 0.0, 0, None
+                for start in range(0, stream.length - 1, cfg.seq_len):
+                    window = stream.chunk(start, min(start + cfg.seq_len, stream.length - 1) + 1, device)
+                    x, y = window[:, :-1], window[:, 1:]  # (1, T)
+                    with torch.set_grad_enabled(learning_rate > 0), autocast(device, dtype):
+                        logits, hidden = model(x, hidden)  # (1, T, V)
+                    loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="sum")
+                    nats += loss.item()
+                    correct += int((logits.argmax(-1) == y).sum())
+                    hidden = detach_hidden(hidden)
+                    if learning_rate:
+                        model.zero_grad(set_to_none=True)
+                        (loss / y.numel()).backward()
+                        with torch.no_grad():
+                            torch._foreach_add_(weights, [w.grad for w in weights], alpha=-learning_rate)
+                            torch._foreach_lerp_(weights, trained, cfg.decay)
+                chars = stream.length - 1
+                figures.append(EvalResult(loss_nats=nats / chars, accuracy=correct / chars, chars=chars))
+    finally:
+        with torch.no_grad():
+            torch._foreach_copy_(weights, trained)
+        model.zero_grad(set_to_none=True)
+        model.train(was_training)
+    return figures[0], figures[1]
