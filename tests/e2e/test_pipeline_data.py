@@ -37,7 +37,7 @@ def test_bad_corpus_fails_cleanly_without_partial_outputs(workspace: Workspace, 
             {"limits": {"max_batch_rowz": 8}},
             "limits.max_batch_rowz: unknown key (did you mean 'max_batch_rows'?)",
         ),
-        ({"servve": {}}, "servve: unknown key (did you mean 'serve'?)"),
+        ({"limitz": {}}, "limitz: unknown key (did you mean 'limits'?)"),
     ],
 )
 def test_bad_params_fail_before_any_work(
