@@ -113,7 +113,7 @@ def main() -> None:
         run = trained(spec, data)
         bpc = run.stateful(data.val, cfg).bpc
         scores.append(bpc)
-        if run.loop.averaged:
+        if run.loop.averaged_steps:
             last.append(run.stateful(data.val, cfg, run.last).bpc)
         wanted = cfg.writing.options(params.generate)
         texts = generate_all(run.model.cpu(), vocab, wanted)
@@ -121,7 +121,7 @@ def main() -> None:
         print(
             f"  train.seed {seed}: val bpc {bpc:.4f} in {run.seconds:.0f} s of training ({run.loop.steps} steps);"
             f" writes: {writing.summary()}"
-            + (f"; the last step's weights, unaveraged: {last[-1]:.4f}" if run.loop.averaged else ""),
+            + (f"; the last step's weights, unaveraged: {last[-1]:.4f}" if run.loop.averaged_steps else ""),
             flush=True,
         )
     print(spread("", scores))

@@ -258,7 +258,7 @@ def main() -> None:
             )
             report(streams[clients])
 
-    limits = load_params(Params).serve
+    limits = load_params(Params).limits
     rows, prompt = limits.max_request_rows, "ROMEO:"
     length = limits.max_request_chars // rows - len(prompt)  # prompts count in the request's characters
     longest = ("ROMEO: Good morrow.\n" * (limits.max_prompt_chars // 20 + 1))[: limits.max_prompt_chars]

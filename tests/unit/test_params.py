@@ -94,6 +94,13 @@ def _error(raw: dict[str, Any], overrides: dict[str, Any]) -> str:
             "evaluate.writing.margin_bits: must be >= 0, got -1",
         ),
         ({"evaluate": {"writing": {"samples": -1}}}, "evaluate.writing.samples: must be >= 0, got -1"),
+        (
+            {"evaluate": {"dynamic": {"learning_rate": float("inf")}}},
+            "evaluate.dynamic.learning_rate: must be <= 100, got inf",
+        ),
+        ({"evaluate": {"dynamic": {"decay": 2}}}, "evaluate.dynamic.decay: must be <= 1, got 2"),
+        ({"evaluate": {"dynamic": {"chars": 0}}}, "evaluate.dynamic.chars: must be > 0, got 0"),
+        ({"train": {"average_last": 1.0}}, "train.average_last: must be < 1, got 1.0"),
     ],
 )
 def test_bad_values_name_the_key(

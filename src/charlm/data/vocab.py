@@ -11,11 +11,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import numpy as np
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from charlm.data.chunks import char_starts, multibyte
 from charlm.errors import DataError
@@ -152,3 +152,11 @@ class VocabFile(Record):
     counts: Annotated[tuple[int, ...], Field(strict=False)]
     unicode_form: UnicodeForm
     sha256: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def _hash_was_sha256(cls, raw: Any) -> Any:
+        # Files written before the sha256 was named so (registered versions among them) still load.
+        if isinstance(raw, dict) and "hash" in raw and "sha256" not in raw:
+            return {("sha256" if k == "hash" else k): v for k, v in raw.items()}
+        return raw

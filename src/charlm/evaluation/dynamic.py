@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from charlm.data.streams import Streams
+from charlm.errors import CharlmError
 from charlm.evaluation.metrics import EvalResult
 from charlm.model.device import autocast
 from charlm.model.network import CharLM, detach_hidden
@@ -32,9 +33,15 @@ def dynamic(
                 for start in range(0, stream.length - 1, cfg.seq_len):
                     window = stream.chunk(start, min(start + cfg.seq_len, stream.length - 1) + 1, device)
                     x, y = window[:, :-1], window[:, 1:]  # (1, T)
-                    with torch.set_grad_enabled(learning_rate > 0), autocast(device, dtype):
-                        logits, hidden = model(x, hidden)  # (1, T, V)
-                    loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="sum")
+                    with torch.set_grad_enabled(learning_rate > 0):
+                        with autocast(device, dtype):
+                            logits, hidden = model(x, hidden)  # (1, T, V)
+                        loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="sum")
+                    if not torch.isfinite(loss):
+                        raise CharlmError(
+                            f"dynamic evaluation diverged at character {start:,} of the test split:"
+                            f" try a lower evaluate.dynamic.learning_rate than {learning_rate:g}"
+                        )
                     nats += loss.item()
                     correct += int((logits.argmax(-1) == y).sum())
                     hidden = detach_hidden(hidden)

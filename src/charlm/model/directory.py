@@ -8,9 +8,10 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
+from pydantic import model_validator
 from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
 
@@ -26,17 +27,28 @@ CONFIG_FILE = "config.json"
 VOCAB_FILE = "vocab.json"
 
 
+# Format 2 named two keys otherwise; its directories (registered versions among them) still load.
+RENAMED_IN_3 = {"vocab_hash": "vocab_sha256", "best_val_bpc": "best_train_val_bpc"}
+
+
 class ModelInfo(Record):
     """`config.json`: everything but the weights and the vocabulary."""
 
-    format: Literal["charlm-model/2"] = "charlm-model/2"
+    format: Literal["charlm-model/3"] = "charlm-model/3"
     name: str
     model: ModelConfig
     vocab_size: int
     vocab_sha256: str
-    step: int = 0  # the training step the weights are from
+    step: int = 0  # of the validation that chose the weights (averaged up to it, with train.average_last)
     best_train_val_bpc: float | None = None  # the validation bpc they scored during training
     mlflow_run_id: str | None = None  # the training run, where later stages log this model's results
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_format_2(cls, raw: Any) -> Any:
+        if isinstance(raw, dict) and raw.get("format") == "charlm-model/2":
+            return {RENAMED_IN_3.get(k, k): v for k, v in raw.items()} | {"format": "charlm-model/3"}
+        return raw
 
 
 @dataclass(frozen=True)

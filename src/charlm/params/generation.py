@@ -69,7 +69,7 @@ class WritingConfig(Record):
 class DynamicConfig(Record):
     chars: Positive  # of the test split, from its start: dynamic evaluation reads one stream
     seq_len: Positive  # characters scored between two updates
-    learning_rate: Annotated[float, Field(gt=0, allow_inf_nan=False)]  # SGD's, on each scored segment
+    learning_rate: Annotated[float, Field(gt=0, le=100)]  # SGD's, on each scored segment
     decay: Annotated[float, Field(ge=0, le=1)]  # per segment, the pull back toward the trained weights
 
 

@@ -47,7 +47,7 @@ def lr_at(step: int, cfg: TrainConfig, elapsed_s: float) -> float:
     )
 
 
-def averages(step: int, cfg: TrainConfig, elapsed_s: float) -> bool:
+def in_average(step: int, cfg: TrainConfig, elapsed_s: float) -> bool:
     """Whether the weights after `step` join the average: in the last `average_last` of the schedule."""
     return (
         cfg.average_last > 0

@@ -38,7 +38,7 @@ class LoopState:
     train_chars: int = 0  # characters trained on, over every rank
     train_time_s: float = 0.0  # in training steps only
     wall_time_s: float = 0.0  # steps, evaluation and checkpoints, over every resumed segment
-    averaged: int = 0  # steps whose weights the running average holds (`train.average_last`)
+    averaged_steps: int = 0  # steps whose weights the running average holds (`train.average_last`)
     finished: bool = False
     stopped_early: bool = False
     history: dict[str, list[list[float]]] = field(default_factory=lambda: {name: [] for name in CURVES})

@@ -37,7 +37,7 @@ from charlm.model.network import CharLM, Hidden, detach_hidden, hidden_from_tens
 from charlm.params.training import ModelSpec
 from charlm.training.distributed import SINGLE, World
 from charlm.training.outputs import TrainPoint, TrainSummary, ValPoint
-from charlm.training.recipe import averages, lr_at, make_optimizer, start_at_unigram
+from charlm.training.recipe import in_average, lr_at, make_optimizer, start_at_unigram
 from charlm.training.state import STATE_FILE, STATE_FORMAT, LoopState, TrainingState, save_state
 
 # Called after every step with the step's loss, the training speed so far and, after an
@@ -159,21 +159,21 @@ class Trainer:
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
         self.optimizer.step()
         self.hidden = detach_hidden(hidden)
-        if averages(step, self.cfg, self.elapsed_s):
+        if in_average(step, self.cfg, self.elapsed_s):
             self._average()
         return loss.item()
 
     @torch.no_grad()
     def _average(self) -> None:
         weights = [p.detach() for p in self.model.parameters()]
-        self.loop.averaged += 1
-        if self.loop.averaged == 1:
+        self.loop.averaged_steps += 1
+        if self.loop.averaged_steps == 1:
             self.average = [w.clone() for w in weights]
         else:  # the mean of n weights from the mean of n - 1: a step of 1/n toward the newest
-            torch._foreach_lerp_(self.average, weights, 1.0 / self.loop.averaged)
+            torch._foreach_lerp_(self.average, weights, 1.0 / self.loop.averaged_steps)
 
     @contextmanager
-    def averaged(self) -> Iterator[None]:
+    def holding_average(self) -> Iterator[None]:
         """Within, the model holds the averaged weights (once averaging has begun): what validation
         scores and export writes."""
         if not self.average:
@@ -190,7 +190,7 @@ class Trainer:
                 torch._foreach_copy_(weights, trained)
 
     def validate(self) -> tuple[float, float]:
-        with self.averaged():
+        with self.holding_average():
             result = evaluate(
                 self.model, self.data.val, self.cfg.batch_size, self.cfg.seq_len, self.device, self.dtype
             )
@@ -267,7 +267,7 @@ class Trainer:
         return loop
 
     def export(self, directory: Path) -> None:
-        with self.averaged():
+        with self.holding_average():
             save_model_dir(
                 directory,
                 self.model,

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from charlm.errors import CharlmError
 from charlm.evaluation.dynamic import dynamic
 from charlm.evaluation.evaluate import evaluate
 from charlm.model.network import CharLM
@@ -59,3 +60,14 @@ def test_full_decay_forgets_each_update(decay: float) -> None:
         assert learning.bpc == pytest.approx(static.bpc, abs=1e-6)
     else:
         assert learning.bpc < static.bpc
+
+
+def test_a_diverging_learning_rate_is_an_error_naming_it() -> None:
+    ids = np.random.default_rng(2).integers(1, 12, size=400).astype(np.uint8)
+    lm = model()
+    before = [p.detach().clone() for p in lm.parameters()]
+    with pytest.raises(CharlmError, match=r"evaluate\.dynamic\.learning_rate"):
+        # Past evaluate.dynamic's bound, so built unchecked: the weights overflow to infinities.
+        huge = DynamicConfig.model_construct(chars=300, seq_len=10, learning_rate=1e38, decay=0.0)
+        dynamic(lm, ids, huge, CPU)
+    assert all(torch.equal(p, b) for p, b in zip(lm.parameters(), before, strict=True))

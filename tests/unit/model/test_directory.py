@@ -45,6 +45,21 @@ def test_model_dir_round_trip(tmp_path: Path, tie: bool) -> None:
         assert loaded.model.head.weight is loaded.model.embedding.weight  # type: ignore[union-attr]
 
 
+def test_a_directory_of_the_previous_format_loads(tmp_path: Path) -> None:
+    # Registered versions keep the files they were logged with: format 2 named two keys otherwise.
+    save_model_dir(tmp_path / "m", _model(), VOCAB, "m", step=7, best_train_val_bpc=2.5)
+    info = json.loads((tmp_path / "m" / CONFIG_FILE).read_text())
+    old = {"vocab_sha256": "vocab_hash", "best_train_val_bpc": "best_val_bpc"}
+    info = {old.get(k, k): v for k, v in info.items()} | {"format": "charlm-model/2"}
+    (tmp_path / "m" / CONFIG_FILE).write_text(json.dumps(info))
+    vocab = json.loads((tmp_path / "m" / VOCAB_FILE).read_text())
+    vocab["hash"] = vocab.pop("sha256")
+    (tmp_path / "m" / VOCAB_FILE).write_text(json.dumps(vocab))
+    loaded = load_model_dir(tmp_path / "m")
+    assert loaded.info.best_train_val_bpc == 2.5 and loaded.info.vocab_sha256 == VOCAB.sha256
+    assert loaded.info.format == "charlm-model/3" and loaded.vocab == VOCAB
+
+
 def test_model_hash_follows_the_weights_not_the_metrics(tmp_path: Path) -> None:
     torch.manual_seed(0)
     model = _model()

@@ -23,7 +23,7 @@ from charlm.params.training import ModelConfig, ModelSpec, TrainConfig
 from charlm.tracking.runs import DatasetRef, StageTracking
 from charlm.training.job import TrainJob, train_model
 from charlm.training.outputs import TrainOutputs, TrainSummary
-from charlm.training.recipe import averages, lr_at, make_optimizer
+from charlm.training.recipe import in_average, lr_at, make_optimizer
 from charlm.training.state import STATE_FILE, read_state
 from charlm.training.trainer import TrainData, Trainer, TrainingDiverged
 from tests.helpers import config, spec
@@ -90,11 +90,11 @@ def test_with_a_time_budget_the_schedule_decays_over_the_seconds_or_the_steps_wh
 
 def test_the_weights_average_over_the_last_part_of_the_schedule_in_steps_or_seconds() -> None:
     cfg = config(TrainConfig, warmup_steps=10, max_steps=110, average_last=0.2)
-    assert [s for s in range(110) if averages(s, cfg, 0.0)] == list(range(90, 110))
+    assert [s for s in range(110) if in_average(s, cfg, 0.0)] == list(range(90, 110))
     timed = cfg.model_copy(update={"max_time_s": 100.0})
-    assert averages(20, timed, 80.0) and not averages(20, timed, 79.0)
-    assert not averages(5, timed, 99.0)  # never during the warmup
-    assert not any(averages(s, cfg.model_copy(update={"average_last": 0.0}), 1e9) for s in range(110))
+    assert in_average(20, timed, 80.0) and not in_average(20, timed, 79.0)
+    assert not in_average(5, timed, 99.0)  # never during the warmup
+    assert not any(in_average(s, cfg.model_copy(update={"average_last": 0.0}), 1e9) for s in range(110))
 
 
 class Clock:
@@ -234,7 +234,7 @@ def test_weight_averaging_validates_and_exports_the_mean_of_the_last_steps_weigh
     trainer.train_step = recorded  # type: ignore[method-assign]
     trainer.fit(None, tmp_path / "best", [], lambda *_: None)
     # 35 steps of schedule after 5 of warmup: the last quarter is steps 32..39.
-    assert trainer.loop.averaged == 8
+    assert trainer.loop.averaged_steps == 8
     mean = [torch.stack(ws).mean(0) for ws in zip(*after[32:], strict=True)]
     exported = load_model_dir(tmp_path / "best").model
     assert all(torch.allclose(p, m, atol=1e-6) for p, m in zip(exported.parameters(), mean, strict=True))
