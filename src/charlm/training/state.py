@@ -23,7 +23,7 @@ from charlm.model.network import CharLM
 from charlm.training.outputs import CURVES
 
 STATE_FILE = "state.safetensors"
-STATE_FORMAT = "charlm-train-state/6"
+STATE_FORMAT = "charlm-train-state/7"
 
 
 @dataclass
