@@ -6,7 +6,8 @@ from charlm.evaluation.report import EvalReport
 from charlm.generation.samples import Samples
 from charlm.params.base import TrackingConfig, load_params
 from charlm.params.generation import GenerateConfig
-from charlm.params.registry import LimitsConfig, RegistryConfig
+from charlm.params.registry import RegistryConfig
+from charlm.params.serving import LimitsConfig
 from charlm.params.training import Models
 from charlm.registry.candidate import Candidate, pick_best
 from charlm.registry.card import CardFacts

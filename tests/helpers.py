@@ -533,7 +533,8 @@ def register_candidate(
     defaults and serving limits (`SMALL_LIMITS`, then `limits`) that are not the repository's."""
     from charlm.generation.samples import Sample
     from charlm.params.generation import SamplingOptions
-    from charlm.params.registry import LimitsConfig, RegistryConfig
+    from charlm.params.registry import RegistryConfig
+    from charlm.params.serving import LimitsConfig
     from charlm.registry.card import CardFacts
     from charlm.registry.register import register
     from charlm.serving.interface import ServedSettings

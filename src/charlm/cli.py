@@ -11,26 +11,14 @@ from typing import Literal, get_args, get_origin
 
 from charlm.errors import CharlmError, ParamsError, run_cli
 from charlm.model.directory import LoadedModel
-from charlm.params.base import PARAMS_FILE, TrackingConfig, flatten, load_params, read_params
+from charlm.params.base import PARAMS_FILE, TrackingConfig, flatten, read_params
 from charlm.params.generation import GenerateConfig, SamplingOptions
-from charlm.params.pipeline import Params
+from charlm.params.pipeline import Params, load_section
 from charlm.params.registry import RegistryConfig
-from charlm.records import Record, base_type
+from charlm.records import base_type
 from charlm.serving.interface import DEFAULT_PORT
 
 SAMPLING = SamplingOptions.model_fields
-
-
-class Generate(Record):
-    generate: GenerateConfig
-
-
-class Tracking(Record):
-    tracking: TrackingConfig
-
-
-class Registry(Record):
-    registry: RegistryConfig
 
 
 def load_any_model(model: str) -> tuple[LoadedModel, SamplingOptions]:
@@ -45,7 +33,7 @@ def load_any_model(model: str) -> tuple[LoadedModel, SamplingOptions]:
                 f"--model {model}: a model directory samples as the project's `generate` params say,"
                 f" and there is no {PARAMS_FILE} here; run in the project, or use an MLflow URI"
             )
-        return load_model_dir(Path(model)), load_params(Generate).generate.options()
+        return load_model_dir(Path(model)), load_section(GenerateConfig).options()
     if not model.startswith(("models:/", "runs:/")):
         raise CharlmError(
             f"--model {model!r}: neither a model directory nor an MLflow models:/ or runs:/ URI"
@@ -89,7 +77,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
     from charlm.tracking.store import tracking_uri
 
     if args.model is None:
-        args.model = load_params(Registry).registry.alias_uri
+        args.model = load_section(RegistryConfig).alias_uri
     cmd, env = serve_command(args.model, args.host, args.port, tracking_uri(), args.workers, args.threads)
     address = f"http://{args.host}:{args.port}"
     print(
@@ -104,7 +92,7 @@ def cmd_image(args: argparse.Namespace) -> None:
     from charlm.tracking.store import connect
 
     connect()
-    model = args.model or load_params(Registry).registry.alias_uri
+    model = args.model or load_section(RegistryConfig).alias_uri
     dockerfile = write_image(model, args.out)
     print(f"image: {model} in {args.out}; build it with: docker build -t charlm-serve {args.out}")
     print(f"image: then run it with: docker run -p 8080:8080 charlm-serve  ({dockerfile} says how)")
@@ -134,7 +122,7 @@ def cmd_ui(args: argparse.Namespace) -> None:
     uri = tracking_uri()
     if not uri.startswith("sqlite:///"):
         raise CharlmError(f"MLFLOW_TRACKING_URI is {uri}: that server is the UI; open it instead")
-    experiment = experiment_id(connect(uri), load_params(Tracking).tracking.experiment)
+    experiment = experiment_id(connect(uri), load_section(TrackingConfig).experiment)
     print(f"MLflow UI: {ui_address(args.host, args.port, experiment)}", flush=True)
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri]
     os.execv(cmd[0], [*cmd, "--host", args.host, "--port", str(args.port)])  # Ctrl-C stops it directly

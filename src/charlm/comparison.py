@@ -50,7 +50,6 @@ def comparison_table(
                 "test_loss_nats": test.loss_nats,
                 "test_perplexity": test.perplexity,
                 "test_accuracy": test.accuracy,
-                # The test split's start, as trained and learning as it reads (never in place of the above).
                 "dynamic_static_bpc": report.dynamic.static_bpc,
                 "dynamic_bpc": report.dynamic.bpc,
                 **{f"{name}_test_bpc": data.baselines[name]["test"] for name in BASELINES},

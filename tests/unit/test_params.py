@@ -14,7 +14,8 @@ import charlm.params
 from charlm.errors import ParamsError
 from charlm.params.base import flatten, load_params, read_params
 from charlm.params.generation import SamplingOptions
-from charlm.params.pipeline import Params
+from charlm.params.pipeline import Params, load_section
+from charlm.params.registry import RegistryConfig
 from charlm.params.training import ModelConfig
 from charlm.records import Record
 from tests.helpers import REPO, config, deep_merge
@@ -169,6 +170,18 @@ def test_a_stage_reads_its_own_sections_and_names_a_missing_one(tmp_path: Path) 
     path.write_text("prepare: {}\n")
     with pytest.raises(ParamsError, match=r"^vocab: missing \(required\)$"):
         load_params(Stage, path)
+
+
+def test_the_command_reads_one_section_by_its_record(tmp_path: Path) -> None:
+    path = tmp_path / "params.yaml"
+    path.write_text("registry: {model_name: m, alias: a, on_new_val_data: keep, min_improvement_bpc: 0}\n")
+    assert load_section(RegistryConfig, path).alias_uri == "models:/m@a"
+    path.write_text("registry: {model_name: m}\n")
+    with pytest.raises(ParamsError, match=r"^registry\.alias: missing \(required\)$"):
+        load_section(RegistryConfig, path)
+    path.write_text("limits: {}\n")
+    with pytest.raises(ParamsError, match=r"^registry: missing \(required\)$"):
+        load_section(RegistryConfig, path)
 
 
 def section_records() -> list[type[Record]]:

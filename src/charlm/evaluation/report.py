@@ -51,7 +51,7 @@ class WritingReport(Record):
 
 class DynamicReport(Record):
     """The start of the test split read in order as one stream, by the model as trained and by the
-    model learning as it reads (`charlm.evaluation.dynamic`): never in place of the static figures."""
+    model learning as it reads (`charlm.evaluation.dynamic`)."""
 
     chars: int
     static_bpc: float

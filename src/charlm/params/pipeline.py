@@ -5,14 +5,17 @@ key or an out-of-range value anywhere fails `dvc repro` before any work; `charlm
 `dvc.yaml`'s templating reads `paths`.
 """
 
-from pydantic import model_validator
+from pathlib import Path
 
-from charlm.params.base import TrackingConfig
+from pydantic import create_model, model_validator
+
+from charlm.params.base import PARAMS_FILE, R, TrackingConfig, load_params
 from charlm.params.data import FetchConfig, PrepareConfig, VocabConfig
 from charlm.params.generation import EvaluateConfig, GenerateConfig
-from charlm.params.registry import LimitsConfig, RegistryConfig
+from charlm.params.registry import RegistryConfig
+from charlm.params.serving import LimitsConfig
 from charlm.params.training import DistributedConfig, Models
-from charlm.records import Invalid
+from charlm.records import Invalid, Record
 
 
 class Params(Models):
@@ -37,3 +40,9 @@ class Params(Models):
                     f"must be divisible by the {ranks} distributed processes, got {spec.batch_size}",
                 )
         return self
+
+
+def load_section(section: type[R], path: Path = PARAMS_FILE) -> R:
+    """The one section of `path` that `section` types, validated as a stage's sections are."""
+    (name,) = (key for key, field in Params.model_fields.items() if field.annotation is section)
+    return getattr(load_params(create_model(name, __base__=Record, **{name: (section, ...)}), path), name)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from charlm.data.vocab import Vocabulary
 from charlm.generation.decoder import PROMPT_SLICE, Decoder, Request, Row
 from charlm.model.network import CharLM
-from charlm.params.registry import LimitsConfig
+from charlm.params.serving import LimitsConfig
 from charlm.serving.cost import StepCost, deadline_s, work
 
 

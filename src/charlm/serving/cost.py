@@ -10,7 +10,7 @@ import torch
 
 from charlm.generation.decoder import PROMPT_SLICE, Request
 from charlm.model.network import CharLM
-from charlm.params.registry import LimitsConfig
+from charlm.params.serving import LimitsConfig
 
 DEADLINE_GRACE_S = 5.0  # added to a submission's own generation time, for waiting and HTTP
 

@@ -11,7 +11,7 @@ from charlm.data.vocab import Vocabulary
 from charlm.errors import CharlmError
 from charlm.generation.decoder import Request, request
 from charlm.params.generation import SamplingOptions
-from charlm.params.registry import LimitsConfig
+from charlm.params.serving import LimitsConfig
 from charlm.records import Record, base_type
 
 MODEL_DIR_ARTIFACT = "model_dir"  # the charlm model directory, among the logged model's artifacts

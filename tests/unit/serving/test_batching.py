@@ -15,7 +15,7 @@ import torch
 from charlm.generation.decoder import Request, generate, request
 from charlm.model.network import CharLM
 from charlm.params.generation import SamplingOptions
-from charlm.params.registry import LimitsConfig
+from charlm.params.serving import LimitsConfig
 from charlm.serving.batching import Batcher, Overloaded
 from charlm.serving.cost import deadline_s
 from tests.helpers import config, small_vocab, tiny_model

@@ -7,7 +7,7 @@ from pydantic import ValidationError
 from charlm.data.vocab import Vocabulary
 from charlm.errors import CharlmError, ParamsError
 from charlm.params.generation import SamplingOptions
-from charlm.params.registry import LimitsConfig
+from charlm.params.serving import LimitsConfig
 from charlm.serving.interface import GenerationRequest, ServedSettings
 from tests.helpers import config
 

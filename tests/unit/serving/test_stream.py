@@ -11,7 +11,7 @@ import pytest
 
 from charlm.generation.decoder import generate
 from charlm.params.generation import SamplingOptions
-from charlm.params.registry import LimitsConfig
+from charlm.params.serving import LimitsConfig
 from charlm.serving.batching import Batcher
 from charlm.serving.interface import GenerationRequest, ServedSettings
 from charlm.serving.stream import STREAM_PATH, routes
