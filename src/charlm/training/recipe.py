@@ -27,32 +27,30 @@ def start_at_unigram(model: CharLM, counts: Sequence[int]) -> None:
         model.head.bias.copy_(torch.from_numpy(np.log(frequencies / frequencies.sum())))
 
 
-def progress(step: int, cfg: TrainConfig, elapsed_s: float) -> float:
+def progress(step: int, cfg: TrainConfig, time_spent: float) -> float:
     """How much of the schedule after warmup is spent at `step`, 0 to 1: of the steps to max_steps,
-    or with max_time_s of the seconds to it (`elapsed_s` of them spent), whichever runs out first."""
+    or of the time budget (`time_spent`, the trainer's share of it), whichever runs out first."""
     spent = (step - cfg.warmup_steps) / max(cfg.max_steps - cfg.warmup_steps, 1)
-    if cfg.max_time_s is not None:
-        spent = max(spent, elapsed_s / cfg.max_time_s)
-    return min(max(spent, 0.0), 1.0)
+    return min(max(spent, time_spent, 0.0), 1.0)
 
 
-def lr_at(step: int, cfg: TrainConfig, elapsed_s: float) -> float:
+def lr_at(step: int, cfg: TrainConfig, time_spent: float) -> float:
     """Linear warmup to learning_rate, then cosine decay to learning_rate * min_lr_ratio over the
     rest of the schedule."""
     if step < cfg.warmup_steps:
         return cfg.learning_rate * (step + 1) / cfg.warmup_steps
     floor = cfg.learning_rate * cfg.min_lr_ratio
     return floor + 0.5 * (cfg.learning_rate - floor) * (
-        1 + math.cos(math.pi * progress(step, cfg, elapsed_s))
+        1 + math.cos(math.pi * progress(step, cfg, time_spent))
     )
 
 
-def in_average(step: int, cfg: TrainConfig, elapsed_s: float) -> bool:
+def in_average(step: int, cfg: TrainConfig, time_spent: float) -> bool:
     """Whether the weights after `step` join the average: in the last `average_last` of the schedule."""
     return (
         cfg.average_last > 0
         and step >= cfg.warmup_steps
-        and progress(step, cfg, elapsed_s) >= 1 - cfg.average_last
+        and progress(step, cfg, time_spent) >= 1 - cfg.average_last
     )
 
 

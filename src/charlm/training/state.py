@@ -23,7 +23,7 @@ from charlm.model.network import CharLM
 from charlm.training.outputs import CURVES
 
 STATE_FILE = "state.safetensors"
-STATE_FORMAT = "charlm-train-state/7"
+STATE_FORMAT = "charlm-train-state/8"
 
 
 @dataclass
@@ -38,6 +38,7 @@ class LoopState:
     train_chars: int = 0  # characters trained on, over every rank
     train_time_s: float = 0.0  # in training steps only
     wall_time_s: float = 0.0  # steps, evaluation and checkpoints, over every resumed segment
+    validation_s: float = 0.0  # the longest validation's length, which a time budget keeps in reserve
     averaged_steps: int = 0  # steps whose weights the running average holds (`train.average_last`)
     finished: bool = False
     stopped_early: bool = False

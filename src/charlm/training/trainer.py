@@ -107,8 +107,8 @@ class Trainer:
         self.rows = world.shard(self.cfg.batch_size)
         self.batches = Batches(data.train, self.cfg.batch_size, self.cfg.seq_len, self.device, self.rows)
         self.loop = LoopState()
-        # The run's wall time as rank 0 measured it at the last step: every rank's schedule reads it.
-        self.elapsed_s = 0.0
+        # The share of the time budget rank 0 had spent at the last step: every rank's schedule reads it.
+        self.time_spent = 0.0
         self.lr = 0.0  # the last step's learning rate
         self.hidden: Hidden | None = None
         self.average: list[torch.Tensor] = []  # the weights' running mean, once averaging has begun
@@ -141,14 +141,14 @@ class Trainer:
             torch.cuda.set_rng_state(state.cuda_rng, self.device)
         self.average = [a.to(self.device) for a in state.average]
         self.loop = state.loop
-        self.elapsed_s = state.loop.wall_time_s  # rank 0's, which every rank restores
+        self.time_spent = self.share_of_budget(state.loop.wall_time_s)  # rank 0's, which every rank restores
 
     # -- the loop ----------------------------------------------------------------------------
     def train_step(self, step: int) -> float:
         x, y, new_epoch = self.batches.get(step)
         if new_epoch:
             self.hidden = None
-        self.lr = lr_at(step, self.cfg, self.elapsed_s)
+        self.lr = lr_at(step, self.cfg, self.time_spent)
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr
         with autocast(self.device, self.dtype):
@@ -159,7 +159,7 @@ class Trainer:
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
         self.optimizer.step()
         self.hidden = detach_hidden(hidden)
-        if in_average(step, self.cfg, self.elapsed_s):
+        if in_average(step, self.cfg, self.time_spent):
             self._average()
         return loss.item()
 
@@ -208,24 +208,39 @@ class Trainer:
             log.flush()
         self.save_state()
 
+    def share_of_budget(self, elapsed_s: float) -> float:
+        """How much of `train.max_time_s` is spent after `elapsed_s` of wall time (0 without one),
+        the longest validation so far held in reserve for a last one."""
+        if self.cfg.max_time_s is None:
+            return 0.0
+        usable_s = self.cfg.max_time_s - self.loop.validation_s
+        return elapsed_s / usable_s if usable_s > 0 else 1.0
+
+    def validated(self, started: float) -> list[float]:
+        """Validation loss and bpc, and the share of the budget spent once validated (for rank 0 to
+        send: the step `started` then)."""
+        validating = self.clock()
+        result = self.validate()
+        self.loop.validation_s = max(self.loop.validation_s, self.clock() - validating)
+        return [*result, self.share_of_budget(self.loop.wall_time_s + self.clock() - started)]
+
     def fit(self, log: MetricLog | None, best_dir: Path, signals: list[int], on_step: OnStep) -> LoopState:
         """Train to max_steps, early stop or the time budget, exporting each best model to
         `best_dir`; `log` is None on every rank but rank 0. A signal appended to `signals` (SIGINT,
         SIGTERM) stops every rank at the same step, after a checkpoint. With `max_time_s`, the last
-        step is the one after which a validation (as long as the last one) would pass the budget."""
+        step is the one after which a validation (as long as the longest) would pass the budget."""
         cfg, loop, world = self.cfg, self.loop, self.world
         chars_per_step = cfg.batch_size * cfg.seq_len
-        validation_s, out_of_time = 0.0, False
+        out_of_time = False
         while loop.steps < cfg.max_steps and not loop.stopped_early and not out_of_time:
             started = self.clock()
             local_loss = self.train_step(loop.steps)
             elapsed = loop.wall_time_s + self.clock() - started
-            spent = cfg.max_time_s is not None and elapsed + validation_s >= cfg.max_time_s
             # One collective per step: the global mean loss, whether any rank was signalled, and
-            # rank 0's clock and verdict on the budget, which every rank's schedule and stop follow.
-            mine = [elapsed, float(spent)] if world.is_main else [0.0, 0.0]
-            loss_sum, signalled, self.elapsed_s, last = world.sum([local_loss, float(len(signals)), *mine])
-            loss, out_of_time = loss_sum / world.size, last > 0
+            # rank 0's share of the budget spent, which every rank's schedule and stop follow.
+            mine = self.share_of_budget(elapsed) if world.is_main else 0.0
+            loss_sum, signalled, self.time_spent = world.sum([local_loss, float(len(signals)), mine])
+            loss, out_of_time = loss_sum / world.size, self.time_spent >= 1
             stepped = self.clock()
             if not math.isfinite(loss):
                 raise TrainingDiverged(
@@ -239,11 +254,9 @@ class Trainer:
             train_val_bpc = None
             if loop.steps % cfg.eval_interval == 0 or loop.steps == cfg.max_steps or out_of_time:
                 # Rank 0 validates; the others take its result, so all make the same decisions.
-                validating = self.clock()
-                train_val_loss, train_val_bpc = world.broadcast(
-                    list(self.validate()) if world.is_main else [0.0, 0.0]
+                train_val_loss, train_val_bpc, self.time_spent = world.broadcast(
+                    self.validated(started) if world.is_main else [0.0, 0.0, 0.0]
                 )
-                validation_s = self.clock() - validating
                 self.record("val", ValPoint(train_val_loss, train_val_bpc), log)
                 if train_val_loss < loop.best_train_val_loss_nats:
                     loop.best_train_val_loss_nats, loop.best_step, loop.bad_evals = (

@@ -72,37 +72,33 @@ def test_lr_schedule_warms_up_then_decays_to_floor() -> None:
     cfg = config(TrainConfig, learning_rate=1.0, warmup_steps=10, max_steps=110, min_lr_ratio=0.1)
     assert lr_at(0, cfg, 0.0) == pytest.approx(0.1)
     assert lr_at(9, cfg, 0.0) == pytest.approx(1.0)
-    assert lr_at(60, cfg, 1e9) == pytest.approx(0.55)  # no time budget: the clock does not count
     assert lr_at(110, cfg, 0.0) == pytest.approx(0.1)
     lrs = [lr_at(s, cfg, 0.0) for s in range(10, 110)]
     assert all(a >= b for a, b in itertools.pairwise(lrs))
 
 
 def test_with_a_time_budget_the_schedule_decays_over_the_seconds_or_the_steps_whichever_run_out() -> None:
-    cfg = config(
-        TrainConfig, learning_rate=1.0, warmup_steps=10, max_steps=110, min_lr_ratio=0.1, max_time_s=100.0
-    )
-    assert lr_at(5, cfg, 99.0) == pytest.approx(0.6)  # the warmup counts steps
-    assert lr_at(10, cfg, 50.0) == pytest.approx(0.55)  # half the seconds: half the decay
-    assert lr_at(60, cfg, 10.0) == pytest.approx(0.55)  # half the steps, first
-    assert lr_at(20, cfg, 100.0) == lr_at(20, cfg, 500.0) == pytest.approx(0.1)
+    cfg = config(TrainConfig, learning_rate=1.0, warmup_steps=10, max_steps=110, min_lr_ratio=0.1)
+    assert lr_at(5, cfg, 0.99) == pytest.approx(0.6)  # the warmup counts steps
+    assert lr_at(10, cfg, 0.5) == pytest.approx(0.55)  # half the seconds: half the decay
+    assert lr_at(60, cfg, 0.1) == pytest.approx(0.55)  # half the steps, first
+    assert lr_at(20, cfg, 1.0) == lr_at(20, cfg, 5.0) == pytest.approx(0.1)
 
 
 def test_the_weights_average_over_the_last_part_of_the_schedule_in_steps_or_seconds() -> None:
     cfg = config(TrainConfig, warmup_steps=10, max_steps=110, average_last=0.2)
     assert [s for s in range(110) if in_average(s, cfg, 0.0)] == list(range(90, 110))
-    timed = cfg.model_copy(update={"max_time_s": 100.0})
-    assert in_average(20, timed, 80.0) and not in_average(20, timed, 79.0)
-    assert not in_average(5, timed, 99.0)  # never during the warmup
-    assert not any(in_average(s, cfg.model_copy(update={"average_last": 0.0}), 1e9) for s in range(110))
+    assert in_average(20, cfg, 0.8) and not in_average(20, cfg, 0.79)  # or of the time budget
+    assert not in_average(5, cfg, 0.99)  # never during the warmup
+    assert not any(in_average(s, cfg.model_copy(update={"average_last": 0.0}), 1.0) for s in range(110))
 
 
 class Clock:
     """A clock for the trainer that moves only when the test says: a step takes 1 s, a
-    validation 3 s, whatever this machine's speed."""
+    validation 3 s (or `validation_s`), whatever this machine's speed."""
 
-    def __init__(self) -> None:
-        self.now = 0.0
+    def __init__(self, validation_s: float = 3.0) -> None:
+        self.now, self.validation_s = 0.0, validation_s
 
     def __call__(self) -> float:
         return self.now
@@ -119,7 +115,7 @@ class Clock:
             return step(at)
 
         def timed_validate() -> tuple[float, float]:
-            self.now += 3.0
+            self.now += self.validation_s
             return validate()
 
         trainer.clock = self  # type: ignore[assignment]
@@ -142,7 +138,7 @@ def test_a_time_budget_ends_the_run_in_time_with_a_last_validation_and_resumes_t
             state = read_state(root / STATE_FILE)
             assert state is not None and state.loop.steps == interrupt_at + 1
             trainer = Trainer(run, tiny_data, root, state=state)
-            assert trainer.elapsed_s == state.loop.wall_time_s == interrupt_at + 1
+            assert trainer.time_spent == state.loop.wall_time_s / 10.5 == (interrupt_at + 1) / 10.5
             clock.timing(trainer)
         trainer.fit(None, root / "best", [], lambda *_: None)
         return trainer
@@ -154,10 +150,27 @@ def test_a_time_budget_ends_the_run_in_time_with_a_last_validation_and_resumes_t
     assert (loop.steps, loop.wall_time_s, loop.finished) == (5, 11.0, True)
     assert [point[0] for point in loop.history["val"]] == [4, 5]
     lrs = [point[2] for point in loop.history["train"]]
-    assert lrs == [lr_at(step, run.train, float(step)) for step in range(5)]  # rank 0's clock at each step
+    # Rank 0's share of the budget at each step; after the validation, of the 7.5 s it leaves.
+    assert lrs == [*(lr_at(step, run.train, step / 10.5) for step in range(4)), lr_at(4, run.train, 7 / 7.5)]
     assert all(a > b for a, b in itertools.pairwise(lrs[1:]))
     resumed = trained(tmp_path / "resumed", interrupt_at=2)
     assert resumed.loop.history == loop.history and resumed.loop.wall_time_s == loop.wall_time_s
+
+
+def test_a_time_budget_keeps_the_last_validation_in_reserve_and_ends_with_its_schedule_finished(
+    tmp_path: Path, tiny_data: TrainData
+) -> None:
+    # Validations (6 s) longer than the averaged quarter of the budget (5 s): measured against the
+    # whole budget, the schedule would stop at 65% and never average.
+    run = tiny_run(max_steps=1000, warmup_steps=1, eval_interval=4, max_time_s=20.0, average_last=0.25)
+    trainer = Trainer(run, tiny_data, tmp_path)
+    Clock(validation_s=6.0).timing(trainer)
+    loop = trainer.fit(None, tmp_path / "best", [], lambda *_: None)
+    # With 6 s in reserve, 14 s are usable: steps 1-4 and a validation spend 10 of them, steps 5-8
+    # the rest, and the run ends on its budget with the reserved validation.
+    assert (loop.steps, loop.wall_time_s, loop.validation_s) == (8, 20.0, 6.0)
+    assert loop.averaged_steps == 3  # steps 6-8, begun at 11/14, 12/14 and 13/14 of the time
+    assert Trainer(tiny_run(), tiny_data, tmp_path / "untimed").share_of_budget(1e9) == 0.0  # no budget
 
 
 def test_optimizer_takes_its_settings_from_the_train_section() -> None:
