@@ -72,7 +72,7 @@ bench: setup  ## training and sampling throughput (params.yaml's lstm), and the 
 	$(BIN)/python benchmarks/bench_step.py
 	$(BIN)/python benchmarks/bench_sample.py
 
-bench-quality: setup  ## held-out loss at equal training time, stateful and windowed: charlm's Trainer against a plain LSTM loop
+bench-quality: setup  ## held-out loss at equal training time, stateful, windowed and dynamic: charlm's Trainer against a plain LSTM loop
 	$(BIN)/python benchmarks/bench_quality.py $(if $(CORPUS),--corpus "$(CORPUS)") --budget $(BUDGET) --seeds $(SEEDS)
 
 bench-data: setup  ## fetch, prepare and vocab through dvc repro at 100 MB and 1 GB: seconds, MB/s, peak RSS

@@ -1,24 +1,25 @@
-"""Quality at equal CPU time on tiny shakespeare: charlm's Trainer against a plain LSTM loop, each
-scored by both protocols in use, over training seeds.
+"""Quality at equal CPU time on tiny shakespeare: charlm's Trainer against a plain LSTM loop, over
+training seeds (docs/benchmarks.md#quality-at-equal-training-time).
 
 Both train in this process, one after the other, for the same wall-clock budget per seed, on the
 split of nanoGPT's `shakespeare_char`: train on the first 90% of the file, score on the rest
-(111,540 characters), in nats per character, two ways:
+(111,540 characters), in nats per character, by three protocols:
 
 - stateful: `charlm.evaluation.evaluate`, a full pass in params.yaml's `evaluate` layout with the
   hidden state carried (how the pipeline scores);
 - windowed: nanoGPT's `estimate_loss` protocol, random 256-character windows each read from a cold
-  start; here a fixed set (`--windows`, seeded by `--window-seed`), the same for every model.
+  start; here a fixed set (`--windows`, seeded by `--window-seed`), the same for every model;
+- dynamic: `charlm.evaluation.dynamic` over the whole scored text, at params.yaml's
+  `evaluate.dynamic` settings.
 
-- The Trainer runs params.yaml's `lstm` recipe with `--set` overrides (a 1 MB corpus is seen many
-  times, so it needs dropout) and scores its exported best-by-validation weights, as the pipeline
-  does. It trains under `train.max_time_s` = the budget: its validation passes and checkpoints
-  count inside it, its schedule decays over it, and its last step leaves time for a last
-  validation; the printout says how long it really took.
-- The plain loop is the recipe nanoGPT-style comparisons start from: embedding 256 -> nn.LSTM
-  2 x 256 (dropout 0.1 between layers) -> linear; AdamW (lr 2e-3, weight decay 0.01); 32 stateful
-  streams x 128 characters; gradient clipping at 1.0; cosine decay to 10% over the elapsed share of
-  the budget; it stops when the budget is spent, and its final weights are scored.
+The Trainer runs params.yaml's `lstm` recipe with `--set` overrides (a 1 MB corpus is seen many
+times, so it needs dropout) under `train.max_time_s` = the budget, and scores its exported
+weights, as the pipeline does. The plain loop is the recipe nanoGPT-style comparisons start from:
+embedding 256 -> nn.LSTM 2 x 256 (dropout 0.1 between layers) -> linear; AdamW (lr 2e-3, weight
+decay 0.01); 32 stateful streams x 128 characters; gradient clipping at 1.0; cosine decay to 10%
+over the elapsed share of the budget; it stops when the budget is spent, and its final weights
+are scored. With `--tune`, the held-out text is not read: the first 90% of the training text
+trains and the rest is scored, so settings are chosen without the text that reports them.
 
     python benchmarks/bench_quality.py --corpus tinyshakespeare.txt --budget 900 --seeds 1 2 3 --no-plain \
         --set dropout=0.25 weight_drop=0.2 eval_interval=1000000 checkpoint_interval=1000
@@ -38,6 +39,7 @@ from torch import nn
 from charlm.data.fetch import fetch
 from charlm.data.streams import Batches
 from charlm.data.vocab import Vocabulary
+from charlm.evaluation.dynamic import dynamic
 from charlm.evaluation.evaluate import evaluate, windowed
 from charlm.model.device import autocast, autocast_dtype, select_device
 from charlm.model.network import detach_hidden
@@ -121,6 +123,11 @@ def main() -> None:
     parser.add_argument("--windows", type=int, default=2000, help="windows of the windowed protocol")
     parser.add_argument("--window-seed", type=int, default=0)
     parser.add_argument("--no-plain", action="store_true", help="train only charlm's side")
+    parser.add_argument(
+        "--tune",
+        action="store_true",
+        help="for choosing settings: train on the first 90%% of the training text, score on the rest",
+    )
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args()
 
@@ -131,31 +138,38 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         text = read_corpus(args.corpus, Path(tmp) / "corpus")
     cut = int(len(text) * TRAIN_FRACTION)
-    vocab = Vocabulary.build(text[:cut])
-    hashes = {"train": "first 90%", "val": "last 10%"}
-    data = TrainData(train=vocab.encode(text[:cut]), val=vocab.encode(text[cut:]), vocab=vocab, sha256=hashes)
+    train, held_out = text[:cut], text[cut:]
+    if args.tune:  # the held-out text stays unread: score on the end of the training text instead
+        train, held_out = text[: int(cut * TRAIN_FRACTION)], text[int(cut * TRAIN_FRACTION) : cut]
+    vocab = Vocabulary.build(train)
+    hashes = {"train": "train", "val": "validation" if args.tune else "held out"}
+    data = TrainData(train=vocab.encode(train), val=vocab.encode(held_out), vocab=vocab, sha256=hashes)
     print(
-        f"{len(text):,} chars: train {cut:,}, held out {len(text) - cut:,}; vocabulary {len(vocab)};"
+        f"{len(text):,} chars: train {len(train):,}, {hashes['val']} {len(held_out):,}; vocabulary {len(vocab)};"
         f" device={device} precision={'bf16' if dtype else 'fp32'} threads={torch.get_num_threads()}"
     )
     print(f"budget {args.budget:.0f} s each; charlm lstm with {overrides(args.set)}; seeds {args.seeds}")
 
-    def scores(model: nn.Module) -> tuple[float, float]:
-        cfg = params.evaluate
+    cfg = params.evaluate
+    learning = cfg.dynamic.model_copy(update={"chars": len(data.val) - 1})  # the whole scored text
+
+    def scores(model: nn.Module) -> tuple[float, float, float]:
         stream = evaluate(model, data.val, cfg.batch_size, cfg.seq_len, device, dtype)  # type: ignore[arg-type]
         windows = windowed(model, data.val, args.windows, WINDOW, args.window_seed, device, dtype)  # type: ignore[arg-type]
-        return stream.loss_nats, windows.loss_nats
+        _, read = dynamic(model, data.val, learning, device, dtype)  # type: ignore[arg-type]
+        return stream.loss_nats, windows.loss_nats, read.loss_nats
 
-    results: dict[str, list[tuple[float, float]]] = {"charlm": [], "plain": []}
+    results: dict[str, list[tuple[float, float, float]]] = {"charlm": [], "plain": []}
     for seed in args.seeds:
         # The budget alone ends it: max_steps out of reach.
         budget = {"seed": seed, "max_time_s": args.budget, "max_steps": 10**9}
         run: Trained = trained(ModelSpec.parse(base | budget), data)
         results["charlm"].append(scores(run.model))
         print(
-            f"seed {seed} charlm Trainer: {run.loop.steps:,} steps ({run.loop.train_chars:,} chars) in"
-            f" {run.seconds:.0f} s, validation and checkpoints included: held-out"
-            " {:.4f} stateful, {:.4f} windowed (nats/char)".format(*results["charlm"][-1]),
+            f"seed {seed} charlm Trainer: {run.loop.steps:,} steps ({run.loop.train_chars:,} chars,"
+            f" the last {run.loop.averaged_steps:,} averaged) in"
+            f" {run.seconds:.0f} s, validation and checkpoints included: {hashes['val']}"
+            " {:.4f} stateful, {:.4f} windowed, {:.4f} dynamic (nats/char)".format(*results["charlm"][-1]),
             flush=True,
         )
         if args.no_plain:
@@ -164,12 +178,12 @@ def main() -> None:
         results["plain"].append(scores(model))
         print(
             f"seed {seed} plain loop:     {plain_steps:,} steps"
-            f" ({plain_steps * PLAIN_BATCH * PLAIN_SEQ_LEN:,} chars) in {plain_s:.0f} s: held-out"
-            " {:.4f} stateful, {:.4f} windowed (nats/char)".format(*results["plain"][-1]),
+            f" ({plain_steps * PLAIN_BATCH * PLAIN_SEQ_LEN:,} chars) in {plain_s:.0f} s: {hashes['val']}"
+            " {:.4f} stateful, {:.4f} windowed, {:.4f} dynamic (nats/char)".format(*results["plain"][-1]),
             flush=True,
         )
     for side, figures in results.items():
-        for i, protocol in enumerate(("stateful", "windowed")):
+        for i, protocol in enumerate(("stateful", "windowed", "dynamic")):
             if figures:
                 print(spread(f"{side} {protocol}: ", [f[i] for f in figures]))
 
