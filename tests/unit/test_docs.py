@@ -87,3 +87,14 @@ def test_a_citation_of_something_gone_is_caught(tmp_path: Path) -> None:
         "src/charlm/gone.py",
         "tests/unit/test_docs.py::test_gone",
     ]
+
+
+def test_the_readme_quotes_the_committed_sample() -> None:
+    # The README shows the start of a samples file as `make run` last wrote it.
+    from charlm.generation.samples import Samples
+
+    readme = (REPO / "README.md").read_text()
+    quoted = re.search(r"A sample \(`(samples/\w+\.txt)`.*?```text\n(.*?)```", readme, re.S)
+    assert quoted, "README.md: no sample quoted"
+    first = Samples.read(REPO / quoted.group(1)).samples[0]
+    assert (first.prompt + first.text).startswith(quoted.group(2))
