@@ -25,8 +25,8 @@ from charlm.model.directory import load_model_dir
 from charlm.params.base import load_params
 from charlm.params.pipeline import Params
 from charlm.params.training import ModelSpec
-from charlm.training.state import STATE_FILE, read_state
-from charlm.training.trainer import TrainData, Trainer
+from charlm.training.state import STATE_FILE, TrainData, read_state
+from charlm.training.trainer import Trainer
 
 
 def main() -> None:

@@ -47,7 +47,7 @@ from charlm.params.base import load_params
 from charlm.params.data import FetchConfig
 from charlm.params.pipeline import Params
 from charlm.params.training import ModelSpec
-from charlm.training.trainer import TrainData
+from charlm.training.state import TrainData
 
 TINY_SHAKESPEARE_URL = (
     "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"

@@ -40,8 +40,8 @@ from charlm.params.base import load_params
 from charlm.params.generation import EvaluateConfig
 from charlm.params.pipeline import Params
 from charlm.params.training import ModelSpec
-from charlm.training.state import LoopState
-from charlm.training.trainer import TrainData, Trainer
+from charlm.training.state import LoopState, TrainData
+from charlm.training.trainer import Trainer
 
 
 def overrides(items: list[str]) -> dict[str, Any]:

@@ -29,7 +29,8 @@ from charlm.data.vocab import Vocabulary
 from charlm.params.base import load_params
 from charlm.params.pipeline import Params
 from charlm.params.training import ModelSpec
-from charlm.training.trainer import TrainData, Trainer
+from charlm.training.state import TrainData
+from charlm.training.trainer import Trainer
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,8 @@ from charlm.params.pipeline import Params
 from charlm.params.training import ModelConfig, ModelSpec
 from charlm.tracking.runs import RunTracker, StageTracking
 from charlm.tracking.store import connect
-from charlm.training.trainer import TrainData, Trainer
+from charlm.training.state import TrainData
+from charlm.training.trainer import Trainer
 
 
 def bare_loop(

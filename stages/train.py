@@ -14,7 +14,7 @@ from charlm.tracking.runs import DatasetRef, StageTracking
 from charlm.training import distributed
 from charlm.training.job import TrainJob, train_model
 from charlm.training.outputs import TrainOutputs
-from charlm.training.trainer import TrainData
+from charlm.training.state import TrainData
 
 
 class Params(Models):

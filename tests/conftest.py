@@ -158,7 +158,7 @@ def mlflow_client(tmp_path: Path, _new_store: Path, monkeypatch: pytest.MonkeyPa
 def tiny_data(tiny_corpus: Path) -> Any:
     """Encoded train/val splits (90/10 by lines) of the corpus slice, with their vocabulary."""
     from charlm.data.vocab import Vocabulary
-    from charlm.training.trainer import TrainData
+    from charlm.training.state import TrainData
 
     text = tiny_corpus.read_text(encoding="utf-8")
     cut = text.rfind("\n", 0, int(len(text) * 0.9)) + 1

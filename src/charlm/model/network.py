@@ -109,9 +109,7 @@ class CharLM(nn.Module):
 
 def detach_hidden(hidden: Hidden) -> Hidden:
     """Cut the graph between truncated-BPTT chunks while keeping the state's values."""
-    if isinstance(hidden, tuple):
-        return (hidden[0].detach(), hidden[1].detach())
-    return hidden.detach()
+    return hidden_from_tensors([h.detach() for h in hidden_tensors(hidden)])
 
 
 def hidden_tensors(hidden: Hidden) -> list[torch.Tensor]:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from charlm.errors import CharlmError, LockedError
-from charlm.files import file_lock, replace_dir
+from charlm.files import file_lock
 from charlm.params.base import flatten
 from charlm.params.training import ModelSpec
 from charlm.progress import step_bar
@@ -29,8 +29,8 @@ from charlm.tracking.runs import (
 )
 from charlm.training.distributed import SINGLE, World
 from charlm.training.outputs import TrainOutputs, TrainSummary
-from charlm.training.state import STATE_FILE, TrainingState, read_state
-from charlm.training.trainer import TrainData, Trainer, fingerprint
+from charlm.training.state import STATE_FILE, TrainData, TrainingState, fingerprint, read_state
+from charlm.training.trainer import Trainer
 
 BEST_DIR = "best"  # in the checkpoint directory: the best model so far, exported at the end
 RESUME_STEP = "the step to resume from (every node needs the same checkpoint directory)"
@@ -116,24 +116,25 @@ def train_model(job: TrainJob, tracking: StageTracking | None, world: World = SI
         if state is None and world.is_main:
             shutil.rmtree(best_dir, ignore_errors=True)  # a fresh start's best model is its own
         tracker = None if tracking is None else _tracker(job, tracking, state, world)
-        # Every node's first process logs its machine's system metrics to the run: on other nodes,
-        # when they reach the tracking server too (MLFLOW_TRACKING_URI); each node under its name.
-        run_id = world.broadcast_text(tracker.run_id if tracker else "")
-        monitored = world.is_main or (world.local_rank == 0 and "MLFLOW_TRACKING_URI" in os.environ)
-        trainer = Trainer(job.spec, job.data, out.checkpoint_dir, run_id, world, state)
-        bar = step_bar(f"train {job.spec.name}", trainer.cfg.max_steps, trainer.loop.steps, not world.is_main)
-        with (
-            system_metrics(run_id, world.node_label) if monitored else nullcontext(),
-            ending(tracker.client, run_id) if tracker else nullcontext(),
-        ):
-            with stop_signals() as received, bar as on_step:
+        # From here a failure ends the run FAILED (KILLED on a signal), not left RUNNING.
+        with ending(tracker.client, tracker.run_id) if tracker else nullcontext():
+            # Every node's first process logs its machine's system metrics to the run: on other
+            # nodes when they reach the tracking server too (MLFLOW_TRACKING_URI), under its name.
+            run_id = world.broadcast_text(tracker.run_id if tracker else "")
+            monitored = world.is_main or (world.local_rank == 0 and "MLFLOW_TRACKING_URI" in os.environ)
+            trainer = Trainer(job.spec, job.data, out.checkpoint_dir, run_id, world, state)
+            bar = step_bar(
+                f"train {job.spec.name}", trainer.cfg.max_steps, trainer.loop.steps, not world.is_main
+            )
+            with (
+                system_metrics(run_id, world.node_label) if monitored else nullcontext(),
+                stop_signals() as received,
+                bar as on_step,
+            ):
                 trainer.fit(tracker, best_dir, received, on_step)
             summary = trainer.summary()
             if tracker is not None:  # the best model, the summary and the curves, for later stages
-                with replace_dir(out.model_dir) as staging:
-                    shutil.copytree(best_dir, staging, dirs_exist_ok=True)
-                summary.write(out.metrics)
-                out.write_curves(trainer.loop.history)
+                out.write_all(best_dir, summary, trainer.loop.history)
                 tracker.finish(summary.model_dump(), [out.metrics, out.train_curve, out.val_curve])
         return summary
 

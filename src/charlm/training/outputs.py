@@ -6,10 +6,11 @@ during training is `train_val_bpc`: `val_bpc` is the evaluation of the exported 
 """
 
 import dataclasses
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from charlm.files import write_csv
+from charlm.files import replace_dir, write_csv
 from charlm.records import Record
 
 
@@ -57,7 +58,11 @@ class TrainOutputs:
     train_curve: Path  # step and the fields of TrainPoint
     val_curve: Path  # step and the fields of ValPoint
 
-    def write_curves(self, history: dict[str, list[list[float]]]) -> None:
-        """Each curve's points (a step, then its point's fields) as its CSV."""
+    def write_all(self, best_dir: Path, summary: TrainSummary, history: dict[str, list[list[float]]]) -> None:
+        """The best model (exported to `best_dir`), the summary, and each curve's points (a step,
+        then its point's fields) as its CSV."""
+        with replace_dir(self.model_dir) as staging:
+            shutil.copytree(best_dir, staging, dirs_exist_ok=True)
+        summary.write(self.metrics)
         for name, path in {"train": self.train_curve, "val": self.val_curve}.items():
             write_csv(path, ["step", *(f.name for f in dataclasses.fields(CURVES[name]))], history[name])

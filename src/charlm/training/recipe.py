@@ -13,15 +13,9 @@ from charlm.params.training import TrainConfig
 
 def start_at_unigram(model: CharLM, counts: Sequence[int]) -> None:
     """Start the head's bias at the log frequencies (add-one) of the training split's characters, so
-    the model starts out predicting the unigram distribution.
-
-    From a bias near zero, the head learns how rare a character is in the character's output row
-    instead: its gradient pushes the row away from every hidden state it is not the answer for, and
-    Adam turns that small, steady push into full-size steps. The row of a character seen a few dozen
-    times in millions grows long, pointing away from the usual states, and a state the corpus never
-    led to (a name it lacks) meets it at a large positive logit: the model writes that character,
-    and the character then feeds itself (docs/experiments.md#what-the-models-write).
-    """
+    the model starts out predicting the unigram distribution: from a bias near zero, the rows of
+    rare characters grow long instead and win after states the corpus never led to
+    (docs/experiments.md#what-the-models-write)."""
     frequencies = np.asarray(counts, dtype=np.float64) + 1.0
     with torch.no_grad():
         model.head.bias.copy_(torch.from_numpy(np.log(frequencies / frequencies.sum())))

@@ -7,23 +7,42 @@ the optimizer's settings. It is written atomically, so a crash leaves the previo
 """
 
 import dataclasses
+import hashlib
 import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from charlm.data.vocab import Vocabulary
 from charlm.errors import CharlmError, DataError
 from charlm.files import atomic_path
 from charlm.model.network import CharLM
+from charlm.params.training import ModelSpec
 from charlm.training.outputs import CURVES
 
 STATE_FILE = "state.safetensors"
 STATE_FORMAT = "charlm-train-state/8"
+
+
+@dataclass(frozen=True)
+class TrainData:
+    train: np.ndarray
+    val: np.ndarray
+    vocab: Vocabulary
+    sha256: dict[str, str]  # of the train and val splits (`charlm.data.report`)
+
+
+def fingerprint(spec: ModelSpec, data: TrainData) -> str:
+    """Identifies what a state was trained on (its seed included), and in which format; a
+    mismatch means start afresh, not resume."""
+    setup = [spec.model_dump(), data.vocab.sha256, data.sha256, STATE_FORMAT]
+    return hashlib.sha256(json.dumps(setup, sort_keys=True).encode()).hexdigest()
 
 
 @dataclass

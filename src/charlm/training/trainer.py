@@ -10,24 +10,19 @@ Rank 0 alone validates, exports and logs metrics.
 """
 
 import dataclasses
-import hashlib
-import json
 import math
 import signal
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 from charlm.data.streams import Batches
-from charlm.data.vocab import Vocabulary
 from charlm.errors import CharlmError, TrainingInterrupted
 from charlm.evaluation.evaluate import evaluate
 from charlm.evaluation.metrics import bits_per_char
@@ -38,7 +33,7 @@ from charlm.params.training import ModelSpec
 from charlm.training.distributed import SINGLE, World
 from charlm.training.outputs import TrainPoint, TrainSummary, ValPoint
 from charlm.training.recipe import in_average, lr_at, make_optimizer, start_at_unigram
-from charlm.training.state import STATE_FILE, STATE_FORMAT, LoopState, TrainingState, save_state
+from charlm.training.state import STATE_FILE, LoopState, TrainData, TrainingState, fingerprint, save_state
 
 # Called after every step with the step's loss, the training speed so far and, after an
 # evaluation, its validation bpc: how the loop shows its progress.
@@ -55,21 +50,6 @@ class MetricLog(Protocol):
     def log(self, step: int, metrics: dict[str, float]) -> None: ...
 
     def flush(self) -> None: ...
-
-
-@dataclass(frozen=True)
-class TrainData:
-    train: np.ndarray
-    val: np.ndarray
-    vocab: Vocabulary
-    sha256: dict[str, str]  # of the train and val splits (`charlm.data.report`)
-
-
-def fingerprint(spec: ModelSpec, data: TrainData) -> str:
-    """Identifies what a checkpoint was trained on (its seed included), and in which state
-    format; a mismatch means start afresh, not resume."""
-    setup = [spec.model_dump(), data.vocab.sha256, data.sha256, STATE_FORMAT]
-    return hashlib.sha256(json.dumps(setup, sort_keys=True).encode()).hexdigest()
 
 
 class Trainer:
@@ -93,9 +73,11 @@ class Trainer:
             self.device = torch.device("cuda", world.local_rank)
         self.dtype = autocast_dtype(self.cfg.precision, self.device)
         self.checkpoint_dir, self.seed, self.run_id = checkpoint_dir, spec.train.seed, run_id
-        self.fingerprint = fingerprint(spec, data)
+        self.rows = world.shard(self.cfg.batch_size)
+        self.batches = Batches(data.train, self.cfg.batch_size, self.cfg.seq_len, self.device, self.rows)
         torch.manual_seed(self.seed)  # the same initial weights on every rank
         self.model = CharLM(spec.model, len(data.vocab)).to(self.device)
+        self.num_params = self.model.num_parameters()
         start_at_unigram(self.model, data.vocab.counts)
         self.network: torch.nn.Module = self.model
         if world.size > 1:
@@ -104,8 +86,6 @@ class Trainer:
             self.network = DistributedDataParallel(self.model, device_ids=ids)
             torch.manual_seed(self.seed + world.rank)  # distinct dropout masks per rank
         self.optimizer = make_optimizer(self.model, self.cfg)
-        self.rows = world.shard(self.cfg.batch_size)
-        self.batches = Batches(data.train, self.cfg.batch_size, self.cfg.seq_len, self.device, self.rows)
         self.loop = LoopState()
         # The share of the time budget rank 0 had spent at the last step: every rank's schedule reads it.
         self.time_spent = 0.0
@@ -126,10 +106,13 @@ class Trainer:
         if not self.world.is_main:
             return
         cuda_rng = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
-        state = TrainingState(self.fingerprint, self.run_id, self.loop, hidden, rngs, cuda_rng, self.average)
+        setup = fingerprint(self.spec, self.data)
+        state = TrainingState(setup, self.run_id, self.loop, hidden, rngs, cuda_rng, self.average)
         save_state(self.checkpoint_dir / STATE_FILE, state, self.model, self.optimizer)
 
     def _restore(self, state: TrainingState) -> None:
+        self.loop = state.loop
+        self.time_spent = self.share_of_budget(state.loop.wall_time_s)  # rank 0's, which every rank restores
         state.restore(self.model, self.optimizer, self.checkpoint_dir / STATE_FILE)
         hidden = [h[:, self.rows].to(self.device) for h in state.hidden]  # this rank's streams
         self.hidden = hidden_from_tensors(hidden) if hidden else None
@@ -140,8 +123,6 @@ class Trainer:
         if state.cuda_rng is not None and self.device.type == "cuda":
             torch.cuda.set_rng_state(state.cuda_rng, self.device)
         self.average = [a.to(self.device) for a in state.average]
-        self.loop = state.loop
-        self.time_spent = self.share_of_budget(state.loop.wall_time_s)  # rank 0's, which every rank restores
 
     # -- the loop ----------------------------------------------------------------------------
     def train_step(self, step: int) -> float:
@@ -302,7 +283,7 @@ class Trainer:
             train_chars=loop.train_chars,
             wall_time_s=round(loop.wall_time_s, 3),
             train_chars_per_sec=loop.train_chars / max(loop.train_time_s, 1e-9),
-            num_params=self.model.num_parameters(),
+            num_params=self.num_params,
             stopped_early=loop.stopped_early,
             device=str(self.device),
             precision=precision_name(self.dtype),

@@ -24,8 +24,8 @@ from charlm.tracking.runs import DatasetRef, StageTracking
 from charlm.training.job import TrainJob, train_model
 from charlm.training.outputs import TrainOutputs, TrainSummary
 from charlm.training.recipe import in_average, lr_at, make_optimizer
-from charlm.training.state import STATE_FILE, read_state
-from charlm.training.trainer import TrainData, Trainer, TrainingDiverged
+from charlm.training.state import STATE_FILE, TrainData, read_state
+from charlm.training.trainer import Trainer, TrainingDiverged
 from tests.helpers import config, spec
 
 TINY = {
@@ -369,3 +369,26 @@ def test_a_state_from_another_version_is_not_resumed_and_a_foreign_file_is_refus
     save_file({"w": torch.zeros(1)}, state, metadata={"meta": json.dumps({"format": "something else"})})
     with pytest.raises(DataError, match="not a charlm training state"):
         train(tmp_path, tiny_data, mlflow_client, tiny_run(max_steps=10))
+
+
+def test_a_checkpoint_that_cannot_be_restored_fails_its_resumed_run(
+    tmp_path: Path, tiny_data: TrainData, mlflow_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from charlm.errors import DataError
+
+    interrupt_at(monkeypatch, 7)
+    with pytest.raises(TrainingInterrupted):
+        train(tmp_path, tiny_data, mlflow_client, tiny_run(max_steps=20))
+    monkeypatch.undo()
+    path = outputs(tmp_path).checkpoint_dir / STATE_FILE
+    with safe_open(str(path), framework="pt") as f:
+        header, tensors = f.metadata(), {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118
+    tensors["model.head.bias"] = torch.zeros(3)  # the same run and fingerprint, a damaged tensor
+    save_file(tensors, path, metadata=header)
+    with pytest.raises(DataError, match="weights do not fit the model"):
+        train(tmp_path, tiny_data, mlflow_client, tiny_run(max_steps=20))
+    (run,) = mlflow_client.search_runs([mlflow_client.get_experiment_by_name("test").experiment_id])
+    assert run.info.status == "FAILED"  # resumed, then ended: not left RUNNING
