@@ -22,7 +22,7 @@ are scored. With `--tune`, the held-out text is not read: the first 90% of the t
 trains and the rest is scored, so settings are chosen without the text that reports them.
 
     python benchmarks/bench_quality.py --corpus tinyshakespeare.txt --budget 900 --seeds 1 2 3 --no-plain \
-        --set dropout=0.25 weight_drop=0.2 eval_interval=1000000 checkpoint_interval=1000
+        --set dropout=0.25 weight_drop=0.1 eval_interval=1000000 checkpoint_interval=1000
 """
 
 import argparse
