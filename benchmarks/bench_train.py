@@ -103,10 +103,10 @@ def main() -> None:
         client = connect(f"sqlite:///{tmp}/mlflow.db")
         data = TrainData(train_ids, val_ids, vocab, {"train": "synthetic", "val": "synthetic"})
         trainer = Trainer(run, data, Path(tmp) / "ckpt")
-        tracker = RunTracker.start(StageTracking(client, "bench", {}), "bench", {}, {})
-        start = time.perf_counter()
-        trainer.fit(tracker, Path(tmp) / "best", [], lambda *_: None)
-        total = time.perf_counter() - start
+        with RunTracker.start(StageTracking(client, "bench", {}), "bench", {}, {}) as tracker:
+            start = time.perf_counter()
+            trainer.fit(tracker, Path(tmp) / "best", [], lambda *_: None)
+            total = time.perf_counter() - start
         loop = trainer.loop
     overall = loop.train_chars / total
     in_steps = loop.train_chars / loop.train_time_s

@@ -167,22 +167,27 @@ class RunTracker:
         self._pending: list[Any] = []
 
     @classmethod
+    @contextmanager
     def start(
         cls, tracking: StageTracking, run_name: str, params: dict[str, Any], tags: dict[str, str]
-    ) -> "RunTracker":
+    ) -> Iterator["RunTracker"]:
+        """A new run with these params and tags, ended as the block ends (`StageTracking.new_run`)."""
         from mlflow.entities import Param
 
-        run_id = tracking.create_run(run_name, **tags, **tag.owner_tags())
-        tracking.client.log_batch(run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
-        return cls(tracking.client, run_id)
+        with tracking.new_run(run_name, **tags, **tag.owner_tags()) as run_id:
+            tracking.client.log_batch(run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
+            yield cls(tracking.client, run_id)
 
     @classmethod
-    def resume(cls, client: "MlflowClient", run_id: str) -> "RunTracker":
-        """Continue the run a checkpoint recorded (it may have been left RUNNING by a killed process)."""
+    @contextmanager
+    def resume(cls, client: "MlflowClient", run_id: str) -> Iterator["RunTracker"]:
+        """Continue the run a checkpoint recorded (it may have been left RUNNING by a killed
+        process), ended as the block ends."""
         client.update_run(run_id, status="RUNNING")
-        for key, value in tag.owner_tags().items():
-            client.set_tag(run_id, key, value)
-        return cls(client, run_id)
+        with ending(client, run_id):
+            for key, value in tag.owner_tags().items():
+                client.set_tag(run_id, key, value)
+            yield cls(client, run_id)
 
     def log(self, step: int, metrics: dict[str, float]) -> None:
         self._pending += metrics_at(step, metrics)

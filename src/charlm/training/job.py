@@ -24,7 +24,6 @@ from charlm.tracking.runs import (
     RunTracker,
     StageTracking,
     end_orphaned_runs,
-    ending,
     system_metrics,
 )
 from charlm.training.distributed import SINGLE, World
@@ -115,9 +114,9 @@ def train_model(job: TrainJob, tracking: StageTracking | None, world: World = SI
         best_dir = out.checkpoint_dir / BEST_DIR
         if state is None and world.is_main:
             shutil.rmtree(best_dir, ignore_errors=True)  # a fresh start's best model is its own
-        tracker = None if tracking is None else _tracker(job, tracking, state, world)
-        # From here a failure ends the run FAILED (KILLED on a signal), not left RUNNING.
-        with ending(tracker.client, tracker.run_id) if tracker else nullcontext():
+        tracked = nullcontext() if tracking is None else _tracked(job, tracking, state, world)
+        # From the run's creation on, an error ends it FAILED and Ctrl-C KILLED, never RUNNING.
+        with tracked as tracker:
             # Every node's first process logs its machine's system metrics to the run: on other
             # nodes when they reach the tracking server too (MLFLOW_TRACKING_URI), under its name.
             run_id = world.broadcast_text(tracker.run_id if tracker else "")
@@ -152,18 +151,22 @@ def _resumable(job: TrainJob, world: World) -> TrainingState | None:
     return state
 
 
-def _tracker(job: TrainJob, tracking: StageTracking, state: TrainingState | None, world: World) -> RunTracker:
-    """The job's MLflow run: the checkpoint's, resumed, or a new one with its params, tags,
-    description and datasets."""
-    client = tracking.client
-    for run_id in end_orphaned_runs(client, tracking.experiment):
+@contextmanager
+def _tracked(
+    job: TrainJob, tracking: StageTracking, state: TrainingState | None, world: World
+) -> Iterator[RunTracker]:
+    """The job's MLflow run, ended as the block ends: the checkpoint's, resumed, or a new one with
+    its params, tags, description and datasets."""
+    for run_id in end_orphaned_runs(tracking.client, tracking.experiment):
         print(
             f"train: MLflow run {run_id} was left RUNNING by a dead process; marked KILLED", file=sys.stderr
         )
-    if state is None:
-        tags, params = job.run_tags() | {tag.DESCRIPTION: job.description(world)}, job.run_params(world)
-        tracker = RunTracker.start(tracking, job.spec.name, params, tags)
+    if state is not None:
+        print(f"train: resuming {job.spec.name} from step {state.loop.steps}", file=sys.stderr)
+        with RunTracker.resume(tracking.client, state.run_id) as tracker:
+            yield tracker
+        return
+    tags, params = job.run_tags() | {tag.DESCRIPTION: job.description(world)}, job.run_params(world)
+    with RunTracker.start(tracking, job.spec.name, params, tags) as tracker:
         tracking.log_datasets(tracker.run_id, job.datasets)
-        return tracker
-    print(f"train: resuming {job.spec.name} from step {state.loop.steps}", file=sys.stderr)
-    return RunTracker.resume(client, state.run_id)
+        yield tracker

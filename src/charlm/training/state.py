@@ -4,6 +4,7 @@ The file holds every tensor needed to continue (weights, optimizer moments, the 
 carried hidden state, each rank's RNG state) and, in its safetensors header, a JSON document with
 the rest: the format, the fingerprint of what was trained, its MLflow run, the `LoopState` and
 the optimizer's settings. It is written atomically, so a crash leaves the previous state intact.
+A state continues a training when its fingerprint is that of the training's `TrainData` and spec.
 """
 
 import dataclasses

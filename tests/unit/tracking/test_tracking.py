@@ -42,13 +42,13 @@ def test_unreachable_server_fails_fast_naming_the_uri(monkeypatch: pytest.Monkey
 
 
 def test_tracker_sends_metrics_at_flush_and_logs_files(tmp_path: Path, mlflow_client) -> None:  # type: ignore[no-untyped-def]
-    tracker = RunTracker.start(StageTracking(mlflow_client, "exp", {"s": "1"}), "m", {"a.b": 1}, {"k": "v"})
-    tracker.log(1, {"loss": 2.5})
-    assert mlflow_client.get_metric_history(tracker.run_id, "loss") == []  # waits for the checkpoint
-    tracker.flush()
-    tracker.log(2, {"loss": 2.0, "bpc": 3.0})
-    (tmp_path / "metrics.json").write_text("{}")
-    with ending(mlflow_client, tracker.run_id):
+    tracking = StageTracking(mlflow_client, "exp", {"s": "1"})
+    with RunTracker.start(tracking, "m", {"a.b": 1}, {"k": "v"}) as tracker:
+        tracker.log(1, {"loss": 2.5})
+        assert mlflow_client.get_metric_history(tracker.run_id, "loss") == []  # waits for the checkpoint
+        tracker.flush()
+        tracker.log(2, {"loss": 2.0, "bpc": 3.0})
+        (tmp_path / "metrics.json").write_text("{}")
         tracker.finish({"best": 1.5}, [tmp_path / "metrics.json"])
     run = mlflow_client.get_run(tracker.run_id)
     assert run.info.status == "FINISHED" and run.data.metrics == {"loss": 2.0, "bpc": 3.0, "best": 1.5}
@@ -75,14 +75,20 @@ def test_a_run_ends_as_its_block_does(mlflow_client, error: BaseException | None
             raise error
     assert mlflow_client.get_run(run_id).info.status == status
     made = []
-    with (
-        contextlib.suppress(type(error) if error else ()),
-        StageTracking(mlflow_client, "exp", {}).new_run("s") as run_id,
-    ):
-        made.append(run_id)
-        if error:
-            raise error
-    assert mlflow_client.get_run(made[0]).info.status == status
+    tracking = StageTracking(mlflow_client, "exp", {})
+    # A stage's run, and the training run as it starts and as a checkpoint resumes it.
+    openings = [
+        lambda: tracking.new_run("s"),
+        lambda: RunTracker.start(tracking, "m", {"a": 1}, {}),
+        lambda: RunTracker.resume(mlflow_client, made[1].run_id),
+    ]
+    for opening in openings:
+        with contextlib.suppress(type(error) if error else ()), opening() as run:
+            made.append(run)
+            if error:
+                raise error
+    run_ids = [made[0], made[1].run_id, made[2].run_id]
+    assert [mlflow_client.get_run(run_id).info.status for run_id in run_ids] == [status] * 3
 
 
 def test_model_run_reuses_the_training_run_or_makes_one(mlflow_client) -> None:  # type: ignore[no-untyped-def]

@@ -386,6 +386,7 @@ def test_a_checkpoint_that_cannot_be_restored_fails_its_resumed_run(
     path = outputs(tmp_path).checkpoint_dir / STATE_FILE
     with safe_open(str(path), framework="pt") as f:
         header, tensors = f.metadata(), {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118
+    assert tensors["model.head.bias"].shape != (3,)
     tensors["model.head.bias"] = torch.zeros(3)  # the same run and fingerprint, a damaged tensor
     save_file(tensors, path, metadata=header)
     with pytest.raises(DataError, match="weights do not fit the model"):
