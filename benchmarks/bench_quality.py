@@ -140,7 +140,8 @@ def main() -> None:
     cut = int(len(text) * TRAIN_FRACTION)
     train, held_out = text[:cut], text[cut:]
     if args.tune:  # the held-out text stays unread: score on the end of the training text instead
-        train, held_out = text[: int(cut * TRAIN_FRACTION)], text[int(cut * TRAIN_FRACTION) : cut]
+        inner = int(cut * TRAIN_FRACTION)
+        train, held_out = text[:inner], text[inner:cut]
     vocab = Vocabulary.build(train)
     hashes = {"train": "train", "val": "validation" if args.tune else "held out"}
     data = TrainData(train=vocab.encode(train), val=vocab.encode(held_out), vocab=vocab, sha256=hashes)
