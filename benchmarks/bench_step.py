@@ -4,7 +4,9 @@ model, under each way of running it this CPU offers, timed in one process.
 Variants: fp32; fp32 with oneDNN's RNN kernels computing internally in bf16
 (`torch.backends.mkldnn.rnn.fp32_precision = "bf16"`); bf16 autocast (what `precision: auto`
 picks on CPUs with native bf16); each of the last two with AdamW's fused CPU kernel instead of its
-default multi-tensor one; and the fastest on one thread instead of all. Every variant trains from
+default multi-tensor one; the recurrence run sequence-first (the layout `nn.LSTM` computes in, so
+`batch_first`'s transposes of its input and output go); and the fastest on one thread instead of
+all. Every variant trains from
 the same seed on the same synthetic data, so the losses after the timed steps say whether a variant
 computes the same training (fp32 variants agree closely; bf16 ones round differently).
 
@@ -26,6 +28,7 @@ import numpy as np
 import torch
 
 from charlm.data.vocab import Vocabulary
+from charlm.model.network import CharLM, Hidden
 from charlm.params.base import load_params
 from charlm.params.pipeline import Params
 from charlm.params.training import ModelSpec
@@ -40,6 +43,7 @@ class Variant:
     onednn_bf16: bool = False  # oneDNN's RNN internal precision bf16, under fp32
     fused: bool = False  # AdamW(fused=True)
     threads: int | None = None  # torch threads; None: as the process has
+    sequence_first: bool = False  # CharLM's forward in (T, B, ...) layout, see SequenceFirst
 
 
 VARIANTS = [
@@ -48,8 +52,28 @@ VARIANTS = [
     Variant("fp32, fused AdamW", "fp32", fused=True),
     Variant("bf16 autocast", "bf16"),
     Variant("bf16 autocast, fused AdamW", "bf16", fused=True),
+    Variant("bf16 autocast, sequence-first", "bf16", sequence_first=True),
     Variant("bf16 autocast, fused AdamW, 1 thread", "bf16", fused=True, threads=1),
 ]
+
+
+class SequenceFirst(torch.nn.Module):
+    """`CharLM.forward` on the same weights with the recurrence in (T, B, ...) layout: the batch is
+    transposed once as ids, and the logits handed back as a (B, T, V) view, so the step around it is
+    the same. Without locked dropout (params.yaml's `lstm` has none): its masks are laid out by batch."""
+
+    def __init__(self, model: CharLM) -> None:
+        super().__init__()
+        if model.config.dropout or model.embedding is None:
+            raise SystemExit("the sequence-first variant is written for embedding input without dropout")
+        self.model = model
+        model.rnn.batch_first = False
+
+    def forward(self, idx: torch.Tensor, hidden: Hidden | None) -> tuple[torch.Tensor, Hidden]:
+        assert self.model.embedding is not None
+        x = self.model.embedding(idx.t())  # (T, B, E)
+        out, hidden = self.model._recur(x, hidden)  # (T, B, H); weight drop as in training
+        return self.model.head(out).transpose(0, 1), hidden  # (B, T, V)
 
 
 @contextmanager
@@ -72,6 +96,8 @@ def trainer_for(spec: ModelSpec, variant: Variant, data: TrainData, tmp: Path) -
     trainer.model.train()
     if variant.fused:  # the same groups and settings, the fused kernel
         trainer.optimizer = torch.optim.AdamW(trainer.optimizer.param_groups, fused=True)
+    if variant.sequence_first:
+        trainer.network = SequenceFirst(trainer.model)
     return trainer
 
 
