@@ -4,11 +4,11 @@ model, under each way of running it this CPU offers, timed in one process.
 Variants: fp32; fp32 with oneDNN's RNN kernels computing internally in bf16
 (`torch.backends.mkldnn.rnn.fp32_precision = "bf16"`); bf16 autocast (what `precision: auto`
 picks on CPUs with native bf16); each of the last two with AdamW's fused CPU kernel instead of its
-default multi-tensor one; the recurrence run sequence-first (the layout `nn.LSTM` computes in, so
-`batch_first`'s transposes of its input and output go); and the fastest on one thread instead of
-all. Every variant trains from
-the same seed on the same synthetic data, so the losses after the timed steps say whether a variant
-computes the same training (fp32 variants agree closely; bf16 ones round differently).
+default multi-tensor one; fp32 and bf16 with the recurrence run sequence-first (the layout
+`nn.LSTM` computes in, so `batch_first`'s transposes of its input and output go); and the fastest
+on one thread instead of all. Every variant trains from the same seed on the same synthetic data,
+so the losses after the timed steps say whether a variant computes the same training (fp32
+variants agree closely; bf16 ones round differently).
 
 The machine drifts by 10% within a minute, so the variants take turns: `--rounds` rounds, each
 timing `--steps` steps of every variant in order (after `--warmup` untimed ones the first round),
@@ -50,6 +50,7 @@ VARIANTS = [
     Variant("fp32", "fp32"),
     Variant("fp32, oneDNN RNN in bf16", "fp32", onednn_bf16=True),
     Variant("fp32, fused AdamW", "fp32", fused=True),
+    Variant("fp32, sequence-first", "fp32", sequence_first=True),
     Variant("bf16 autocast", "bf16"),
     Variant("bf16 autocast, fused AdamW", "bf16", fused=True),
     Variant("bf16 autocast, sequence-first", "bf16", sequence_first=True),
@@ -60,7 +61,8 @@ VARIANTS = [
 class SequenceFirst(torch.nn.Module):
     """`CharLM.forward` on the same weights with the recurrence in (T, B, ...) layout: the batch is
     transposed once as ids, and the logits handed back as a (B, T, V) view, so the step around it is
-    the same. Without locked dropout (params.yaml's `lstm` has none): its masks are laid out by batch."""
+    the train stage's (its loss copies the view to flatten it). Without locked dropout (params.yaml's
+    `lstm` has none): its masks are laid out by batch."""
 
     def __init__(self, model: CharLM) -> None:
         super().__init__()
