@@ -16,6 +16,7 @@ from charlm.model.directory import load_model_dir
 from charlm.params.base import TrackingConfig, load_params
 from charlm.params.generation import EvaluateConfig, GenerateConfig
 from charlm.params.training import Models
+from charlm.progress import work_bar
 from charlm.stage import stage_args
 from charlm.tracking import tags as tag
 from charlm.tracking.runs import DatasetRef, StageTracking, log_metrics
@@ -36,20 +37,23 @@ def main() -> None:
     dtype = autocast_dtype(train.precision, device)
     loaded = load_model_dir(args.model_dir, device, vocab=Vocabulary.load(args.vocab))
     encoded, data = EncodedSplits(args.encoded), DataReport.read(args.data_report)
-    splits = {
-        split: SplitReport(
-            **evaluate(
-                loaded.model, encoded.load(split), cfg.batch_size, cfg.seq_len, device, dtype
-            ).model_dump(),
-            sha256=data.sha256(split),
-        )
-        for split in HELD_OUT
-    }
-    static, learning = dynamic(loaded.model, encoded.load("test"), cfg.dynamic, device, dtype)
+    splits = {}
+    for split in HELD_OUT:
+        with work_bar(f"evaluate {args.model} {split}", "char") as bar:
+            result = evaluate(
+                loaded.model, encoded.load(split), cfg.batch_size, cfg.seq_len, device, dtype, bar
+            )
+        splits[split] = SplitReport(**result.model_dump(), sha256=data.sha256(split))
+    with work_bar(f"evaluate {args.model} dynamically", "char") as bar:
+        static, learning = dynamic(loaded.model, encoded.load("test"), cfg.dynamic, device, dtype, bar)
     reading = DynamicReport(chars=learning.chars, static_bpc=static.bpc, bpc=learning.bpc)
     wanted = cfg.writing.options(params.generate)
-    texts = generate_all(loaded.model, loaded.vocab, wanted)
-    writing = judge(encoded.load("train"), encoded.load("val"), loaded.vocab, cfg.writing, wanted, texts)
+    with work_bar(f"evaluate {args.model} writes", "char") as bar:
+        texts = generate_all(loaded.model, loaded.vocab, wanted, bar)
+    with work_bar(f"evaluate {args.model} judge", "char") as bar:
+        writing = judge(
+            encoded.load("train"), encoded.load("val"), loaded.vocab, cfg.writing, wanted, texts, bar
+        )
 
     tracking = StageTracking.open(params.tracking, "evaluate", args.model)
     with tracking.model_run(loaded.info.mlflow_run_id, f"{args.model} (evaluation)") as (run_id, new):

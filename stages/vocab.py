@@ -8,8 +8,11 @@ from charlm.data.report import DataReport
 from charlm.data.vocab import Vocabulary, char_counts
 from charlm.errors import run_cli
 from charlm.evaluation.baselines import BASELINES, ORDER
+from charlm.evaluation.ngram import check_order
+from charlm.generation.prompts import check_params
 from charlm.params.base import load_params
 from charlm.params.data import FetchConfig, PrepareConfig, VocabConfig
+from charlm.params.generation import EvaluateConfig, GenerateConfig
 from charlm.progress import bytes_bar
 from charlm.records import Record
 from charlm.stage import stage_args
@@ -19,6 +22,10 @@ class Params(Record):
     fetch: FetchConfig  # the corpus's name, for the report
     prepare: PrepareConfig  # its unicode_form: the vocabulary records it, for prompts to be put in
     vocab: VocabConfig
+    # What needs only the vocabulary is checked as soon as it exists, not after training: the
+    # prompts generated from, and the writing judge's n-gram order.
+    generate: GenerateConfig
+    evaluate: EvaluateConfig
 
 
 def main() -> None:
@@ -35,6 +42,8 @@ def main() -> None:
             params.vocab.min_count,
             params.prepare.unicode_form,
         )
+        check_order(len(vocab), params.evaluate.writing.ngram_order)
+        notes = check_params(vocab, params.generate, params.evaluate.writing)
         known = {"train": sum(vocab.counts)}  # every character the vocabulary counted, <unk> ones too
         written = EncodedSplits(args.encoded).write(texts, vocab, ORDER, bar.update, known)
     vocab.save(args.vocab)
@@ -49,6 +58,8 @@ def main() -> None:
     )
     report.write(args.report)
     print(f"vocab: {len(vocab)} symbols (sha256 {vocab.sha256[:12]}), {report.model_dump()}")
+    for note in notes:
+        print(f"vocab: {note}")
 
 
 if __name__ == "__main__":

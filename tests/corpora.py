@@ -55,3 +55,24 @@ def write_lines(path: Path, size: int, seed: int = 0) -> None:
             block = block[: block.rfind(b"\n", 0, size) + 1] if len(block) > size else block
             f.write(block)
             size -= len(block) or size  # a line longer than what is left ends it
+
+
+def many_symbols(chars: int, symbols: int, seed: int = 0) -> str:
+    """About `chars` characters of lines over `symbols` CJK ideographs, as a corpus in a script of
+    thousands of symbols: Zipf-distributed (a few hundred carry most of the text, a long tail occurs
+    once or twice), each symbol preferring a few successors, lines of 5 or 7 as in classical poems."""
+    rng = np.random.default_rng(seed)
+    alphabet = np.array([chr(0x4E00 + i) for i in range(symbols)])
+    size = chars * 3 // 4  # the symbols; a line's punctuation and newline make up the rest
+    ranks = np.minimum(rng.zipf(1.15, size=size), symbols) - 1  # (size,) mostly small ranks
+    follow = rng.integers(0, symbols, size=(symbols, 3)) % np.maximum(ranks.max() // 8, 1)
+    keep = rng.random(size) < 0.5  # half the time a preferred successor of the one before
+    ranks[1:][keep[1:]] = follow[ranks[:-1][keep[1:]], rng.integers(0, 3, size=int(keep[1:].sum()))]
+    text, lines = alphabet[ranks], []
+    at = 0
+    while at < len(text):
+        width = 5 if rng.random() < 0.5 else 7
+        stop = "\uff0c" if len(lines) % 2 == 0 else "\u3002"  # a fullwidth comma, then a full stop
+        lines.append("".join(text[at : at + width]) + stop)
+        at += width
+    return "\n".join(lines) + "\n"

@@ -1,5 +1,8 @@
 """Progress of a long stage on stderr: how much is done, how fast, and how long is left; redrawn
 every second in a terminal, a line every 30 s in a log (DVC, CI).
+
+Work that knows how much it has to do reports it as it goes through an `OnProgress` callback
+(done, total), in its own units; `work_bar` shows it, and `quiet` shows nothing.
 """
 
 import sys
@@ -8,6 +11,12 @@ from contextlib import contextmanager
 from typing import Any
 
 from tqdm import tqdm
+
+OnProgress = Callable[[int, int], object]  # (done, total), in the work's own units
+
+
+def quiet(done: int, total: int) -> None:
+    """Progress that nobody watches (training's validations, tests)."""
 
 
 def progress_bar(total: int, desc: str, unit: str, **options: Any) -> tqdm:
@@ -24,6 +33,24 @@ def progress_bar(total: int, desc: str, unit: str, **options: Any) -> tqdm:
 def bytes_bar(total: int, desc: str) -> tqdm:
     """Counts bytes read, shown in MB and MB/s."""
     return progress_bar(total, desc, "B", unit_scale=True, unit_divisor=1000)
+
+
+@contextmanager
+def work_bar(desc: str, unit: str) -> Iterator[OnProgress]:
+    """Shows the progress a piece of work reports, (done, total) as it goes; the bar starts with
+    the first report, which brings its total."""
+    bars: list[tqdm] = []
+
+    def on_progress(done: int, total: int) -> None:
+        if not bars:
+            bars.append(progress_bar(total, desc, unit, unit_scale=True))
+        bars[0].update(done - bars[0].n)
+
+    try:
+        yield on_progress
+    finally:
+        for bar in bars:
+            bar.close()
 
 
 @contextmanager

@@ -64,7 +64,7 @@ class EncodedSplits(PreparedSplits):
                         ids = vocab.encode_utf8(data)
                         out.write(ids)
                         counting.put(ids)
-                unknown = int(counts.table(1)[UNK_ID])
+                unknown = int(counts.unigram()[UNK_ID])
                 data = SplitData(chars=chars, sha256=out.sha256, oov_rate=unknown / max(chars, 1))
                 written[split] = data, counts
         return written

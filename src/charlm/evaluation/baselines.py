@@ -2,7 +2,8 @@
 
 A character model is only useful if it beats these on the same held-out text; they anchor what a
 "good" number is in every evaluation report. Both read the splits' n-gram counts
-(`charlm.data.ngrams`), which the vocab stage gathers while it encodes, never the splits again.
+(`charlm.data.ngrams`), which the vocab stage gathers while it encodes, never the splits again;
+the bigram model visits only the pairs the held-out split holds, never a V x V table.
 """
 
 from collections.abc import Callable
@@ -18,13 +19,13 @@ ORDER = 2  # the longest run of characters a baseline reads: the counts it needs
 
 def _unigram_bits(train: "NgramCounts") -> np.ndarray:
     """-log2 P(character) of the add-one-smoothed character frequencies of `train`, (V,)."""
-    counts = train.table(1).astype(np.float64) + 1.0
+    counts = train.unigram().astype(np.float64) + 1.0
     return -np.log2(counts / counts.sum())
 
 
 def unigram_bpc(train: "NgramCounts", test: "NgramCounts") -> float:
     """Cross-entropy (bits/char) on `test` of the add-one-smoothed character frequencies of `train`."""
-    return float((test.table(1) * _unigram_bits(train)).sum() / test.total)
+    return float((test.unigram() * _unigram_bits(train)).sum() / test.total)
 
 
 def bigram_bpc(train: "NgramCounts", test: "NgramCounts") -> float:
@@ -32,10 +33,13 @@ def bigram_bpc(train: "NgramCounts", test: "NgramCounts") -> float:
 
     The first test character, which has no predecessor, is scored by the add-one unigram model.
     """
-    counts = train.table(2).astype(np.float64) + 1.0
-    bits = -np.log2(counts / counts.sum(axis=1, keepdims=True))  # (V prev, V next)
+    size = train.vocab_size
+    pairs, seen = test.runs(2), train.runs(2)
+    before = np.zeros(size, dtype=np.float64)  # how often each character is followed by one in train
+    np.add.at(before, seen.codes // size, seen.counts)
+    bits = -np.log2((seen.count(pairs.codes) + 1.0) / (before[pairs.codes // size] + size))
     first = _unigram_bits(train)[test.head[:1]].sum()
-    return float(((test.table(2) * bits).sum() + first) / test.total)
+    return float(((pairs.counts * bits).sum() + first) / test.total)
 
 
 # Each baseline by its name in reports, weakest first.

@@ -11,16 +11,24 @@ from charlm.evaluation.metrics import EvalResult
 from charlm.model.device import autocast
 from charlm.model.network import CharLM, detach_hidden
 from charlm.params.generation import DynamicConfig
+from charlm.progress import OnProgress, quiet
 
 
 def dynamic(
-    model: CharLM, ids: np.ndarray, cfg: DynamicConfig, device: torch.device, dtype: torch.dtype | None = None
+    model: CharLM,
+    ids: np.ndarray,
+    cfg: DynamicConfig,
+    device: torch.device,
+    dtype: torch.dtype | None = None,
+    on_progress: OnProgress = quiet,
 ) -> tuple[EvalResult, EvalResult]:
     """The static and the dynamic figures of the first `cfg.chars` of `ids`, read in order as one
     stream, `cfg.seq_len` at a time, the hidden state carried. Dynamically, each segment is scored
     first, then the model takes an SGD step on it and is pulled back toward its trained weights by
-    `cfg.decay`: no character is scored by weights that have seen it. The weights are restored."""
+    `cfg.decay`: no character is scored by weights that have seen it. The weights are restored.
+    Progress in characters, of both readings."""
     stream = Streams(ids[: cfg.chars + 1], 1)  # (1, L)
+    chars = stream.length - 1
     trained = [p.detach().clone() for p in model.parameters()]
     weights = list(model.parameters())
     was_training = model.training
@@ -28,7 +36,7 @@ def dynamic(
     figures = []
     try:
         with torch.backends.cudnn.flags(enabled=False):
-            for learning_rate in (0.0, cfg.learning_rate):
+            for reading, learning_rate in enumerate((0.0, cfg.learning_rate)):
                 nats, correct, hidden = 0.0, 0, None
                 for start in range(0, stream.length - 1, cfg.seq_len):
                     window = stream.chunk(start, min(start + cfg.seq_len, stream.length - 1) + 1, device)
@@ -51,7 +59,7 @@ def dynamic(
                         with torch.no_grad():
                             torch._foreach_add_(weights, [w.grad for w in weights], alpha=-learning_rate)
                             torch._foreach_lerp_(weights, trained, cfg.decay)
-                chars = stream.length - 1
+                    on_progress(reading * chars + start + y.size(1), 2 * chars)
                 figures.append(EvalResult(loss_nats=nats / chars, accuracy=correct / chars, chars=chars))
     finally:
         with torch.no_grad():

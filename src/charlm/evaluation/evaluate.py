@@ -17,6 +17,7 @@ from charlm.data.streams import Streams
 from charlm.evaluation.metrics import EvalResult
 from charlm.model.device import autocast
 from charlm.model.network import CharLM
+from charlm.progress import OnProgress, quiet
 
 
 @torch.no_grad()
@@ -27,10 +28,13 @@ def evaluate(
     seq_len: int,
     device: torch.device,
     dtype: torch.dtype | None = None,
+    on_progress: OnProgress = quiet,
 ) -> EvalResult:
+    """Every target of `ids` scored once, in B streams read T at a time; progress in characters."""
     was_training = model.training
     model.eval()
     data = Streams(ids, min(batch_size, max(len(ids) // 2, 1)))  # (B, L), read a chunk at a time
+    chars = data.ids.shape[0] * (data.length - 1)
     total_nats = torch.zeros((), dtype=torch.float64, device=device)
     correct = torch.zeros((), dtype=torch.int64, device=device)
     hidden = None
@@ -42,8 +46,8 @@ def evaluate(
         logits = logits.float()
         total_nats += F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="sum").double()
         correct += (logits.argmax(-1) == y).sum()
+        on_progress(y.numel() + start * y.size(0), chars)
     model.train(was_training)
-    chars = data.ids.shape[0] * (data.length - 1)
     return EvalResult(loss_nats=total_nats.item() / chars, accuracy=correct.item() / chars, chars=chars)
 
 

@@ -9,20 +9,17 @@ from dataclasses import dataclass, field
 import torch
 
 from charlm.data.vocab import Vocabulary
-from charlm.errors import CharlmError
+from charlm.generation.prompts import checked
 from charlm.generation.sampling import Draws, sample_next
 from charlm.model.network import CharLM, hidden_from_tensors, hidden_tensors
 from charlm.params.generation import SamplingOptions
+from charlm.progress import OnProgress, quiet
 
 # A slice of 16 characters through the module (oneDNN's fused RNN on the CPU) costs 2.4 ms for the
 # default LSTM on one thread, 0.15 ms a character; a character riding along costs a batch's step
 # (0.6 ms for 16 rows), shared by them all. Slices feed long prompts 7 times faster than steps
 # would, and keep a step beside one at most 2.4 ms longer.
 PROMPT_SLICE = 16
-
-
-class SamplingError(CharlmError):
-    """A sampling request that cannot be served: bad values or characters the model never saw."""
 
 
 @dataclass(frozen=True)
@@ -34,26 +31,10 @@ class Request:
 
 
 def request(vocab: Vocabulary, prompt: str, options: SamplingOptions) -> Request:
-    """Check a prompt and its options against the vocabulary, the prompt put in the normal form of
-    the text the vocabulary was built from; bad requests raise SamplingError."""
-    if not prompt:
-        raise SamplingError("the prompt is empty; give at least one character to start from")
-    try:
-        prompt.encode("utf-8")
-    except UnicodeEncodeError as err:  # a lone surrogate, as JSON's \ud800 or a mis-decoded argument
-        raise SamplingError(
-            f"prompt: not valid Unicode: {prompt[err.start]!r} at character {err.start} ({err.reason})"
-        ) from None
-    prompt = vocab.normalize(prompt)
-    if options.top_k is not None and options.top_k > len(vocab):
-        raise SamplingError(f"top_k: must be in 1..{len(vocab)} (the vocabulary size), got {options.top_k}")
-    missing = vocab.unknown_chars(prompt)
-    if missing and options.unknown == "error":
-        raise SamplingError(
-            f"prompt characters not in the model's vocabulary: {missing!r}"
-            " (set unknown to 'unk' to map them to <unk>)"
-        )
-    return Request(torch.from_numpy(vocab.encode(prompt).astype("int64")).view(1, -1), options)
+    """Check a prompt and its options against the vocabulary (`prompts.checked`), the prompt put in
+    the normal form of the text the vocabulary was built from; bad requests raise SamplingError."""
+    ids = vocab.encode(checked(vocab, prompt, options))
+    return Request(torch.from_numpy(ids.astype("int64")).view(1, -1), options)
 
 
 @dataclass(eq=False)
@@ -216,11 +197,19 @@ def _stream(decoder: Decoder, req: Request) -> Iterator[str]:
         sent = len(row.chars)
 
 
-def generate_all(model: CharLM, vocab: Vocabulary, wanted: list[tuple[str, SamplingOptions]]) -> list[str]:
+def generate_all(
+    model: CharLM,
+    vocab: Vocabulary,
+    wanted: list[tuple[str, SamplingOptions]],
+    on_progress: OnProgress = quiet,
+) -> list[str]:
     """The text after each (prompt, options), all generated together in one batch (a seeded text is
-    the one it would be alone); a bad request raises before any is generated."""
+    the one it would be alone); a bad request raises before any is generated. Progress in
+    characters generated."""
     decoder = Decoder(model, vocab)
     rows = [decoder.add(req) for req in [request(vocab, prompt, options) for prompt, options in wanted]]
+    total = sum(options.length for _, options in wanted)
     while decoder.rows:
         decoder.step()
+        on_progress(sum(len(row.chars) for row in rows), total)
     return ["".join(row.chars) for row in rows]

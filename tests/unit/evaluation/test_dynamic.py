@@ -31,8 +31,10 @@ def test_a_repeated_passage_reads_better_dynamically_and_the_static_figure_is_ev
     lm = model()
     before = [p.detach().clone() for p in lm.parameters()]
     cfg = settings(chars=800, seq_len=20, learning_rate=5.0, decay=0.0)
-    static, learning = dynamic(lm, ids, cfg, CPU)
+    reports: list[tuple[int, int]] = []
+    static, learning = dynamic(lm, ids, cfg, CPU, on_progress=lambda *r: reports.append(r))
     assert static.chars == learning.chars == 800
+    assert reports == [(20 * k, 1600) for k in range(1, 81)]  # both readings, segment by segment
     assert static == evaluate(lm, ids[:801], batch_size=1, seq_len=20, device=CPU)
     assert learning.bpc < static.bpc - 1.0  # it learns the passage it keeps reading
     assert all(torch.equal(p, b) for p, b in zip(lm.parameters(), before, strict=True))

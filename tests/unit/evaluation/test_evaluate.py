@@ -38,8 +38,10 @@ def test_loss_bpc_accuracy_by_hand() -> None:
 def test_streams_cover_every_target() -> None:
     model = constant_model([0.5, 0.25, 0.25])
     ids = np.array([1, 2] * 50 + [0, 0, 0], dtype=np.uint8)  # 103 = 4 streams of 25, 3 left over
-    result = evaluate(model, ids, batch_size=4, seq_len=7, device=torch.device("cpu"))
+    reports: list[tuple[int, int]] = []
+    result = evaluate(model, ids, 4, 7, torch.device("cpu"), on_progress=lambda *r: reports.append(r))
     assert result.chars == 4 * 24
+    assert reports == [(min(4 * 7 * k, 96), 96) for k in range(1, 5)]  # characters scored, as it goes
     assert result.loss_nats == pytest.approx(-math.log(0.25))
 
 

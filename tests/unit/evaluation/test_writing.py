@@ -1,11 +1,14 @@
 """writing: the n-gram judge of generated text flags collapsed text and passes prose."""
 
+import itertools
+
 import numpy as np
 import pytest
 
 from charlm.data.vocab import Vocabulary
 from charlm.errors import ParamsError
-from charlm.evaluation.writing import NGram, judge
+from charlm.evaluation.ngram import NGram
+from charlm.evaluation.writing import judge
 from charlm.params.generation import EvaluateConfig, GenerateConfig
 from tests import corpora
 from tests.helpers import config
@@ -22,16 +25,44 @@ def vocab(text: str) -> Vocabulary:
     return Vocabulary.build(text + "Z9")
 
 
+def witten_bell(ids: list[int], vocab_size: int, order: int, text: list[int]) -> list[float]:
+    """P(w | h) of each character of `text`, by hand from the definition, over dense tables."""
+    tables = [np.zeros((vocab_size,) * n) for n in range(1, order + 1)]
+    for n, table in enumerate(tables, start=1):
+        for i in range(len(ids) - n + 1):
+            table[tuple(ids[i : i + n])] += 1
+    probs = []
+    for i, w in enumerate(text):
+        p = (tables[0][w] + 1) / (len(ids) + vocab_size)
+        for n in range(2, min(i + 1, order) + 1):
+            h = tuple(text[i - n + 1 : i])
+            seen, kinds = tables[n - 1][h].sum(), np.count_nonzero(tables[n - 1][h])
+            p = (tables[n - 1][(*h, w)] + kinds * p) / (seen + kinds) if seen else p
+        probs.append(p)
+    return probs
+
+
+@pytest.mark.parametrize("order", [1, 2, 3, 4])
+def test_probabilities_are_witten_bells(order: int) -> None:
+    rng = np.random.default_rng(order)
+    ids, text = rng.integers(0, 5, size=300), rng.integers(0, 5, size=60)
+    got = NGram.fit(ids, 5, order).probabilities(text)
+    assert got.tolist() == pytest.approx(witten_bell(ids.tolist(), 5, order, text.tolist()), rel=1e-12)
+
+
 def test_every_context_is_a_distribution() -> None:
     ids = np.random.default_rng(0).integers(0, 5, size=500)
     for order in (1, 2, 3):
-        probs = np.exp2(-NGram.fit(ids, 5, order).bits[-1])
-        assert probs.sum(-1) == pytest.approx(np.ones(probs.shape[:-1]))
+        ngram = NGram.fit(ids, 5, order)
+        for context in itertools.product(range(5), repeat=order - 1):
+            p = [ngram.probabilities(np.array([*context, w]))[-1] for w in range(5)]
+            assert sum(p) == pytest.approx(1.0)
 
 
 def test_a_context_never_seen_backs_off_to_the_shorter_one() -> None:
     ngram = NGram.fit(np.array([1, 2, 1, 2, 1, 2]), 4, 2)
-    assert ngram.bits[1][3] == pytest.approx(ngram.bits[0])  # nothing ever followed 3
+    after_3 = [ngram.probabilities(np.array([3, w]))[-1] for w in range(4)]  # nothing ever followed 3
+    assert after_3 == pytest.approx(ngram.unigram.tolist())
 
 
 def test_read_streams_in_chunks_as_it_reads_whole(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -51,9 +82,9 @@ def test_a_text_shorter_than_the_window_is_read_whole() -> None:
     assert worst == mean
 
 
-def test_an_order_too_large_for_the_table_names_the_key() -> None:
-    with pytest.raises(ParamsError, match=r"evaluate\.writing\.ngram_order: 5 over 100 characters"):
-        NGram.fit(np.zeros(10, dtype=np.int64), 100, 5)
+def test_an_order_whose_runs_have_no_code_names_the_key() -> None:
+    with pytest.raises(ParamsError, match=r"evaluate\.writing\.ngram_order: runs of 5 over 9,202 characters"):
+        NGram.fit(np.zeros(10, dtype=np.int64), 9202, 5)
 
 
 def written(vocab: Vocabulary, texts: list[str]) -> tuple[list, list[str]]:
@@ -74,7 +105,11 @@ def test_collapsed_text_fails_and_prose_passes(text: str, vocab: Vocabulary, col
     train, val = vocab.encode(text[:cut]), vocab.encode(text[cut:end])
     cfg = config(EvaluateConfig).writing
     prose = text[end + 1 :]  # text neither split holds, in their style
-    passing = judge(train, val, vocab, cfg, *written(vocab, [prose[:300], prose[300:600]]))
+    reports: list[tuple[int, int]] = []
+    passing = judge(
+        train, val, vocab, cfg, *written(vocab, [prose[:300], prose[300:600]]), lambda *r: reports.append(r)
+    )
+    assert reports[-1] == (len(train) + len(val),) * 2  # both splits read
     assert passing.failed == 0 and passing.first_failure is None
     assert passing.worst_window_bits <= passing.limit_bits
     report = judge(train, val, vocab, cfg, *written(vocab, [prose[:300], collapsed]))

@@ -1,14 +1,16 @@
 """decoder and sampling: filtering and sampling are exact per row, seeds reproduce alone or in any
 batch, the carried state equals re-feeding the prefix."""
 
+import itertools
 from collections import Counter
 
 import pytest
 import torch
 
-from charlm.data.vocab import UNK_ID, Vocabulary
+from charlm.data.vocab import UNK_ID
 from charlm.errors import ParamsError
-from charlm.generation.decoder import PROMPT_SLICE, Decoder, SamplingError, generate, request
+from charlm.generation.decoder import PROMPT_SLICE, Decoder, generate, generate_all, request
+from charlm.generation.prompts import SamplingError
 from charlm.generation.sampling import sample_next
 from charlm.model.network import CharLM
 from charlm.params.generation import SamplingOptions
@@ -101,6 +103,15 @@ def test_a_seeded_row_gives_the_same_text_alone_or_batched(model: CharLM) -> Non
     assert "".join(row.chars) == alone and len(decoder.rows) == 2
 
 
+def test_generate_all_gives_each_text_its_own_generation_and_counts_them(model: CharLM) -> None:
+    wanted = [("ab", config(SamplingOptions, length=30, seed=n)) for n in range(3)]
+    wanted.append(("a" * 40, config(SamplingOptions, length=70, seed=5)))
+    reports: list[tuple[int, int]] = []
+    texts = generate_all(model, VOCAB, wanted, lambda *r: reports.append(r))
+    assert texts == ["".join(generate(model, VOCAB, prompt, options)) for prompt, options in wanted]
+    assert reports[-1] == (160, 160) and all(a[0] <= b[0] for a, b in itertools.pairwise(reports))
+
+
 LONG_PROMPT = "abc\nd" * 10  # its head is fed in slices through the module, the rest by steps
 
 
@@ -153,15 +164,6 @@ def test_prompt_errors(model: CharLM) -> None:
     unk = config(SamplingOptions, length=5, unknown="unk")  # not even <unk> takes a lone surrogate
     with pytest.raises(SamplingError, match=r"prompt: not valid Unicode: '\\ud800' at character 1"):
         list(generate(model, VOCAB, "a\ud800", unk))
-
-
-def test_prompts_are_put_in_the_corpus_normal_form() -> None:
-    composed = Vocabulary.build("Rom\u00e9o\n", unicode_form="NFC")
-    decomposed = "Rome\u0301o"  # the same word as NFD: e, then a combining acute accent
-    req = request(composed, decomposed, config(SamplingOptions, length=5))
-    assert composed.decode(req.prompt[0].numpy()) == "Rom\u00e9o"
-    with pytest.raises(SamplingError, match="not in the model's vocabulary"):
-        request(Vocabulary.build("Rom\u00e9o\n"), decomposed, config(SamplingOptions, length=5))  # no form
 
 
 @pytest.mark.parametrize(
