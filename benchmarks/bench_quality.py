@@ -42,6 +42,7 @@ from charlm.data.vocab import Vocabulary
 from charlm.evaluation.dynamic import dynamic
 from charlm.evaluation.evaluate import evaluate, windowed
 from charlm.model.device import autocast, autocast_dtype, select_device
+from charlm.model.heads import SoftmaxHead
 from charlm.model.network import detach_hidden
 from charlm.params.base import load_params
 from charlm.params.data import FetchConfig
@@ -73,12 +74,17 @@ class PlainLSTM(nn.Module):
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, 256)
         self.rnn = nn.LSTM(256, 256, num_layers=2, dropout=0.1, batch_first=True)
-        self.head = nn.Linear(256, vocab_size)
+        self.head = SoftmaxHead(256, vocab_size)  # a linear layer, which charlm's evaluation reads
+
+    def features(
+        self, idx: torch.Tensor, hidden: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        return self.rnn(self.embedding(idx), hidden)  # (B, T, H)
 
     def forward(
         self, idx: torch.Tensor, hidden: tuple[torch.Tensor, torch.Tensor] | None = None
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-        out, hidden = self.rnn(self.embedding(idx), hidden)  # (B, T, H)
+        out, hidden = self.features(idx, hidden)
         return self.head(out), hidden  # (B, T, V)
 
 

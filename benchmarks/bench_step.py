@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from charlm.data.vocab import Vocabulary
 from charlm.model.network import CharLM, Hidden
@@ -60,9 +61,9 @@ VARIANTS = [
 
 class SequenceFirst(torch.nn.Module):
     """`CharLM.forward` on the same weights with the recurrence in (T, B, ...) layout: the batch is
-    transposed once as ids, and the logits handed back as a (B, T, V) view, so the step around it is
-    the train stage's (its loss copies the view to flatten it). Without locked dropout (params.yaml's
-    `lstm` has none): its masks are laid out by batch."""
+    transposed once as ids, and the logits turned back to a (B, T, V) view for the loss, which copies
+    it to flatten it. For a full softmax head, without locked dropout (params.yaml's `lstm` has none):
+    its masks are laid out by batch."""
 
     def __init__(self, model: CharLM) -> None:
         super().__init__()
@@ -71,11 +72,14 @@ class SequenceFirst(torch.nn.Module):
         self.model = model
         model.rnn.batch_first = False
 
-    def forward(self, idx: torch.Tensor, hidden: Hidden | None) -> tuple[torch.Tensor, Hidden]:
+    def forward(
+        self, idx: torch.Tensor, hidden: Hidden | None, targets: torch.Tensor
+    ) -> tuple[torch.Tensor, Hidden]:
         assert self.model.embedding is not None
         x = self.model.embedding(idx.t())  # (T, B, E)
         out, hidden = self.model._recur(x, hidden)  # (T, B, H); weight drop as in training
-        return self.model.head(out).transpose(0, 1), hidden  # (B, T, V)
+        logits = self.model.head.scores(out).transpose(0, 1)  # (B, T, V)
+        return F.cross_entropy(logits.float().flatten(0, 1), targets.flatten()), hidden
 
 
 @contextmanager

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from charlm.data.vocab import Vocabulary
 from charlm.model.device import autocast, autocast_dtype, select_device
@@ -49,8 +48,7 @@ def bare_loop(
         pos = (step * seq_len) % (length - seq_len - 1)
         x, y = streams[:, pos : pos + seq_len], streams[:, pos + 1 : pos + seq_len + 1]
         with autocast(device, dtype):
-            logits, hidden = model(x, hidden)
-        loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
+            loss, hidden = model(x, hidden, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

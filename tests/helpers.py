@@ -51,8 +51,9 @@ def tiny_overrides(corpus: Path) -> dict[str, Any]:
         "prepare": {"include": ["*.txt"]},
         "evaluate": {"writing": {"margin_bits": 12.0}},
         "generate": {"length": 100},
-        "models": {"rnn": {"cell": "rnn"}, "lstm": {"cell": "lstm"}},  # the shared `model`'s size
-        "model": {"embedding_size": 16, "hidden_size": 32},
+        # The shared `model`'s size; the lstm's head adaptive over the corpus's ~40 characters.
+        "models": {"rnn": {"cell": "rnn", "head_cutoffs": []}, "lstm": {"cell": "lstm"}},
+        "model": {"embedding_size": 16, "hidden_size": 32, "head_cutoffs": [12, 24]},
         "train": {
             "seq_len": 32,
             "batch_size": 8,

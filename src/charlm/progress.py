@@ -8,9 +8,10 @@ Work that knows how much it has to do reports it as it goes through an `OnProgre
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tqdm import tqdm
+if TYPE_CHECKING:  # imported where a bar is drawn: the served model reads the callbacks alone
+    from tqdm import tqdm
 
 OnProgress = Callable[[int, int], object]  # (done, total), in the work's own units
 
@@ -19,7 +20,9 @@ def quiet(done: int, total: int) -> None:
     """Progress that nobody watches (training's validations, tests)."""
 
 
-def progress_bar(total: int, desc: str, unit: str, **options: Any) -> tqdm:
+def progress_bar(total: int, desc: str, unit: str, **options: Any) -> "tqdm":
+    from tqdm import tqdm
+
     return tqdm(
         total=total,
         desc=desc,
@@ -30,7 +33,7 @@ def progress_bar(total: int, desc: str, unit: str, **options: Any) -> tqdm:
     )
 
 
-def bytes_bar(total: int, desc: str) -> tqdm:
+def bytes_bar(total: int, desc: str) -> "tqdm":
     """Counts bytes read, shown in MB and MB/s."""
     return progress_bar(total, desc, "B", unit_scale=True, unit_divisor=1000)
 

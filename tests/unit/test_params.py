@@ -52,9 +52,13 @@ def _error(raw: dict[str, Any], overrides: dict[str, Any]) -> str:
         ({"model": {"dropout": -0.5}}, "model.dropout: must be >= 0, got -0.5"),
         ({"train": {"beta2": 1.0}}, "train.beta2: must be < 1, got 1.0"),
         (
-            {"model": {"tie_weights": True}},
+            {"model": {"tie_weights": True, "head_cutoffs": []}},
             "model.tie_weights: must be false unless embedding_size == hidden_size",
         ),
+        ({"model": {"tie_weights": True}}, "model.tie_weights: must be false with an adaptive head"),
+        ({"model": {"head_cutoffs": [512, 512]}}, "model.head_cutoffs: must increase, got [512, 512]"),
+        ({"model": {"head_cutoffs": [0, 512]}}, "model.head_cutoffs.0: must be > 0, got 0"),
+        ({"model": {"head_div": 0.5}}, "model.head_div: must be >= 1, got 0.5"),
         (
             {"prepare": {"val_fraction": 0.6, "test_fraction": 0.5}},
             "prepare.val_fraction + test_fraction: must be < 1",

@@ -3,7 +3,6 @@ text, scored beside the same characters read by the model as trained."""
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from charlm.data.streams import Streams
 from charlm.errors import CharlmError
@@ -41,17 +40,16 @@ def dynamic(
                 for start in range(0, stream.length - 1, cfg.seq_len):
                     window = stream.chunk(start, min(start + cfg.seq_len, stream.length - 1) + 1, device)
                     x, y = window[:, :-1], window[:, 1:]  # (1, T)
-                    with torch.set_grad_enabled(learning_rate > 0):
-                        with autocast(device, dtype):
-                            logits, hidden = model(x, hidden)  # (1, T, V)
-                        loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="sum")
+                    with torch.set_grad_enabled(learning_rate > 0), autocast(device, dtype):
+                        features, hidden = model.features(x, hidden)  # (1, T, H)
+                        loss, hits = model.head.graded(features, y)  # summed nats
                     if not torch.isfinite(loss):
                         raise CharlmError(
                             f"dynamic evaluation diverged at character {start:,} of the test split:"
                             f" try a lower evaluate.dynamic.learning_rate than {learning_rate:g}"
                         )
                     nats += loss.item()
-                    correct += int((logits.argmax(-1) == y).sum())
+                    correct += int(hits)
                     hidden = detach_hidden(hidden)
                     if learning_rate:
                         model.zero_grad(set_to_none=True)

@@ -11,7 +11,6 @@ import math
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from charlm.data.streams import Streams
 from charlm.evaluation.metrics import EvalResult
@@ -42,10 +41,10 @@ def evaluate(
         window = data.chunk(start, min(start + seq_len, data.length - 1) + 1, device)  # (B, T + 1)
         x, y = window[:, :-1], window[:, 1:]  # (B, T)
         with autocast(device, dtype):
-            logits, hidden = model(x, hidden)  # (B, T, V)
-        logits = logits.float()
-        total_nats += F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="sum").double()
-        correct += (logits.argmax(-1) == y).sum()
+            features, hidden = model.features(x, hidden)  # (B, T, H)
+            nats, hits = model.head.graded(features, y)
+        total_nats += nats.double()
+        correct += hits
         on_progress(y.numel() + start * y.size(0), chars)
     model.train(was_training)
     return EvalResult(loss_nats=total_nats.item() / chars, accuracy=correct.item() / chars, chars=chars)
@@ -74,10 +73,9 @@ def windowed(
         window = torch.from_numpy(np.stack([ids[s : s + length + 1] for s in batch]).astype(np.int64))
         x, y = window[:, :-1].to(device), window[:, 1:].to(device)  # (B, T)
         with autocast(device, dtype):
-            logits, _ = model(x, None)  # (B, T, V)
-        logits = logits.float()
-        total_nats += F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="sum").item()
-        correct += int((logits.argmax(-1) == y).sum().item())
+            nats, hits = model.head.graded(model.features(x, None)[0], y)
+        total_nats += nats.item()
+        correct += int(hits.item())
     model.train(was_training)
     chars = windows * length
     return EvalResult(loss_nats=total_nats / chars, accuracy=correct / chars, chars=chars)

@@ -27,14 +27,16 @@ CONFIG_FILE = "config.json"
 VOCAB_FILE = "vocab.json"
 
 
-# Format 2 named two keys otherwise; its directories (registered versions among them) still load.
+# Earlier formats' directories (registered versions among them) still load: format 2 named two keys
+# otherwise, and formats 2 and 3 had a full softmax head, which format 4 states.
 RENAMED_IN_3 = {"vocab_hash": "vocab_sha256", "best_val_bpc": "best_train_val_bpc"}
+SOFTMAX_HEAD = {"head_cutoffs": [], "head_div": 4.0}  # no cut-off: the division is never used
 
 
 class ModelInfo(Record):
     """`config.json`: everything but the weights and the vocabulary."""
 
-    format: Literal["charlm-model/3"] = "charlm-model/3"
+    format: Literal["charlm-model/4"] = "charlm-model/4"
     name: str
     model: ModelConfig
     vocab_size: int
@@ -45,10 +47,15 @@ class ModelInfo(Record):
 
     @model_validator(mode="before")
     @classmethod
-    def _from_format_2(cls, raw: Any) -> Any:
-        if isinstance(raw, dict) and raw.get("format") == "charlm-model/2":
-            return {RENAMED_IN_3.get(k, k): v for k, v in raw.items()} | {"format": "charlm-model/3"}
-        return raw
+    def _from_earlier_formats(cls, raw: Any) -> Any:
+        if not isinstance(raw, dict) or raw.get("format") not in ("charlm-model/2", "charlm-model/3"):
+            return raw
+        info = {RENAMED_IN_3.get(k, k): v for k, v in raw.items()}
+        model = info.get("model")
+        return info | {
+            "format": "charlm-model/4",
+            "model": model | SOFTMAX_HEAD if isinstance(model, dict) else model,
+        }
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,14 @@
 """CharLM: one character-level language model class for every recurrent cell (`nn.RNN`, `nn.LSTM`,
-`nn.GRU`), with the input encoding, locked dropout, DropConnect and output head shared, so training,
-evaluation and sampling use one code path for all cells.
+`nn.GRU`), with the input encoding, locked dropout, DropConnect and output head (`charlm.model.heads`:
+a full softmax, or an adaptive one over a large vocabulary) shared, so training, evaluation and
+sampling use one code path for every cell and head.
 """
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from charlm.model.heads import AdaptiveHead, SoftmaxHead, clusters
 from charlm.params.training import ModelConfig
 
 # nn.LSTM carries (h, c); nn.RNN and nn.GRU carry h alone. Each tensor is (num_layers, B, H).
@@ -35,20 +37,36 @@ class CharLM(nn.Module):
             dropout=config.dropout if config.num_layers > 1 else 0.0,
             batch_first=True,
         )
-        self.head = nn.Linear(config.hidden_size, vocab_size)
+        self.head: SoftmaxHead | AdaptiveHead
+        if len(clusters(config.head_cutoffs, vocab_size)) == 1:
+            self.head = SoftmaxHead(config.hidden_size, vocab_size)
+        else:
+            self.head = AdaptiveHead(config.hidden_size, vocab_size, config.head_cutoffs, config.head_div)
         if config.tie_weights:
-            assert self.embedding is not None  # params validation guarantees embedding input
+            # params validation guarantees embedding input and no cut-offs, so a full softmax
+            assert self.embedding is not None and isinstance(self.head, SoftmaxHead)
             self.head.weight = self.embedding.weight
 
-    def forward(self, idx: torch.Tensor, hidden: Hidden | None = None) -> tuple[torch.Tensor, Hidden]:
-        """idx (B, T) of token ids -> logits (B, T, V) and the hidden state after the last step."""
+    def forward(
+        self, idx: torch.Tensor, hidden: Hidden | None = None, targets: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, Hidden]:
+        """idx (B, T) of token ids -> the next character's scores (B, T, V), log-probabilities up
+        to a constant per position, and the hidden state after the last step. With targets (B, T),
+        their mean cross-entropy in nats instead of the scores (what training backpropagates, and
+        all an adaptive head computes of its clusters)."""
+        features, hidden = self.features(idx, hidden)  # (B, T, H)
+        if targets is None:
+            return self.head.scores(features), hidden
+        return self.head.loss(features, targets), hidden
+
+    def features(self, idx: torch.Tensor, hidden: Hidden | None = None) -> tuple[torch.Tensor, Hidden]:
+        """idx (B, T) -> what the head reads, (B, T, H), and the hidden state after the last step."""
         if self.embedding is not None:
             x = self.embedding(idx)  # (B, T, E)
         else:
             x = F.one_hot(idx, self.vocab_size).to(self.head.weight.dtype)  # (B, T, V)
         out, hidden = self._recur(self._locked(x), hidden)  # (B, T, H)
-        logits = self.head(self._locked(out))  # (B, T, V)
-        return logits, hidden
+        return self._locked(out), hidden
 
     def _locked(self, x: torch.Tensor) -> torch.Tensor:
         """Dropout with one mask per sequence: x (B, T, C) times a (B, 1, C) mask, in training."""
@@ -70,7 +88,7 @@ class CharLM(nn.Module):
         return torch.func.functional_call(self.rnn, dropped, (x, hidden))
 
     def step(self, idx: torch.Tensor, hidden: Hidden) -> tuple[torch.Tensor, Hidden]:
-        """One character for each of B streams: idx (B,) -> logits (B, V) and the next hidden state.
+        """One character for each of B streams: idx (B,) -> scores (B, V) and the next hidden state.
 
         The same function as `forward` over T = 1, computed layer by layer with the cells' fused
         kernels and the functional forms of the other layers (a module call costs more than a
@@ -92,8 +110,7 @@ class CharLM(nn.Module):
             else:
                 x = cell(x, states[0][layer], *weights)
                 out[0].append(x)
-        logits = F.linear(x, self.head.weight, self.head.bias)  # (B, V)
-        return logits, hidden_from_tensors([torch.stack(layers) for layers in out])
+        return self.head.scores(x), hidden_from_tensors([torch.stack(layers) for layers in out])
 
     def initial_hidden(self, batch: int) -> Hidden:
         """The state before the first character, as the cell modules start: zeros, (num_layers, B, H)."""

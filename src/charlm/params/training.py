@@ -2,6 +2,7 @@
 (optimisation), `models` (each entry those two with its overrides, so adding a GRU is a params
 edit) and `distributed` (more than one process in all runs each train stage under torchrun)."""
 
+import itertools
 import re
 from typing import Annotated, Any, Literal
 
@@ -23,11 +24,19 @@ class ModelConfig(Record):
     weight_drop: Annotated[float, Field(ge=0, lt=1)]  # DropConnect on the recurrent weights
     input: Literal["embedding", "onehot"]
     tie_weights: bool
+    # Adaptive softmax: frequency ranks where a cluster of rarer characters starts (a vocabulary no
+    # larger than the first is one full softmax), and how much narrower each cluster's projection is.
+    head_cutoffs: Annotated[tuple[Positive, ...], Field(strict=False)]
+    head_div: Annotated[float, Field(ge=1, allow_inf_nan=False)]
 
     @model_validator(mode="after")
     def _tying_fits(self) -> "ModelConfig":
         if self.tie_weights and self.input != "embedding":
             raise Invalid("tie_weights", "must be false with one-hot input")
+        if any(b <= a for a, b in itertools.pairwise(self.head_cutoffs)):
+            raise Invalid("head_cutoffs", f"must increase, got {list(self.head_cutoffs)}")
+        if self.tie_weights and self.head_cutoffs:
+            raise Invalid("tie_weights", "must be false with an adaptive head (set head_cutoffs: [] to tie)")
         if self.tie_weights and self.embedding_size != self.hidden_size:
             raise Invalid(
                 "tie_weights",

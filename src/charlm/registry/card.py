@@ -10,6 +10,7 @@ from charlm.data.report import DataReport
 from charlm.data.vocab import Vocabulary
 from charlm.evaluation.baselines import BASELINES
 from charlm.generation.samples import Sample
+from charlm.model import heads
 from charlm.model.directory import VOCAB_FILE
 from charlm.registry.candidate import Candidate
 from charlm.registry.decision import Decision
@@ -52,8 +53,9 @@ def model_card(candidate: Candidate, decision: Decision, facts: CardFacts) -> st
         [
             f"# {decision.registered_model} v{decision.version}: {candidate.name}",
             "",
-            f"A character-level language model: {info.model.describe()}; {report.num_params:,}"
-            f" parameters, a vocabulary of {info.vocab_size} characters including `<unk>`.",
+            f"A character-level language model: {info.model.describe()};"
+            f" {heads.describe(info.model.head_cutoffs, info.vocab_size)}, `<unk>` among them;"
+            f" {report.num_params:,} parameters.",
             "",
             "## Data",
             "",

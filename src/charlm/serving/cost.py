@@ -58,7 +58,7 @@ class StepCost:
             one, full = (
                 fastest(lambda b=b: model.step(ids[:b], model.initial_hidden(b))) for b in (1, max(rows, 2))
             )
-            piece = fastest(lambda: model(ids[:PROMPT_SLICE].view(1, -1)))
+            piece = fastest(lambda: model.features(ids[:PROMPT_SLICE].view(1, -1)))
         per_row = max(full - one, 0.0) / (max(rows, 2) - 1)
         return cls(fixed=max(one - per_row, 1e-6), per_row=per_row, per_char=piece / PROMPT_SLICE)
 

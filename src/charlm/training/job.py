@@ -15,6 +15,7 @@ from typing import Any
 
 from charlm.errors import CharlmError, LockedError
 from charlm.files import file_lock
+from charlm.model import heads
 from charlm.params.base import flatten
 from charlm.params.training import ModelSpec
 from charlm.progress import step_bar
@@ -50,7 +51,7 @@ class TrainJob:
         averaged = f", the weights of its last {t.average_last:.0%} averaged" if t.average_last else ""
         return "\n\n".join(
             [
-                f"**{self.spec.name}**: {m.describe()}, over {len(data.vocab)} characters.",
+                f"**{self.spec.name}**: {m.describe()}; {heads.describe(m.head_cutoffs, len(data.vocab))}.",
                 f"**Recipe**: {t.max_steps:,} steps of {t.batch_size} x {t.seq_len} characters{ranks};"
                 f" AdamW at {t.learning_rate:g} (warmup {t.warmup_steps}, cosine to {t.min_lr_ratio:g}x),"
                 f" betas {t.beta1:g}/{t.beta2:g}, weight decay {t.weight_decay:g}, clip {t.grad_clip:g};"

@@ -1,24 +1,12 @@
-"""The optimisation recipe: the output layer's starting bias, AdamW with weight decay on matrices
-only, linear warmup, cosine decay."""
+"""The optimisation recipe: AdamW with weight decay on matrices only, linear warmup, cosine decay
+(the output layer starts at the unigram distribution: `charlm.model.heads`)."""
 
 import math
-from collections.abc import Sequence
 
-import numpy as np
 import torch
 
 from charlm.model.network import CharLM
 from charlm.params.training import TrainConfig
-
-
-def start_at_unigram(model: CharLM, counts: Sequence[int]) -> None:
-    """Start the head's bias at the log frequencies (add-one) of the training split's characters, so
-    the model starts out predicting the unigram distribution: from a bias near zero, the rows of
-    rare characters grow long instead and win after states the corpus never led to
-    (docs/experiments.md#what-the-models-write)."""
-    frequencies = np.asarray(counts, dtype=np.float64) + 1.0
-    with torch.no_grad():
-        model.head.bias.copy_(torch.from_numpy(np.log(frequencies / frequencies.sum())))
 
 
 def progress(step: int, cfg: TrainConfig, time_spent: float) -> float:

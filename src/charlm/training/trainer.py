@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Protocol
 
 import torch
-import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 from charlm.data.streams import Batches
@@ -32,7 +31,7 @@ from charlm.model.network import CharLM, Hidden, detach_hidden, hidden_from_tens
 from charlm.params.training import ModelSpec
 from charlm.training.distributed import SINGLE, World
 from charlm.training.outputs import TrainPoint, TrainSummary, ValPoint
-from charlm.training.recipe import in_average, lr_at, make_optimizer, start_at_unigram
+from charlm.training.recipe import in_average, lr_at, make_optimizer
 from charlm.training.state import STATE_FILE, LoopState, TrainData, TrainingState, fingerprint, save_state
 
 # Called after every step with the step's loss, the training speed so far and, after an
@@ -78,7 +77,7 @@ class Trainer:
         torch.manual_seed(self.seed)  # the same initial weights on every rank
         self.model = CharLM(spec.model, len(data.vocab)).to(self.device)
         self.num_params = self.model.num_parameters()
-        start_at_unigram(self.model, data.vocab.counts)
+        self.model.head.start_at(data.vocab.counts)  # the unigram distribution, whatever the input
         self.network: torch.nn.Module = self.model
         if world.size > 1:
             # DDP broadcasts rank 0's weights and averages gradients during backward.
@@ -133,8 +132,7 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr
         with autocast(self.device, self.dtype):
-            logits, hidden = self.network(x, self.hidden)  # (B, T, V)
-        loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
+            loss, hidden = self.network(x, self.hidden, y)  # the mean over the (B, T) targets
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)

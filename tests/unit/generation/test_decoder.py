@@ -132,13 +132,13 @@ def test_long_prompts_go_in_slices_one_per_step_and_change_no_other_row(
     model: CharLM, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     slices: list[list[int]] = []  # per step, the length of each pass of the module
-    forward = model.forward
+    features = model.features
 
     def counted(idx: torch.Tensor, hidden: object = None) -> object:
         slices[-1].append(idx.size(1))
-        return forward(idx, hidden)
+        return features(idx, hidden)
 
-    monkeypatch.setattr(model, "forward", counted)
+    monkeypatch.setattr(model, "features", counted)
     short = config(SamplingOptions, length=60, seed=3)
     long = [(("abcdefgh \n" * 30)[: 300 - n], config(SamplingOptions, length=20, seed=n)) for n in range(2)]
     decoder = Decoder(model, VOCAB)

@@ -2,6 +2,7 @@
 are refused by name."""
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -17,9 +18,10 @@ from charlm.model.directory import (
     model_sha256,
     save_model_dir,
 )
+from charlm.model.heads import SoftmaxHead
 from charlm.model.network import CharLM
 from charlm.params.training import ModelConfig
-from tests.helpers import config
+from tests.helpers import REPO, config
 
 VOCAB = Vocabulary.build("hello world\n")
 
@@ -31,23 +33,44 @@ def _model(**overrides: object) -> CharLM:
     return CharLM(model_config, len(VOCAB))
 
 
-@pytest.mark.parametrize("tie", [False, True])
-def test_model_dir_round_trip(tmp_path: Path, tie: bool) -> None:
-    model = _model(tie_weights=tie)
+@pytest.mark.parametrize(
+    "head",
+    [{}, {"tie_weights": True, "head_cutoffs": []}, {"head_cutoffs": [4, 7]}],
+    ids=["softmax", "tied", "adaptive"],
+)
+def test_model_dir_round_trip(tmp_path: Path, head: dict[str, object]) -> None:
+    model = _model(**head)
+    if head.get("head_cutoffs"):
+        model.head.start_at(range(len(VOCAB)))  # ranks that are not the ids: they travel with the weights
     save_model_dir(tmp_path / "m", model, VOCAB, "m", step=7, best_train_val_bpc=2.5, mlflow_run_id="abc")
     loaded = load_model_dir(tmp_path / "m", vocab=VOCAB)
-    assert (loaded.info.step, loaded.info.best_train_val_bpc, loaded.info.mlflow_run_id) == (7, 2.5, "abc")
+    assert loaded.info.step == 7 and loaded.info.best_train_val_bpc == 2.5
+    assert loaded.info.mlflow_run_id == "abc"
     assert loaded.info.model == model.config and loaded.vocab == VOCAB
     idx = torch.tensor([[1, 2, 3]])
     model.eval()
     torch.testing.assert_close(loaded.model(idx)[0], model(idx)[0], rtol=0, atol=0)
-    if tie:
+    assert type(loaded.model.head) is type(model.head)
+    if head.get("tie_weights"):
         assert loaded.model.head.weight is loaded.model.embedding.weight  # type: ignore[union-attr]
 
 
-def test_a_directory_of_the_previous_format_loads(tmp_path: Path) -> None:
-    # Registered versions keep the files they were logged with: format 2 named two keys otherwise.
-    save_model_dir(tmp_path / "m", _model(), VOCAB, "m", step=7, best_train_val_bpc=2.5)
+FORMAT_3 = REPO / "tests/fixtures/model-format-3"  # written by the release before adaptive heads
+
+
+def test_directories_of_earlier_formats_load_and_score_as_they_did(tmp_path: Path) -> None:
+    """Registered versions keep the files they were logged with: a format 3 directory as that
+    release wrote it, and format 2, which named two keys otherwise."""
+    expected = json.loads((REPO / "tests/fixtures/model-format-3.expected.json").read_text())
+    loaded = load_model_dir(FORMAT_3)
+    assert loaded.info.format == "charlm-model/4" and loaded.info.model.head_cutoffs == ()
+    assert loaded.info.best_train_val_bpc == 3.25 and isinstance(loaded.model.head, SoftmaxHead)
+    idx = torch.from_numpy(loaded.vocab.encode(expected["prompt"]).astype("int64"))[None]
+    with torch.no_grad():
+        scores, _ = loaded.model(idx)
+    # as that release computed them (to float32 rounding: the thread count orders its sums)
+    torch.testing.assert_close(scores[0, -1], torch.tensor(expected["next_logits"]), rtol=1e-6, atol=1e-6)
+    shutil.copytree(FORMAT_3, tmp_path / "m")
     info = json.loads((tmp_path / "m" / CONFIG_FILE).read_text())
     old = {"vocab_sha256": "vocab_hash", "best_train_val_bpc": "best_val_bpc"}
     info = {old.get(k, k): v for k, v in info.items()} | {"format": "charlm-model/2"}
@@ -55,9 +78,7 @@ def test_a_directory_of_the_previous_format_loads(tmp_path: Path) -> None:
     vocab = json.loads((tmp_path / "m" / VOCAB_FILE).read_text())
     vocab["hash"] = vocab.pop("sha256")
     (tmp_path / "m" / VOCAB_FILE).write_text(json.dumps(vocab))
-    loaded = load_model_dir(tmp_path / "m")
-    assert loaded.info.best_train_val_bpc == 2.5 and loaded.info.vocab_sha256 == VOCAB.sha256
-    assert loaded.info.format == "charlm-model/3" and loaded.vocab == VOCAB
+    assert load_model_dir(tmp_path / "m").info == loaded.info
 
 
 def test_model_hash_follows_the_weights_not_the_metrics(tmp_path: Path) -> None:

@@ -76,7 +76,7 @@ def test_every_version_carries_a_model_card_and_a_linked_logged_model(
     for expected in (
         "# charlm v1: m1",
         "GRU, 1 x 8 hidden, embedding input (8 wide), dropout 0, weight drop 0",
-        "a vocabulary of 12 characters",
+        "a softmax over 12 characters, `<unk>` among them",
         "`corpus/*.txt`",
         f"| train | `{SHA_C}` |",
         f"| val | `{SHA_A}` |",

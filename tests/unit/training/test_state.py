@@ -15,7 +15,9 @@ from charlm.training.recipe import make_optimizer
 from charlm.training.state import LoopState, TrainingState, read_state, save_state
 from tests.helpers import config
 
-CONFIG = config(ModelConfig, cell="lstm", embedding_size=8, hidden_size=8, num_layers=1, tie_weights=True)
+CONFIG = config(
+    ModelConfig, cell="lstm", embedding_size=8, hidden_size=8, num_layers=1, tie_weights=True, head_cutoffs=[]
+)
 
 
 def _trained(seed: int) -> tuple[CharLM, torch.optim.Optimizer]:
