@@ -94,13 +94,21 @@ class AdaptiveHead(nn.Module):
             parts.append(within + head[..., self.shortlist + i, None])
         return torch.cat(parts, -1).index_select(-1, self.rank)
 
+    def _shared(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The features flattened, (N, H), and the head's log-probabilities, (N, S + clusters)."""
+        features = features.flatten(0, -2)
+        return features, F.log_softmax(self.head(features).float(), -1)
+
     def nats(self, features: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Each target's cross-entropy, (N,): the head's term for every position, a cluster's
-        softmax only for the positions whose target is in it."""
-        features, rank = features.flatten(0, -2), self.rank[targets.flatten()]  # (N, H), (N,)
+        """Each target's cross-entropy, (N,)."""
+        return self._nats(*self._shared(features), targets.flatten())
+
+    def _nats(self, features: torch.Tensor, head: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The head's term for every position; a cluster's softmax only for the positions whose
+        target is in it."""
+        rank = self.rank[targets]  # (N,)
         cluster = torch.bucketize(rank, rank.new_tensor(self.bounds[:-1]), right=True)  # 0: shortlist
         column = torch.where(cluster == 0, rank, self.shortlist + cluster - 1)
-        head = F.log_softmax(self.head(features).float(), -1)  # (N, S + clusters)
         nats = -head.gather(1, column[:, None]).squeeze(1)
         for i, tail in enumerate(self.tails):
             # Every tail runs, on no rows if no target is in it, so each parameter has a gradient
@@ -116,10 +124,12 @@ class AdaptiveHead(nn.Module):
         return nats.sum() if reduction == "sum" else nats.mean()
 
     def predict(self, features: torch.Tensor) -> torch.Tensor:
-        """The most likely character at each position, (N,): a cluster's characters are scored
-        only where the cluster's own probability beats the best shortlisted character's."""
-        features = features.flatten(0, -2)  # (N, H)
-        head = F.log_softmax(self.head(features).float(), -1)
+        """The most likely character at each position, (N,)."""
+        return self._best(*self._shared(features))
+
+    def _best(self, features: torch.Tensor, head: torch.Tensor) -> torch.Tensor:
+        """A cluster's characters are scored only where the cluster's own probability beats the
+        best shortlisted character's: none of them can beat it elsewhere."""
         best, rank = head[:, : self.shortlist].max(-1)  # (N,) each
         for i, tail in enumerate(self.tails):
             rows = (head[:, self.shortlist + i] > best).nonzero().squeeze(1)
@@ -131,7 +141,10 @@ class AdaptiveHead(nn.Module):
 
     def graded(self, features: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The targets' summed nats, and how many are the most likely character."""
-        return self.loss(features, targets, "sum"), (self.predict(features) == targets.flatten()).sum()
+        features, head = self._shared(features)
+        with torch.no_grad():  # guesses are counted, never learnt from (dynamic evaluation learns)
+            hits = (self._best(features, head) == targets.flatten()).sum()
+        return self._nats(features, head, targets.flatten()).sum(), hits
 
     @torch.no_grad()
     def start_at(self, counts: Sequence[int]) -> None:
