@@ -404,8 +404,10 @@ def small_vocab() -> Any:
     return Vocabulary.build(SMALL_TEXT, unicode_form="NFC")
 
 
-def tiny_model(cell: str, num_layers: int = 2, hidden_size: int = 16) -> Any:
-    """A seeded, untrained CharLM over `small_vocab()`."""
+def tiny_model(
+    cell: str, num_layers: int = 2, hidden_size: int = 16, head_cutoffs: tuple[int, ...] = ()
+) -> Any:
+    """A seeded, untrained CharLM over `small_vocab()`; `head_cutoffs` make its head adaptive."""
     import torch
 
     from charlm.model.network import CharLM
@@ -413,9 +415,16 @@ def tiny_model(cell: str, num_layers: int = 2, hidden_size: int = 16) -> Any:
 
     torch.manual_seed(0)
     model_config = config(
-        ModelConfig, cell=cell, embedding_size=8, hidden_size=hidden_size, num_layers=num_layers
+        ModelConfig,
+        cell=cell,
+        embedding_size=8,
+        hidden_size=hidden_size,
+        num_layers=num_layers,
+        head_cutoffs=head_cutoffs,
     )
-    return CharLM(model_config, len(small_vocab())).eval()
+    model = CharLM(model_config, len(small_vocab())).eval()
+    model.head.start_at(small_vocab().counts)  # an adaptive head ranks by them
+    return model
 
 
 def step_counter(batcher: Any) -> Callable[[], int]:

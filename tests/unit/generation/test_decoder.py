@@ -19,9 +19,9 @@ from tests.helpers import config, small_vocab, tiny_model
 VOCAB = small_vocab()
 
 
-@pytest.fixture(scope="module")
-def model() -> CharLM:
-    return tiny_model("gru")
+@pytest.fixture(scope="module", params=[(), (4, 8)], ids=["softmax", "adaptive"])
+def model(request: pytest.FixtureRequest) -> CharLM:
+    return tiny_model("gru", head_cutoffs=request.param)
 
 
 def frequencies(

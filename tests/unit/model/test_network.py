@@ -31,10 +31,21 @@ def test_forward_shapes_and_hidden(cell: str, input_kind: str) -> None:
 
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
-@pytest.mark.parametrize(("input_kind", "num_layers"), [("embedding", 2), ("onehot", 1)])
-def test_step_equals_forward_one_character_at_a_time(cell: str, input_kind: str, num_layers: int) -> None:
+@pytest.mark.parametrize(
+    ("input_kind", "num_layers", "cutoffs"),
+    [("embedding", 2, []), ("onehot", 1, []), ("embedding", 1, [4, 8])],
+)
+def test_step_equals_forward_one_character_at_a_time(
+    cell: str, input_kind: str, num_layers: int, cutoffs: list[int]
+) -> None:
     model_config = config(
-        ModelConfig, cell=cell, embedding_size=8, hidden_size=16, num_layers=num_layers, input=input_kind
+        ModelConfig,
+        cell=cell,
+        embedding_size=8,
+        hidden_size=16,
+        num_layers=num_layers,
+        input=input_kind,
+        head_cutoffs=cutoffs,
     )
     model = CharLM(model_config, 11).eval()
     idx = torch.randint(0, 11, (3, 6))
