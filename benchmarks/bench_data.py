@@ -5,9 +5,11 @@ some accented words, nothing from outside the machine) in a temporary workspace 
 pipeline (dvc.yaml, stages, params.yaml pointing `fetch` at the file), then runs each stage alone
 (`dvc repro -s`) and prints its wall time, MB/s of corpus and the peak RSS of its process tree
 (DVC and the stage, sampled every 20 ms). Memory that does not grow with the corpus is the point:
-compare the two sizes.
+compare the two sizes. `--corpus` runs the stages on a file of the caller's instead, a script of
+thousands of symbols say (the `generate` prompt is then its first character).
 
     python benchmarks/bench_data.py --sizes 100 1000     # MB; default
+    python benchmarks/bench_data.py --corpus tang.txt
 """
 
 import argparse
@@ -54,7 +56,7 @@ def write_corpus(path: Path, size: int, seed: int = 0) -> None:
             written += len(block)
 
 
-def workspace(root: Path, corpus: Path) -> Path:
+def workspace(root: Path, corpus: Path, prompt: str | None = None) -> Path:
     ws = root / "ws"
     ws.mkdir()
     shutil.copy(REPO / "dvc.yaml", ws)
@@ -62,7 +64,9 @@ def workspace(root: Path, corpus: Path) -> Path:
     shutil.copytree(REPO / "src", ws / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["fetch"].update(source="local", path=str(corpus), sha256=None)
-    params["prepare"]["include"] = ["*.txt"]
+    params["prepare"]["include"] = [corpus.name]
+    if prompt is not None:
+        params["generate"]["prompts"] = [prompt]
     (ws / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"], ["dvc", "config", "core.analytics", "false"]):
         subprocess.run(cmd, cwd=ws, check=True)
@@ -101,6 +105,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 1000], help="corpus sizes in MB")
+    parser.add_argument("--corpus", type=Path, help="a UTF-8 text file, instead of the generated sizes")
     parser.add_argument(
         "--tmp", default=None, help="where the workspaces go (default: the system's temp dir)"
     )
@@ -108,11 +113,14 @@ def main() -> None:
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
 
     print(f"{'corpus':>8} {'stage':>8} {'seconds':>8} {'MB/s':>7} {'peak RSS':>9}")
-    for size_mb in args.sizes:
+    for size_mb in [None] if args.corpus else args.sizes:
         with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
-            corpus = Path(tmp) / "corpus.txt"
-            write_corpus(corpus, size_mb * 1_000_000)
-            ws = workspace(Path(tmp), corpus)
+            if args.corpus is None:
+                corpus, prompt = Path(tmp) / "corpus.txt", None
+                write_corpus(corpus, size_mb * 1_000_000)
+            else:
+                corpus, prompt = args.corpus.resolve(), args.corpus.read_text(encoding="utf-8")[0]
+            ws = workspace(Path(tmp), corpus, prompt)
             run_stage(ws, "params")  # checks params.yaml; every other stage waits on it
             for stage in ("fetch", "prepare", "vocab"):
                 seconds, peak = run_stage(ws, stage)
@@ -121,6 +129,8 @@ def main() -> None:
                     f"{mb:>6.0f}MB {stage:>8} {seconds:>8.1f} {mb / seconds:>7.1f} {peak / 2**20:>5.0f} MiB",
                     flush=True,
                 )
+            if args.corpus is not None:
+                print((ws / "metrics/data.json").read_text())
 
 
 if __name__ == "__main__":

@@ -504,9 +504,10 @@ def saved_candidate(
     val_sha256: str = SHA_A,
     test_bpc: float = 2.0,
     failed_texts: int = 0,
+    head_cutoffs: tuple[int, ...] = (),
 ) -> Any:
     """A model directory of distinct (seeded) weights under `root`, as a registry candidate;
-    `failed_texts` of what it writes fail the writing judge."""
+    `failed_texts` of what it writes fail the writing judge; `head_cutoffs` make its head adaptive."""
     import torch
 
     from charlm.model.directory import save_model_dir
@@ -516,7 +517,11 @@ def saved_candidate(
 
     torch.manual_seed(seed)
     vocab = small_vocab()
-    model = CharLM(config(ModelConfig, cell="gru", embedding_size=8, hidden_size=8, num_layers=1), len(vocab))
+    model_config = config(
+        ModelConfig, cell="gru", embedding_size=8, hidden_size=8, num_layers=1, head_cutoffs=head_cutoffs
+    )
+    model = CharLM(model_config, len(vocab))
+    model.head.start_at(vocab.counts)
     directory = root / f"model{seed}"
     save_model_dir(directory, model, vocab, f"m{seed}")
     fields = {"model": f"m{seed}", "model_dir": str(directory)}

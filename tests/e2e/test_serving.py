@@ -34,7 +34,9 @@ LETTERS = set(small_vocab().itos[1:])
 
 @pytest.fixture
 def champion_uri(tmp_path: Path, mlflow_client: Any, monkeypatch: pytest.MonkeyPatch) -> str:
-    register_candidate(mlflow_client, saved_candidate(tmp_path, 1, val_bpc=2.0))
+    # An adaptive head (small_vocab's 12 characters in a shortlist of 4 and two clusters): the
+    # served paths read its scores as they read a softmax's (the portable tests serve one).
+    register_candidate(mlflow_client, saved_candidate(tmp_path, 1, val_bpc=2.0, head_cutoffs=(4, 8)))
     monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     return "models:/charlm@champion"
