@@ -65,7 +65,7 @@ server: setup  ## MLflow tracking server for a team (local only unless SERVER_HO
 		--host $(SERVER_HOST) --port $(SERVER_PORT) --workers 1 $(SERVER_OPTS)
 
 serve: setup  ## serve the champion on 127.0.0.1:$(SERVE_PORT), continuously batched, one worker per core
-	$(BIN)/charlm serve $(if $(MODEL),--model "$(MODEL)") --port $(SERVE_PORT) $(SERVE_OPTS)
+	$(BIN)/charlm serve $(if $(MODEL),--uri "$(MODEL)") --port $(SERVE_PORT) $(SERVE_OPTS)
 
 bench: setup  ## training and sampling throughput (params.yaml's lstm), and the training step's variants A/B
 	$(BIN)/python benchmarks/bench_train.py

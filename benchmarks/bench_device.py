@@ -51,25 +51,23 @@ def main() -> None:
     for precision in args.precision:
         for name, run in params.models.items():
             overrides = {"precision": precision} | ({"device": args.device} if args.device else {})
-            run = ModelSpec(**run.model_dump() | overrides)
+            run = ModelSpec(**run.net_dump() | overrides)
             with tempfile.TemporaryDirectory() as tmp:
                 trainer = Trainer(run, data, Path(tmp) / "checkpoints")
                 start = time.perf_counter()
                 loop = trainer.fit(None, Path(tmp) / "best", [], lambda *_: None)
                 wall = time.perf_counter() - start
                 # The checkpoint restores into a fresh model and optimizer on the same device.
-                fresh = Trainer(
-                    run.model_copy(update={"seed": run.seed + 1}), data, Path(tmp) / "checkpoints"
-                )
+                fresh = Trainer(run.net_copy(update={"seed": run.seed + 1}), data, Path(tmp) / "checkpoints")
                 read_state(Path(tmp) / "checkpoints" / STATE_FILE).restore(
-                    fresh.model, fresh.optimizer, Path(tmp)
+                    fresh.net, fresh.optimizer, Path(tmp)
                 )  # type: ignore[union-attr]
-                for a, b in zip(trainer.model.parameters(), fresh.model.parameters(), strict=True):
+                for a, b in zip(trainer.net.parameters(), fresh.net.parameters(), strict=True):
                     assert torch.equal(a, b), "the restored weights differ from the trained ones"
                 best = load_model_dir(Path(tmp) / "best", trainer.device)
                 bpc = {
                     split: evaluate(
-                        best.model,
+                        best.net,
                         ids,
                         params.evaluate.batch_size,
                         params.evaluate.seq_len,

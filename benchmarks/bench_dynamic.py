@@ -34,7 +34,7 @@ def main() -> None:
     train, model_dir = params.spec(args.model).train, Path(params.paths["models"]) / args.model
     device = select_device(train.device)
     dtype = autocast_dtype(train.precision, device)
-    model = load_model_dir(model_dir, device).model
+    model = load_model_dir(model_dir, device).net
     val = EncodedSplits(Path(params.paths["encoded"])).load("val")
     base = params.evaluate.dynamic.model_dump() | {
         key: value for key, value in {"chars": args.chars, "seq_len": args.seq_len}.items() if value

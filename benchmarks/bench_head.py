@@ -101,7 +101,7 @@ def main() -> None:
     )
     for head, spec in specs.items():
         mid = statistics.median(seconds[head])
-        model = trainers[head].model
+        model = trainers[head].net
         print(
             f"{head:16} {mid * 1e3:8.1f} {min(seconds[head]) * 1e3:6.1f}-{max(seconds[head]) * 1e3:<6.1f}"
             f" {first / mid:6.2f}x {cfg.batch_size * cfg.seq_len / mid:8,.0f} {model.num_parameters():10,}"
@@ -119,7 +119,7 @@ def main() -> None:
         for head, spec in specs.items():
             run = trained(ModelSpec.parse(spec.model_dump() | ends | {"seed": seed}), data)
             bpc = evaluate(
-                run.model, data.val, params.evaluate.batch_size, params.evaluate.seq_len, device, dtype
+                run.net, data.val, params.evaluate.batch_size, params.evaluate.seq_len, device, dtype
             ).bpc
             scores[head].append(bpc)
             print(

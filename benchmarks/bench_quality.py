@@ -171,7 +171,7 @@ def main() -> None:
         # The budget alone ends it: max_steps out of reach.
         budget = {"seed": seed, "max_time_s": args.budget, "max_steps": 10**9}
         run: Trained = trained(ModelSpec.parse(base | budget), data)
-        results["charlm"].append(scores(run.model))
+        results["charlm"].append(scores(run.net))
         print(
             f"seed {seed} charlm Trainer: {run.loop.steps:,} steps ({run.loop.train_chars:,} chars,"
             f" the last {run.loop.averaged_steps:,} averaged) in"

@@ -30,7 +30,7 @@ def sweep(args: argparse.Namespace, start: Barrier | None = None, results: Queue
     """Time every sweep point; with `start`, wait for the other processes before each."""
     vocab = Vocabulary.build("".join(chr(32 + i) for i in range(84)))
     params = load_params(Params, Path(args.params))
-    model = CharLM(params.models[args.model].model, len(vocab)).eval()
+    model = CharLM(params.models[args.model].arch, len(vocab)).eval()
     defaults = params.generate.options().model_dump()
     if start is None:
         print(f"{model.config}, {args.length} characters per stream, threads={torch.get_num_threads()}")

@@ -51,16 +51,16 @@ def overrides(items: list[str]) -> dict[str, Any]:
 
 @dataclass
 class Trained:
-    model: CharLM  # the exported best-by-validation weights, the ones the evaluate stage scores
+    net: CharLM  # the exported best-by-validation weights, the ones the evaluate stage scores
     last: CharLM  # the last step's weights: with train.average_last, what averaging improves on
     loop: LoopState
     seconds: float  # of training, its validation passes and checkpoints included
     device: torch.device
     dtype: torch.dtype | None  # autocast's, None for fp32
 
-    def stateful(self, ids: np.ndarray, cfg: EvaluateConfig, model: CharLM | None = None) -> EvalResult:
+    def stateful(self, ids: np.ndarray, cfg: EvaluateConfig, net: CharLM | None = None) -> EvalResult:
         """The evaluate stage's score: a full pass over `ids` in `cfg`'s layout, state carried."""
-        return evaluate(model or self.model, ids, cfg.batch_size, cfg.seq_len, self.device, self.dtype)
+        return evaluate(net or self.net, ids, cfg.batch_size, cfg.seq_len, self.device, self.dtype)
 
 
 def trained(spec: ModelSpec, data: TrainData) -> Trained:
@@ -70,8 +70,8 @@ def trained(spec: ModelSpec, data: TrainData) -> Trained:
         started = time.perf_counter()
         trainer.fit(None, Path(tmp) / "best", [], lambda *_: None)
         seconds = time.perf_counter() - started
-        model = load_model_dir(Path(tmp) / "best", trainer.device).model
-    return Trained(model, trainer.model, trainer.loop, seconds, trainer.device, trainer.dtype)
+        net = load_model_dir(Path(tmp) / "best", trainer.device).net
+    return Trained(net, trainer.net, trainer.loop, seconds, trainer.device, trainer.dtype)
 
 
 def spread(label: str, scores: list[float]) -> str:
@@ -116,11 +116,11 @@ def main() -> None:
         if run.loop.averaged_steps:
             last.append(run.stateful(data.val, cfg, run.last).bpc)
         wanted = cfg.writing.options(params.generate)
-        texts = generate_all(run.model.cpu(), vocab, wanted)
+        texts = generate_all(run.net.cpu(), vocab, wanted)
         writing = judge(data.train, data.val, vocab, cfg.writing, wanted, texts)
         print(
             f"  train.seed {seed}: val bpc {bpc:.4f} in {run.seconds:.0f} s of training ({run.loop.steps} steps);"
-            f" writes: {writing.summary()}"
+            f" writes: {writing.headline()}"
             + (f"; the last step's weights, unaveraged: {last[-1]:.4f}" if run.loop.averaged_steps else ""),
             flush=True,
         )

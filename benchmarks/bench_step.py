@@ -99,11 +99,11 @@ def conditions(variant: Variant) -> Iterator[None]:
 def trainer_for(spec: ModelSpec, variant: Variant, data: TrainData, tmp: Path) -> Trainer:
     spec = ModelSpec(**spec.model_dump() | {"precision": variant.precision})
     trainer = Trainer(spec, data, tmp / variant.name.replace(" ", "_"))
-    trainer.model.train()
+    trainer.net.train()
     if variant.fused:  # the same groups and settings, the fused kernel
         trainer.optimizer = torch.optim.AdamW(trainer.optimizer.param_groups, fused=True)
     if variant.sequence_first:
-        trainer.network = SequenceFirst(trainer.model)
+        trainer.parallel = SequenceFirst(trainer.net)
     return trainer
 
 

@@ -19,7 +19,7 @@ from charlm.model.device import autocast, autocast_dtype, select_device
 from charlm.model.network import CharLM, detach_hidden
 from charlm.params.base import load_params
 from charlm.params.pipeline import Params
-from charlm.params.training import ModelConfig, ModelSpec
+from charlm.params.training import ArchConfig, ModelSpec
 from charlm.tracking.runs import RunTracker, StageTracking
 from charlm.tracking.store import connect
 from charlm.training.state import TrainData
@@ -27,7 +27,7 @@ from charlm.training.trainer import Trainer
 
 
 def bare_loop(
-    config: ModelConfig,
+    config: ArchConfig,
     vocab_size: int,
     data: np.ndarray,
     batch_size: int,
@@ -88,12 +88,12 @@ def main() -> None:
     cfg = run.train
     print(f"device={device} precision={'bf16' if dtype else 'fp32'} threads={torch.get_num_threads()}")
     print(
-        f"{run.model}\nbatch_size={cfg.batch_size} seq_len={cfg.seq_len} steps={args.steps} val_chars={len(val_ids):,}"
+        f"{run.arch}\nbatch_size={cfg.batch_size} seq_len={cfg.seq_len} steps={args.steps} val_chars={len(val_ids):,}"
     )
 
     # This machine's speed drifts by several percent over a minute: time the bare loop before and
     # after the Trainer and compare against their mean.
-    bare = (run.model, len(vocab), train_ids, cfg.batch_size, cfg.seq_len, args.steps, device, dtype)
+    bare = (run.arch, len(vocab), train_ids, cfg.batch_size, cfg.seq_len, args.steps, device, dtype)
     before = bare_loop(*bare)
     print(f"bare fused loop: {before:,.0f} chars/s")
 

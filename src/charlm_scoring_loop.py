@@ -1,8 +1,7 @@
 """The event loop `charlm serve` runs MLflow's scoring server on (uvicorn's `--loop` hook): a default
 thread pool of `CHARLM_SCORING_THREADS`, TCP_NODELAY under several workers, a Retry-After header on
 a 503 whose body carries `retry_after_s`, and the model's own `ROUTES`. Outside the `charlm`
-package because uvicorn imports it before the model, which must run the code logged with it.
-"""
+package because uvicorn imports it before the model, which must run the code logged with it."""
 
 import asyncio
 import json

@@ -8,12 +8,12 @@ from charlm.data.vocab import Vocabulary
 from charlm.errors import run_cli
 from charlm.evaluation.dynamic import dynamic
 from charlm.evaluation.evaluate import evaluate
-from charlm.evaluation.report import DynamicReport, EvalReport, SplitReport
+from charlm.evaluation.report import EvalReport, SplitReport
 from charlm.evaluation.writing import judge, transcript
 from charlm.generation.decoder import generate_all
 from charlm.model.device import autocast_dtype, select_device
 from charlm.model.directory import load_model_dir
-from charlm.params.base import TrackingConfig, load_params
+from charlm.params.base import TrackingConfig, flatten, load_params
 from charlm.params.generation import EvaluateConfig, GenerateConfig
 from charlm.params.training import Models
 from charlm.progress import work_bar
@@ -29,9 +29,9 @@ class Params(Models):
 
 
 def main() -> None:
-    args = stage_args(__doc__, "model_dir", "vocab", "encoded", "data_report", "metrics", model=True)
+    args = stage_args(__doc__, "model_dir", "vocab", "encoded", "data_report", "metrics", named=True)
     params = load_params(Params)
-    cfg, train = params.evaluate, params.spec(args.model).train
+    cfg, train = params.evaluate, params.spec(args.name).train
 
     device = select_device(train.device)
     dtype = autocast_dtype(train.precision, device)
@@ -39,36 +39,36 @@ def main() -> None:
     encoded, data = EncodedSplits(args.encoded), DataReport.read(args.data_report)
     splits = {}
     for split in HELD_OUT:
-        with work_bar(f"evaluate {args.model} {split}", "char") as bar:
+        with work_bar(f"evaluate {args.name} {split}", "char") as bar:
             result = evaluate(
-                loaded.model, encoded.load(split), cfg.batch_size, cfg.seq_len, device, dtype, bar
+                loaded.net, encoded.load(split), cfg.batch_size, cfg.seq_len, device, dtype, bar
             )
         splits[split] = SplitReport(**result.model_dump(), sha256=data.sha256(split))
-    with work_bar(f"evaluate {args.model} dynamically", "char") as bar:
-        static, learning = dynamic(loaded.model, encoded.load("test"), cfg.dynamic, device, dtype, bar)
-    reading = DynamicReport(chars=learning.chars, static_bpc=static.bpc, bpc=learning.bpc)
+    with work_bar(f"evaluate {args.name} dynamically", "char") as bar:
+        static, learning = dynamic(loaded.net, encoded.load("test"), cfg.dynamic, device, dtype, bar)
     wanted = cfg.writing.options(params.generate)
-    with work_bar(f"evaluate {args.model} writes", "char") as bar:
-        texts = generate_all(loaded.model, loaded.vocab, wanted, bar)
-    with work_bar(f"evaluate {args.model} judge", "char") as bar:
+    with work_bar(f"evaluate {args.name} writes", "char") as bar:
+        texts = generate_all(loaded.net, loaded.vocab, wanted, bar)
+    with work_bar(f"evaluate {args.name} judge", "char") as bar:
         writing = judge(
             encoded.load("train"), encoded.load("val"), loaded.vocab, cfg.writing, wanted, texts, bar
         )
 
-    tracking = StageTracking.open(params.tracking, "evaluate", args.model)
-    with tracking.model_run(loaded.info.mlflow_run_id, f"{args.model} (evaluation)") as (run_id, new):
+    tracking = StageTracking.open(params.tracking, "evaluate", args.name)
+    with tracking.model_run(loaded.info.mlflow_run_id, f"{args.name} (evaluation)") as (run_id, new):
         report = EvalReport(
-            model=args.model,
+            name=args.name,
             model_dir=args.model_dir.as_posix(),
             **splits,
             writing=writing,
-            dynamic=reading,
-            num_params=loaded.model.num_parameters(),
+            dynamic_static=static,
+            dynamic=learning,
+            num_params=loaded.net.num_parameters(),
             mlflow_run_id=run_id,
             mlflow_run="new" if new else "training",
         )
-        log_metrics(tracking.client, run_id, report.model_dump())
-        tracking.client.log_text(run_id, transcript(wanted, texts), f"writing/{args.model}.txt")
+        log_metrics(tracking.client, run_id, flatten(report, sep="_"))
+        tracking.client.log_text(run_id, transcript(wanted, texts), f"writing/{args.name}.txt")
         for split, figures in splits.items():  # what the figures are comparable on
             tracking.client.set_tag(run_id, tag.split_sha256(split), figures.sha256)
         held_out = [DatasetRef(s, data.sha256(s), data.source(encoded.path(s))) for s in HELD_OUT]
@@ -78,9 +78,9 @@ def main() -> None:
             tracking.client.set_tag(run_id, tag.DESCRIPTION, about)
     report.write(args.metrics)
     print(
-        f"evaluate: {args.model}: val {report.val.bpc:.4f} bpc, test {report.test.bpc:.4f} bpc"
-        f" (its first {reading.chars:,} characters {reading.static_bpc:.4f}, dynamically {reading.bpc:.4f});"
-        f" MLflow run {run_id} ({report.mlflow_run})\nevaluate: {args.model} writes: {writing.summary()}"
+        f"evaluate: {args.name}: val {report.val.bpc:.4f} bpc, test {report.test.bpc:.4f} bpc"
+        f" (its first {learning.chars:,} characters {static.bpc:.4f}, dynamically {learning.bpc:.4f});"
+        f" MLflow run {run_id} ({report.mlflow_run})\nevaluate: {args.name} writes: {writing.headline()}"
     )
 
 

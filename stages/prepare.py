@@ -4,8 +4,8 @@ import tempfile
 from pathlib import Path
 
 from charlm.data.corpus import read_documents, selected_bytes
-from charlm.data.layout import PreparedSplits
-from charlm.data.splits import check_lengths, split_documents, summary
+from charlm.data.layout import prepared_file
+from charlm.data.splits import check_lengths, prepare_metrics, split_documents
 from charlm.errors import run_cli
 from charlm.files import replace_dir, write_json
 from charlm.params.base import load_params
@@ -33,8 +33,8 @@ def main() -> None:
         splits = split_documents(docs, params.prepare, Path(tmp))
         check_lengths(splits, params.train.seq_len)
         for name, split in splits.items():
-            split.move_to(PreparedSplits(staging).path(name))
-    write_json(args.metrics, summary(splits))
+            split.move_to(prepared_file(staging, name))
+    write_json(args.metrics, prepare_metrics(splits))
     for name, split in splits.items():
         print(f"prepare: {name}: {split.chars:,} characters in {len(split.documents)} documents")
 

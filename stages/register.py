@@ -9,8 +9,6 @@ from charlm.params.generation import GenerateConfig
 from charlm.params.registry import RegistryConfig
 from charlm.params.serving import LimitsConfig
 from charlm.params.training import Models
-from charlm.registry.candidate import Candidate, pick_best
-from charlm.registry.card import CardFacts
 from charlm.registry.register import register
 from charlm.serving.interface import ServedSettings
 from charlm.stage import of_models, stage_args
@@ -30,15 +28,14 @@ def main() -> None:
     cfg = params.registry
 
     reports = of_models(EvalReport.read_all(args.eval_metrics), params.models, "evaluate")
-    best = pick_best([Candidate(report) for report in reports])
+    best = min(reports, key=lambda report: report.standing.key)  # chosen on validation data
     (samples,) = of_models(Samples.read_all(args.samples), [best.name], "generate")
     # The model serves as the generate stage samples, unseeded: each request seeds its own.
     served = ServedSettings(
         sampling=params.generate.options().model_copy(update={"seed": None}), limits=params.limits
     )
-    facts = CardFacts(DataReport.read(args.data_report), samples.samples[0], served)
     tracking = StageTracking.open(params.tracking, "register", best.name)
-    decision = register(tracking, best, cfg, facts)
+    decision = register(tracking, best, cfg, DataReport.read(args.data_report), samples.samples[0], served)
     decision.write(args.out)
     print(f"register: {best.name} -> {cfg.model_name} v{decision.version}: {decision.verdict}")
     print(

@@ -1,7 +1,5 @@
-"""Stage train@<model>: train one model named under `models:` and track it in MLflow.
-
-With `distributed` asking for several processes, the stage re-runs itself under torchrun.
-"""
+"""Stage train@<model>: train one model named under `models:` and track it in MLflow. With `distributed`
+asking for several processes, the stage re-runs itself under torchrun."""
 
 from charlm.data.encoded import EncodedSplits
 from charlm.data.report import DataReport
@@ -24,21 +22,17 @@ class Params(Models):
 
 def main() -> None:
     paths = ("vocab", "encoded", "data_report", "out", "checkpoints", "metrics", "train_curve", "val_curve")
-    args = stage_args(__doc__, *paths, model=True)
+    args = stage_args(__doc__, *paths, named=True)
     params = load_params(Params)
-    spec = params.spec(args.model)
+    spec = params.spec(args.name)
     if params.distributed.world_size > 1 and not distributed.launched():
         distributed.relaunch(params.distributed)
 
     encoded, report = EncodedSplits(args.encoded), DataReport.read(args.data_report)
-    data = TrainData(
-        encoded.load("train"),
-        encoded.load("val"),
-        Vocabulary.load(args.vocab),
-        {split: report.sha256(split) for split in ("train", "val")},
-    )
-    outputs = TrainOutputs(args.out, args.checkpoints, args.metrics, args.train_curve, args.val_curve)
     datasets = [DatasetRef(s, report.sha256(s), report.source(encoded.path(s))) for s in ("train", "val")]
+    hashes = {dataset.split: dataset.sha256 for dataset in datasets}
+    data = TrainData(encoded.load("train"), encoded.load("val"), Vocabulary.load(args.vocab), hashes)
+    outputs = TrainOutputs(args.out, args.checkpoints, args.metrics, args.train_curve, args.val_curve)
     with distributed.world(params.distributed.backend) as world:
         tracking = StageTracking.open(params.tracking, "train", spec.name) if world.is_main else None
         job = TrainJob(spec, data, outputs, datasets, report.corpus)

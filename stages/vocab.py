@@ -3,7 +3,7 @@ report the facts of the data that later stages share (sizes, hashes, <unk> rates
 
 from charlm.data.chunks import line_chunks
 from charlm.data.encoded import EncodedSplits
-from charlm.data.layout import HELD_OUT, SPLITS, PreparedSplits
+from charlm.data.layout import HELD_OUT, SPLITS, prepared_file
 from charlm.data.report import DataReport
 from charlm.data.vocab import Vocabulary, char_counts
 from charlm.errors import run_cli
@@ -32,7 +32,7 @@ def main() -> None:
     args = stage_args(__doc__, "prepared", "vocab", "encoded", "report")
     params = load_params(Params)
 
-    texts = {name: PreparedSplits(args.prepared).path(name) for name in SPLITS}
+    texts = {name: prepared_file(args.prepared, name) for name in SPLITS}
     # The training split is read twice (its characters counted, then encoded), the others twice
     # too (their length, then encoded); encoding counts the characters and pairs for the baselines.
     total = 2 * sum(path.stat().st_size for path in texts.values())

@@ -53,7 +53,7 @@ def tiny_overrides(corpus: Path) -> dict[str, Any]:
         "generate": {"length": 100},
         # The shared `model`'s size; the lstm's head adaptive over the corpus's ~40 characters.
         "models": {"rnn": {"cell": "rnn", "head_cutoffs": []}, "lstm": {"cell": "lstm"}},
-        "model": {"embedding_size": 16, "hidden_size": 32, "head_cutoffs": [12, 24]},
+        "arch": {"embedding_size": 16, "hidden_size": 32, "head_cutoffs": [12, 24]},
         "train": {
             "seq_len": 32,
             "batch_size": 8,
@@ -157,15 +157,15 @@ def git_commit(ws: Path, message: str) -> None:
     run(["git", *identity, "commit", "-qm", message], ws)
 
 
-def charlm_generate(model: str, cwd: Path, length: int, **env: str) -> str:
+def charlm_generate(uri: str, cwd: Path, length: int, **env: str) -> str:
     """`charlm generate` from a model directory or a registry URI (with `env`, e.g. its tracking
     URI and credentials), with unpickling forbidden."""
     env["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = "false"
     cmd = [
         "charlm",
         "generate",
-        "--model",
-        model,
+        "--uri",
+        uri,
         "--prompt",
         "ROMEO:",
         "--length",
@@ -395,7 +395,7 @@ def spec(name: str = "lstm", **overrides: Any) -> Any:
     from charlm.params.training import ModelSpec
 
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
-    return ModelSpec.parse(raw["model"] | raw["train"] | overrides | {"name": name})
+    return ModelSpec.parse(raw["arch"] | raw["train"] | overrides | {"name": name})
 
 
 def small_vocab() -> Any:
@@ -411,11 +411,11 @@ def tiny_model(
     import torch
 
     from charlm.model.network import CharLM
-    from charlm.params.training import ModelConfig
+    from charlm.params.training import ArchConfig
 
     torch.manual_seed(0)
     model_config = config(
-        ModelConfig,
+        ArchConfig,
         cell=cell,
         embedding_size=8,
         hidden_size=hidden_size,
@@ -458,7 +458,7 @@ def eval_report(
 
     return EvalReport.parse(
         {
-            "model": "m",
+            "name": "m",
             "model_dir": "models/m",
             "val": split(val_bpc, val_sha256),
             "test": split(test_bpc, SHA_B),
@@ -472,7 +472,8 @@ def eval_report(
                 "val_mean_bits": 2.9,
                 "first_failure": "after 'JULIET:' (greedy): '&&&&'" if failed_texts else None,
             },
-            "dynamic": {"chars": 1000, "static_bpc": test_bpc, "bpc": test_bpc - 0.1},
+            "dynamic_static": {"loss_nats": test_bpc * math.log(2), "accuracy": 0.5, "chars": 1000},
+            "dynamic": {"loss_nats": (test_bpc - 0.1) * math.log(2), "accuracy": 0.5, "chars": 1000},
             "num_params": num_params,
             "mlflow_run_id": "",
             "mlflow_run": "training",
@@ -512,21 +513,20 @@ def saved_candidate(
 
     from charlm.model.directory import save_model_dir
     from charlm.model.network import CharLM
-    from charlm.params.training import ModelConfig
-    from charlm.registry.candidate import Candidate
+    from charlm.params.training import ArchConfig
 
     torch.manual_seed(seed)
     vocab = small_vocab()
     model_config = config(
-        ModelConfig, cell="gru", embedding_size=8, hidden_size=8, num_layers=1, head_cutoffs=head_cutoffs
+        ArchConfig, cell="gru", embedding_size=8, hidden_size=8, num_layers=1, head_cutoffs=head_cutoffs
     )
     model = CharLM(model_config, len(vocab))
     model.head.start_at(vocab.counts)
     directory = root / f"model{seed}"
     save_model_dir(directory, model, vocab, f"m{seed}")
-    fields = {"model": f"m{seed}", "model_dir": str(directory)}
+    fields = {"name": f"m{seed}", "model_dir": str(directory)}
     figures = eval_report(val_bpc, test_bpc, val_sha256, model.num_parameters(), failed_texts, **fields)
-    return Candidate(figures)
+    return figures
 
 
 SAMPLE_TEXT = "a bad cafe\nhead"
@@ -550,7 +550,6 @@ def register_candidate(
     from charlm.params.generation import SamplingOptions
     from charlm.params.registry import RegistryConfig
     from charlm.params.serving import LimitsConfig
-    from charlm.registry.card import CardFacts
     from charlm.registry.register import register
     from charlm.serving.interface import ServedSettings
     from charlm.tracking.runs import StageTracking
@@ -562,5 +561,4 @@ def register_candidate(
     margin = {} if min_improvement_bpc is None else {"min_improvement_bpc": min_improvement_bpc}
     cfg = config(RegistryConfig, on_new_val_data=on_new_val_data, model_name=model_name, **margin)
     sample = Sample(prompt="ab", seed=5, temperature=0.6, text=SAMPLE_TEXT)
-    facts = CardFacts(data_report(), sample, served)
-    return register(StageTracking(client, experiment, {}), candidate, cfg, facts)
+    return register(StageTracking(client, experiment, {}), candidate, cfg, data_report(), sample, served)

@@ -1,3 +1,2 @@
-"""charlm: character-level language models trained, compared and shipped by a DVC pipeline."""
-
-__version__ = "0.1.0"
+"""charlm: character-level language models trained, compared and shipped by a DVC pipeline (its
+version is the installed distribution's: `charlm --version`)."""

@@ -11,33 +11,30 @@ from typing import Literal, get_args, get_origin
 
 from charlm.errors import CharlmError, ParamsError, run_cli
 from charlm.model.directory import LoadedModel
-from charlm.params.base import PARAMS_FILE, TrackingConfig, flatten, read_params
-from charlm.params.generation import GenerateConfig, SamplingOptions
-from charlm.params.pipeline import Params, load_section
-from charlm.params.registry import RegistryConfig
+from charlm.params.base import PARAMS_FILE, flatten, load_params
+from charlm.params.generation import SamplingOptions
+from charlm.params.pipeline import Params
 from charlm.records import base_type
 from charlm.serving.interface import DEFAULT_PORT
 
 SAMPLING = SamplingOptions.model_fields
 
 
-def load_any_model(model: str) -> tuple[LoadedModel, SamplingOptions]:
+def load_any_model(uri: str) -> tuple[LoadedModel, SamplingOptions]:
     """A model and its default sampling options: from a model directory, the project's `generate`
     params (its first sample's options: `charlm generate` with no option prints that sample); from
     an MLflow model URI (models:/name@alias, models:/name/3, runs:/id/model), as that model serves."""
-    if Path(model).is_dir():
+    if Path(uri).is_dir():
         from charlm.model.directory import load_model_dir
 
         if not PARAMS_FILE.is_file():
             raise ParamsError(
-                f"--model {model}: a model directory samples as the project's `generate` params say,"
+                f"--uri {uri}: a model directory samples as the project's `generate` params say,"
                 f" and there is no {PARAMS_FILE} here; run in the project, or use an MLflow URI"
             )
-        return load_model_dir(Path(model)), load_section(GenerateConfig).options()
-    if not model.startswith(("models:/", "runs:/")):
-        raise CharlmError(
-            f"--model {model!r}: neither a model directory nor an MLflow models:/ or runs:/ URI"
-        )
+        return load_model_dir(Path(uri)), load_params(Params).generate.options()
+    if not uri.startswith(("models:/", "runs:/")):
+        raise CharlmError(f"--uri {uri!r}: neither a model directory nor an MLflow models:/ or runs:/ URI")
     import mlflow.pyfunc
     from mlflow.exceptions import MlflowException
 
@@ -45,9 +42,9 @@ def load_any_model(model: str) -> tuple[LoadedModel, SamplingOptions]:
 
     connect()
     try:
-        served = mlflow.pyfunc.load_model(model).unwrap_python_model()
+        served = mlflow.pyfunc.load_model(uri).unwrap_python_model()
     except MlflowException as err:
-        raise CharlmError(f"--model {model}: cannot load from MLflow ({str(err).splitlines()[0]})") from None
+        raise CharlmError(f"--uri {uri}: cannot load from MLflow ({str(err).splitlines()[0]})") from None
     return served.loaded, served.settings.sampling
 
 
@@ -61,9 +58,9 @@ def cmd_generate(args: argparse.Namespace) -> None:
 
         chars: Iterator[str] = stream_text(args.server, {"prompt": args.prompt, **given})
     else:
-        loaded, defaults = load_any_model(args.model)
+        loaded, defaults = load_any_model(args.uri)
         options = SamplingOptions.parse(defaults.model_dump() | given)
-        chars = generate(loaded.model, loaded.vocab, args.prompt, options)  # checks the prompt too
+        chars = generate(loaded.net, loaded.vocab, args.prompt, options)  # checks the prompt too
     chars = itertools.chain([next(chars, "")], chars)  # nothing is printed before the first piece
     sys.stdout.write(args.prompt)
     for char in chars:
@@ -76,12 +73,11 @@ def cmd_serve(args: argparse.Namespace) -> None:
     from charlm.serving.launcher import serve_command
     from charlm.tracking.store import tracking_uri
 
-    if args.model is None:
-        args.model = load_section(RegistryConfig).alias_uri
-    cmd, env = serve_command(args.model, args.host, args.port, tracking_uri(), args.workers, args.threads)
+    uri = args.uri or load_params(Params).registry.alias_uri
+    cmd, env = serve_command(uri, args.host, args.port, tracking_uri(), args.workers, args.threads)
     address = f"http://{args.host}:{args.port}"
     print(
-        f"serving {args.model} on {address}/invocations, streaming on {address}/stream, a page at {address}/",
+        f"serving {uri} on {address}/invocations, streaming on {address}/stream, a page at {address}/",
         flush=True,
     )
     os.execve(cmd[0], cmd, env)  # the server takes this process: Ctrl-C stops it directly
@@ -92,14 +88,14 @@ def cmd_image(args: argparse.Namespace) -> None:
     from charlm.tracking.store import connect
 
     connect()
-    model = args.model or load_section(RegistryConfig).alias_uri
-    dockerfile = write_image(model, args.out)
-    print(f"image: {model} in {args.out}; build it with: docker build -t charlm-serve {args.out}")
+    uri = args.uri or load_params(Params).registry.alias_uri
+    dockerfile = write_image(uri, args.out)
+    print(f"image: {uri} in {args.out}; build it with: docker build -t charlm-serve {args.out}")
     print(f"image: then run it with: docker run -p 8080:8080 charlm-serve  ({dockerfile} says how)")
 
 
 def cmd_params(args: argparse.Namespace) -> None:
-    params = Params.parse(read_params(args.file))
+    params = load_params(Params, args.file)
     print(f"{args.file}: valid; documents split with seed {params.prepare.seed}")
     for name, run in params.models.items():
         settings = " ".join(
@@ -122,7 +118,7 @@ def cmd_ui(args: argparse.Namespace) -> None:
     uri = tracking_uri()
     if not uri.startswith("sqlite:///"):
         raise CharlmError(f"MLFLOW_TRACKING_URI is {uri}: that server is the UI; open it instead")
-    experiment = experiment_id(connect(uri), load_section(TrackingConfig).experiment)
+    experiment = experiment_id(connect(uri), load_params(Params).tracking.experiment)
     print(f"MLflow UI: {ui_address(args.host, args.port, experiment)}", flush=True)
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri]
     os.execv(cmd[0], [*cmd, "--host", args.host, "--port", str(args.port)])  # Ctrl-C stops it directly
@@ -163,7 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("generate", help="stream text generated by a trained model")
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument(
-        "--model",
+        "--uri",
+        "--model",  # the name it had first, which users type
+        dest="uri",
         help="a model directory (models/<name>), sampling as params.yaml's `generate` says, or an MLflow"
         " URI (models:/charlm@champion, models:/charlm/<version>), sampling as that version serves",
     )
@@ -173,7 +171,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("serve", help="serve a model with `mlflow models serve`, workers sized to the cores")
-    p.add_argument("--model", help="an MLflow model URI (default: params.yaml's registered model and alias)")
+    p.add_argument(
+        "--uri",
+        "--model",
+        dest="uri",
+        help="an MLflow model URI (default: params.yaml's registered model and alias)",
+    )
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: loopback only)")
     p.add_argument("--port", type=int, default=DEFAULT_PORT)
     p.add_argument("--workers", type=positive_int, help="server processes (default: cores // threads)")
@@ -181,7 +184,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("image", help="write a container image's build context serving a registered model")
-    p.add_argument("--model", help="an MLflow model URI (default: params.yaml's registered model and alias)")
+    p.add_argument(
+        "--uri",
+        "--model",
+        dest="uri",
+        help="an MLflow model URI (default: params.yaml's registered model and alias)",
+    )
     p.add_argument("--out", type=Path, required=True, help="the build context to write (replaced)")
     p.set_defaults(func=cmd_image)
 

@@ -1,6 +1,5 @@
 """The compare stage's reports: merged training curves (one long table with a `model` column, so one
-chart shows every model), the comparison table and its chart.
-"""
+chart shows every model), the comparison table and its chart."""
 
 import csv
 from pathlib import Path
@@ -35,40 +34,34 @@ def comparison_table(
     reports: list[EvalReport], summaries: list[TrainSummary], data: DataReport
 ) -> pd.DataFrame:
     """One row per model, the best first (the order models are chosen in): its evaluation, the
-    baselines on the same test data, and how it trained."""
-    trained = {summary.model: summary for summary in summaries}
+    baselines on the same test data, and its steps; figures that change with the machine (time,
+    speed) stay in the training summaries."""
+    trained = {summary.name: summary for summary in summaries}
     rows = []
     for report in sorted(reports, key=lambda r: r.standing.key):
-        if report.model not in trained:
-            raise DataError(f"{report.model}: evaluated, but no training summary (run train@{report.model})")
-        summary, test = trained[report.model], report.test
+        if report.name not in trained:
+            raise DataError(f"{report.name}: evaluated, but no training summary (run train@{report.name})")
+        summary, test = trained[report.name], report.test
         rows.append(
             {
-                "model": report.model,
+                "model": report.name,
                 "val_bpc": report.val.bpc,
                 "test_bpc": test.bpc,
                 "test_loss_nats": test.loss_nats,
                 "test_perplexity": test.perplexity,
                 "test_accuracy": test.accuracy,
-                "dynamic_static_bpc": report.dynamic.static_bpc,
+                "dynamic_static_bpc": report.dynamic_static.bpc,
                 "dynamic_bpc": report.dynamic.bpc,
                 **{f"{name}_test_bpc": data.baselines[name]["test"] for name in BASELINES},
                 "num_params": report.num_params,
                 "steps": summary.steps,
-                "wall_time_s": summary.wall_time_s,
-                "train_chars_per_sec": summary.train_chars_per_sec,
             }
         )
     return pd.DataFrame(rows)
 
 
 def to_markdown(table: pd.DataFrame) -> str:
-    formats = {
-        "num_params": "{:,.0f}",
-        "steps": "{:.0f}",
-        "wall_time_s": "{:.0f}",
-        "train_chars_per_sec": "{:,.0f}",
-    }
+    formats = {"num_params": "{:,.0f}", "steps": "{:.0f}"}
     shown = table.copy()
     for column in shown.columns[1:]:
         shown[column] = [formats.get(column, "{:.4f}").format(v) for v in shown[column]]

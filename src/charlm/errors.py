@@ -1,7 +1,6 @@
 """Errors a user can act on (`CharlmError`: bad params, a corrupt file, an unreachable server), and
 how a command-line entry point reports them: their message on one line and a non-zero exit, not a
-stack trace, which a bug still shows.
-"""
+stack trace, which a bug still shows."""
 
 import signal
 import sys
@@ -29,9 +28,9 @@ class FetchError(CharlmError):
 class LockedError(CharlmError):
     """Another live process holds a lock this one needs."""
 
-    def __init__(self, path: str, holder: str) -> None:
-        super().__init__(f"{path} is locked by process {holder}")
-        self.path, self.holder = path, holder
+    def __init__(self, path: str, pid: str) -> None:
+        super().__init__(f"{path} is locked by process {pid}")
+        self.path, self.pid = path, pid
 
 
 class TrainingInterrupted(CharlmError):

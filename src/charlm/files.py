@@ -1,7 +1,6 @@
 """Files written atomically (to a temporary name in their directory, flushed, then renamed over the
 destination), so a reader or a crash never sees one half-written; directories replaced whole,
-advisory locks, and writers that hash what they write in a thread of their own.
-"""
+advisory locks, and writers that hash what they write in a thread of their own."""
 
 import contextlib
 import csv
@@ -73,7 +72,7 @@ def replace_dir(path: Path) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def file_lock(path: Path, wait: bool = True) -> Iterator[None]:
-    """Hold an exclusive advisory lock on `path`, which records the holder's pid. The kernel
+    """Hold an exclusive advisory lock on `path`, which records its holder's pid. The kernel
     releases the lock when its holder dies, however it dies, so a crash never leaves a stale lock.
     With `wait=False` a held lock raises LockedError naming the holder instead."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,9 +1,6 @@
-"""Progress of a long stage on stderr: how much is done, how fast, and how long is left; redrawn
-every second in a terminal, a line every 30 s in a log (DVC, CI).
-
-Work that knows how much it has to do reports it as it goes through an `OnProgress` callback
-(done, total), in its own units; `work_bar` shows it, and `quiet` shows nothing.
-"""
+"""Progress of a long stage on stderr: how much is done, how fast, and how long is left; redrawn every second
+in a terminal, a line every 30 s in a log (DVC, CI). Work that knows its total reports (done, total), in its
+own units, through an `OnProgress` callback as it goes; `work_bar` shows it, `quiet` shows nothing."""
 
 import sys
 from collections.abc import Callable, Iterator

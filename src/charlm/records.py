@@ -1,6 +1,5 @@
 """Validated records (`Record`: frozen pydantic models that refuse unknown keys and wrong types), and
-the one formatter (`invalid`) that words their errors as a line naming the bad key.
-"""
+the one formatter (`invalid`) that words their errors as a line naming the bad key."""
 
 import difflib
 import json
@@ -54,10 +53,12 @@ class Record(BaseModel):
     @classmethod
     def _known_keys(cls, raw: Any) -> Any:
         # Checked before the fields, so a misspelt key is reported as such, with the nearest one.
+        # A computed field is written for people to read, and computed again on reading.
         if isinstance(raw, dict):
             for key in raw:
-                if key not in cls.model_fields:
+                if key not in cls.model_fields and key not in cls.model_computed_fields:
                     raise unknown_key(str(key), list(cls.model_fields))
+            return {k: v for k, v in raw.items() if k not in cls.model_computed_fields}
         return raw
 
     @classmethod

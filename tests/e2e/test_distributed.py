@@ -58,7 +58,7 @@ def test_two_gloo_processes_match_one_resume_after_sigterm_and_equal_two_nodes(
     ws = lstm_workspace(max_steps=80, checkpoint_interval=5, eval_interval=50, precision="fp32")
     run(["dvc", "repro", "train@lstm"], ws)
     single_losses = _losses(ws / "plots/train/lstm.csv")
-    single = load_model_dir(ws / "models/lstm").model
+    single = load_model_dir(ws / "models/lstm").net
 
     # The same workspace on 2 processes: the params change reruns training from scratch.
     _set_params(ws, {"nproc_per_node: 1\n": "nproc_per_node: 2\n"})
@@ -93,7 +93,7 @@ def test_two_gloo_processes_match_one_resume_after_sigterm_and_equal_two_nodes(
     losses = _losses(ws / "plots/train/lstm.csv")
     assert len(single_losses) == len(losses) == 80
     assert max(abs(x - y) for x, y in zip(single_losses, losses, strict=True)) < LOSS_TOLERANCE
-    two = load_model_dir(ws / "models/lstm").model
+    two = load_model_dir(ws / "models/lstm").net
     for (name, p), q in zip(single.named_parameters(), two.parameters(), strict=True):
         assert torch.allclose(p, q, atol=1e-4), name
 
@@ -113,6 +113,6 @@ def test_two_gloo_processes_match_one_resume_after_sigterm_and_equal_two_nodes(
         shlex.split(printed), cwd=node1, env=project_env(), capture_output=True, text=True
     )
     assert node0.wait(timeout=300) == 0 and node1_proc.returncode == 0, node1_proc.stderr[-2000:]
-    two_nodes = load_model_dir(ws / "models/lstm").model
+    two_nodes = load_model_dir(ws / "models/lstm").net
     for (name, p), q in zip(two.named_parameters(), two_nodes.parameters(), strict=True):
         assert torch.equal(p, q), name

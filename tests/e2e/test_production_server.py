@@ -80,7 +80,7 @@ def test_the_pipeline_logs_and_registers_with_a_writers_credentials(
     version = api("registered-models/alias", name=MODEL, alias="champion")["model_version"]
     assert version["version"] == "1" and version["status"] == "READY"
     tags = {t["key"]: t["value"] for t in version["tags"]}
-    assert tags["charlm.model"] == "lstm" and tags["charlm.decision"].startswith("no champion yet")
+    assert tags["charlm.name"] == "lstm" and tags["charlm.decision"].startswith("no champion yet")
     card = version["description"]  # the model card, markdown
     assert card.startswith("# charlm v1: lstm\n") and "| this model | " in card
     assert "**Champion** (`@champion`): no champion yet" in card and "~~~text\nROMEO:" in card
@@ -128,7 +128,7 @@ def test_a_reader_loads_the_champion_but_cannot_move_it_or_delete_a_version(
             "remove the alias": lambda: client.delete_registered_model_alias(MODEL, "champion"),
             "delete a version": lambda: client.delete_model_version(MODEL, champion.version),
             "tag a version": lambda: client.set_model_version_tag(
-                MODEL, champion.version, "charlm.model", "x"
+                MODEL, champion.version, "charlm.name", "x"
             ),
         }
         for what, attempt in attempts.items():
@@ -140,7 +140,7 @@ def test_a_reader_loads_the_champion_but_cannot_move_it_or_delete_a_version(
         "model_version"
     ]
     assert version["version"] == champion.version
-    assert {t["key"]: t["value"] for t in version["tags"]}["charlm.model"] == "lstm"
+    assert {t["key"]: t["value"] for t in version["tags"]}["charlm.name"] == "lstm"
 
 
 def test_a_second_writer_with_edit_and_manage_registers_through_the_same_server(

@@ -133,7 +133,7 @@ def test_charlm_serve_answers_concurrent_invocations_and_refuses_bad_requests_by
     champion_uri: str, tmp_path: Path
 ) -> None:
     port = free_port()
-    cmd = ["charlm", "serve", "--model", champion_uri, "--port", str(port)]
+    cmd = ["charlm", "serve", "--uri", champion_uri, "--port", str(port)]
     with background_server(cmd, tmp_path, f"http://127.0.0.1:{port}/ping"):
         url = f"http://127.0.0.1:{port}/invocations"
         request = {"inputs": [{"prompt": "abc", "length": 25, "seed": 11}]}

@@ -60,12 +60,12 @@ def test_queued_experiments_join_mlflow_and_a_teammate_pulls_the_better_one_repr
         mlrun = by_exp[name]
         assert mlrun.info.status == "FINISHED"
         assert mlrun.info.run_id == row["mlflow_run_id"]
-        assert mlrun.data.params["model.cell"] == row["models.lstm.cell"]
-        assert mlrun.data.params["model.hidden_size"] == row["models.lstm.hidden_size"]
-        assert mlrun.data.metrics["test_bpc"] == pytest.approx(float(row["test_bpc"]))
+        assert mlrun.data.params["arch.cell"] == row["models.lstm.cell"]
+        assert mlrun.data.params["arch.hidden_size"] == row["models.lstm.hidden_size"]
+        assert mlrun.data.metrics["test_bpc"] == pytest.approx(float(row["test.bpc"]))
         # Evaluation logs its figure at step 0 of the training run, beside training's own curve.
         logged = [m.value for m in client.get_metric_history(mlrun.info.run_id, "val_bpc") if m.step == 0]
-        assert float(row["val_bpc"]) == pytest.approx(logged[-1])
+        assert float(row["val.bpc"]) == pytest.approx(logged[-1])
     pushed = run(["dvc", "exp", "push", "origin", "--rev", "HEAD"], alice).stdout
     assert all(name in pushed for name in table), pushed
 
@@ -75,16 +75,16 @@ def test_queued_experiments_join_mlflow_and_a_teammate_pulls_the_better_one_repr
     run(["dvc", "exp", "pull", "origin", "--rev", "HEAD"], bob)
     pulled = experiments(bob)
     assert pulled.keys() == table.keys()
-    name, best = min(pulled.items(), key=lambda item: float(item[1]["val_bpc"]))
+    name, best = min(pulled.items(), key=lambda item: float(item[1]["val.bpc"]))
     run(["dvc", "exp", "apply", name], bob)
     run(["dvc", "pull"], bob)
     assert "up to date" in run(["dvc", "status"], bob).stdout
     reproduced = run(["dvc", "repro"], bob).stdout
     assert "Running stage" not in reproduced, reproduced
     assert not (bob / "mlflow.db").exists(), "nothing may be retrained, logged or registered"
-    info = read_info(bob / "models/lstm").model
+    info = read_info(bob / "models/lstm").arch
     assert (info.cell, str(info.hidden_size)) == (best["models.lstm.cell"], best["models.lstm.hidden_size"])
-    assert EvalReport.read(bob / "metrics/eval/lstm.json").val.bpc == pytest.approx(float(best["val_bpc"]))
+    assert EvalReport.read(bob / "metrics/eval/lstm.json").val.bpc == pytest.approx(float(best["val.bpc"]))
     for path in ("data/vocab.json", "data/encoded/train.npy"):
         assert sha256_file(bob / path) == sha256_file(alice / path), path
     charlm_generate("models/lstm", bob, 20)

@@ -51,11 +51,11 @@ def test_generate_checks_the_request_before_printing(tmp_path: Path) -> None:
     from charlm.data.vocab import Vocabulary
     from charlm.model.directory import save_model_dir
     from charlm.model.network import CharLM
-    from charlm.params.training import ModelConfig
+    from charlm.params.training import ArchConfig
 
     vocab = Vocabulary.build("hi there\n")
     torch.manual_seed(0)
-    model = CharLM(config(ModelConfig, cell="gru", embedding_size=8, hidden_size=8, num_layers=1), len(vocab))
+    model = CharLM(config(ArchConfig, cell="gru", embedding_size=8, hidden_size=8, num_layers=1), len(vocab))
     save_model_dir(tmp_path / "m", model, vocab, "m")
     base = ["charlm", "generate", "--model", str(tmp_path / "m"), "--length", "12", "--seed", "1"]
     outside = run([*base, "--prompt", "hi"], tmp_path, check=False)
@@ -75,7 +75,7 @@ def test_generate_options_are_the_sampling_options() -> None:
     from charlm.params.generation import SamplingOptions
 
     generate = build_parser()._subparsers._group_actions[0].choices["generate"]  # type: ignore[union-attr]
-    options = {a.dest: a for a in generate._actions if a.dest not in ("help", "model", "server", "prompt")}
+    options = {a.dest: a for a in generate._actions if a.dest not in ("help", "uri", "server", "prompt")}
     assert options.keys() == SamplingOptions.model_fields.keys()
     for name, info in SamplingOptions.model_fields.items():
         assert options[name].default is None and str(info.description) in options[name].help

@@ -35,7 +35,7 @@ def tag_names() -> set[str]:
     from charlm.training.outputs import TrainSummary
 
     names = {value for value in vars(tags).values() if isinstance(value, str)}
-    names |= {tags.summary(field) for field in TrainSummary.model_fields}
+    names |= {tags.trained_on(field) for field in TrainSummary.model_fields}
     return names | {f(split) for split in SPLITS for f in (tags.split_sha256, tags.split_bpc)}
 
 
@@ -98,3 +98,18 @@ def test_the_readme_quotes_the_committed_sample() -> None:
     assert quoted, "README.md: no sample quoted"
     first = Samples.read(REPO / quoted.group(1)).samples[0]
     assert (first.prompt + first.text).startswith(quoted.group(2))
+
+
+def test_the_readme_quotes_the_committed_comparison_table() -> None:
+    # The README's results are `metrics/comparison.md` as `make run` last wrote it, copied whole,
+    # so no figure in it is typed by hand (and none of it changes with the machine).
+    readme = (REPO / "README.md").read_text()
+    quoted = re.search(
+        r"<!-- metrics/comparison.md -->\n(.*?)<!-- end of metrics/comparison.md -->", readme, re.S
+    )
+    assert quoted, "README.md: no comparison table quoted"
+    assert quoted.group(1) == (REPO / "metrics/comparison.md").read_text()
+
+
+def test_the_readme_is_one_screen_deep() -> None:
+    assert len((REPO / "README.md").read_text().splitlines()) <= 150

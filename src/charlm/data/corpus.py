@@ -1,8 +1,7 @@
 """Read the raw corpus as named documents (text files in the raw directory and members of tar/zip
 archives there, selected by the `prepare.include`/`exclude` globs) and clean each, whole lines a
 chunk at a time, into a file of its own: Gutenberg boilerplate stripped, newlines normalised and a
-Unicode normal form applied, as params say.
-"""
+Unicode normal form applied, as params say."""
 
 import fnmatch
 import re

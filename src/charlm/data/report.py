@@ -1,7 +1,6 @@
 """The data report (`metrics/data.json`), measured once by the vocab stage: each split's size, `<unk>`
 rate and sha256 (the one hash that names the data a figure was measured on), the vocabulary's size,
-and the unigram and bigram baselines on each held-out split.
-"""
+and the unigram and bigram baselines on each held-out split."""
 
 import json
 from pathlib import Path

@@ -1,8 +1,7 @@
 """Split cleaned documents into train/val/test so that no validation text is seen in training: a
 corpus of several documents by whole documents (named in params, or drawn by a seeded shuffle up to
 each held-out split's share of the characters); a single document contiguously at line starts,
-train first, then val, then test, as the usual tiny-shakespeare split does.
-"""
+train first, then val, then test, as the usual tiny-shakespeare split does."""
 
 import os
 import random
@@ -147,7 +146,7 @@ def check_lengths(splits: dict[str, Split], seq_len: int) -> None:
             )
 
 
-def summary(splits: dict[str, Split]) -> dict[str, object]:
+def prepare_metrics(splits: dict[str, Split]) -> dict[str, object]:
     """The prepare stage's metrics: sizes per split and which documents went where."""
     sizes = {
         name: {"chars": split.chars, "lines": split.lines, "documents": len(split.documents)}

@@ -1,7 +1,6 @@
 """A split laid out as B parallel streams, read in chunks of T: how training and evaluation see text.
 Row b continues where row b-1 ends, so carrying each row's hidden state across chunks is stateful
-truncated BPTT; the layout is a view of the memory-mapped ids, each chunk copied out as needed.
-"""
+truncated BPTT; the layout is a view of the memory-mapped ids, each chunk copied out as needed."""
 
 import numpy as np
 import torch

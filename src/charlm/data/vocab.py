@@ -1,7 +1,6 @@
 """The character vocabulary: built from the training split only, saved as JSON with a content hash;
 id 0 is `<unk>`, then the kept characters in code-point order. Counting and encoding work on UTF-8
-bytes a chunk at a time, vectorised, so they stream a corpus of any size.
-"""
+bytes a chunk at a time, vectorised, so they stream a corpus of any size."""
 
 import hashlib
 import json

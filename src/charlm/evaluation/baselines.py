@@ -1,10 +1,8 @@
-"""Reference points for bits per character: add-one unigram and bigram models of the training split.
-
-A character model is only useful if it beats these on the same held-out text; they anchor what a
-"good" number is in every evaluation report. Both read the splits' n-gram counts
-(`charlm.data.ngrams`), which the vocab stage gathers while it encodes, never the splits again;
-the bigram model visits only the pairs the held-out split holds, never a V x V table.
-"""
+"""Reference points for bits per character: add-one unigram and bigram models of the training split. A
+character model is only useful if it beats these on the same held-out text; they anchor what a "good" number
+is in every evaluation report. Both read the splits' n-gram counts (`charlm.data.ngrams`), which the vocab
+stage gathers while it encodes, never the splits again; the bigram model visits only the pairs the held-out
+split holds, never a V x V table."""
 
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -29,10 +27,8 @@ def unigram_bpc(train: "NgramCounts", test: "NgramCounts") -> float:
 
 
 def bigram_bpc(train: "NgramCounts", test: "NgramCounts") -> float:
-    """Cross-entropy (bits/char) on `test` of an add-one bigram model P(next | previous) of `train`.
-
-    The first test character, which has no predecessor, is scored by the add-one unigram model.
-    """
+    """Cross-entropy (bits/char) on `test` of an add-one bigram model P(next | previous) of `train`. The first
+    test character, which has no predecessor, is scored by the add-one unigram model."""
     size = train.vocab_size
     pairs, seen = test.runs(2), train.runs(2)
     before = np.zeros(size, dtype=np.float64)  # how often each character is followed by one in train

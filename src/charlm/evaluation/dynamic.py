@@ -14,7 +14,7 @@ from charlm.progress import OnProgress, quiet
 
 
 def dynamic(
-    model: CharLM,
+    net: CharLM,
     ids: np.ndarray,
     cfg: DynamicConfig,
     device: torch.device,
@@ -28,10 +28,10 @@ def dynamic(
     Progress in characters, of both readings."""
     stream = Streams(ids[: cfg.chars + 1], 1)  # (1, L)
     chars = stream.length - 1
-    trained = [p.detach().clone() for p in model.parameters()]
-    weights = list(model.parameters())
-    was_training = model.training
-    model.eval()  # no dropout; cuDNN's RNN backward needs training mode, so cuDNN sits out below
+    trained = [p.detach().clone() for p in net.parameters()]
+    weights = list(net.parameters())
+    was_training = net.training
+    net.eval()  # no dropout; cuDNN's RNN backward needs training mode, so cuDNN sits out below
     figures = []
     try:
         with torch.backends.cudnn.flags(enabled=False):
@@ -41,8 +41,8 @@ def dynamic(
                     window = stream.chunk(start, min(start + cfg.seq_len, stream.length - 1) + 1, device)
                     x, y = window[:, :-1], window[:, 1:]  # (1, T)
                     with torch.set_grad_enabled(learning_rate > 0), autocast(device, dtype):
-                        features, hidden = model.features(x, hidden)  # (1, T, H)
-                        loss, hits = model.head.graded(features, y)  # summed nats
+                        features, hidden = net.features(x, hidden)  # (1, T, H)
+                        loss, hits = net.head.graded(features, y)  # summed nats
                     if not torch.isfinite(loss):
                         raise CharlmError(
                             f"dynamic evaluation diverged at character {start:,} of the test split:"
@@ -52,7 +52,7 @@ def dynamic(
                     correct += int(hits)
                     hidden = detach_hidden(hidden)
                     if learning_rate:
-                        model.zero_grad(set_to_none=True)
+                        net.zero_grad(set_to_none=True)
                         (loss / y.numel()).backward()
                         with torch.no_grad():
                             torch._foreach_add_(weights, [w.grad for w in weights], alpha=-learning_rate)
@@ -62,6 +62,6 @@ def dynamic(
     finally:
         with torch.no_grad():
             torch._foreach_copy_(weights, trained)
-        model.zero_grad(set_to_none=True)
-        model.train(was_training)
+        net.zero_grad(set_to_none=True)
+        net.train(was_training)
     return figures[0], figures[1]

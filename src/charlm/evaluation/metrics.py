@@ -2,6 +2,8 @@
 
 import math
 
+from pydantic import computed_field
+
 from charlm.records import Record
 
 
@@ -15,10 +17,12 @@ class EvalResult(Record):
     accuracy: float  # top-1 next-character accuracy
     chars: int  # predicted characters
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def bpc(self) -> float:
         return bits_per_char(self.loss_nats)
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def perplexity(self) -> float:
         return math.exp(self.loss_nats)

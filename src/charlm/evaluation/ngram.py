@@ -1,7 +1,6 @@
 """The writing judge's reader: an interpolated (Witten-Bell) character n-gram model of the training
 split, kept as the runs the split holds (`charlm.data.ngrams`), so its size follows the corpus and
-not the vocabulary: its default order fits any vocabulary.
-"""
+not the vocabulary: its default order fits any vocabulary."""
 
 from collections.abc import Iterator
 from dataclasses import dataclass

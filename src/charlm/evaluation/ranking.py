@@ -1,6 +1,5 @@
 """How models rank, and when two can be compared (`Standing`): the one rule behind choosing the
-candidate, ordering the comparison table, settling the champion alias and the registry's verdict.
-"""
+candidate, ordering the comparison table, settling the champion alias and the registry's verdict."""
 
 from dataclasses import dataclass
 

@@ -1,7 +1,6 @@
 """What a model writes, judged: each generated text read by an interpolated (Witten-Bell) character
 n-gram model of the training split, and failed when its most surprising window reads more than
-`margin_bits` above the validation split's worst window.
-"""
+`margin_bits` above the validation split's worst window."""
 
 import numpy as np
 

@@ -1,7 +1,6 @@
 """Text generation: a running batch of rows (`Decoder`), each with its own prompt, sampling options
 and hidden state, advancing one character per model step; a long prompt's head goes through the
-module in slices of `PROMPT_SLICE`. A row's text does not depend on what it is batched with.
-"""
+module in slices of `PROMPT_SLICE`. A row's text does not depend on what it is batched with."""
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -70,10 +69,10 @@ class Row:
 class Decoder:
     """A running batch of generations over one model. Not thread-safe: one thread drives it."""
 
-    def __init__(self, model: CharLM, vocab: Vocabulary) -> None:
-        self.model = model.eval()
+    def __init__(self, net: CharLM, vocab: Vocabulary) -> None:
+        self.net = net.eval()
         self.vocab = vocab
-        self.device = next(model.parameters()).device
+        self.device = next(net.parameters()).device
         self.rows: list[Row] = []
         self.logits: torch.Tensor | None = None  # (B, V): the next character's logits per row
         self.hidden: list[torch.Tensor] = []  # each (num_layers, B, H)
@@ -83,7 +82,7 @@ class Decoder:
     def add(self, req: Request) -> Row:
         """Join the batch; the next steps feed the request's prompt, then sample."""
         prompt = req.prompt.to(self.device)  # (1, T)
-        vocab_size = self.model.vocab_size
+        vocab_size = self.net.vocab_size
         if prompt.numel() == 0 or prompt.min() < 0 or prompt.max() >= vocab_size:
             # Checked here: inside the batch's step, a bad id would fail every row.
             raise IndexError(f"a prompt needs ids in 0..{vocab_size - 1}, got {prompt.tolist()}")
@@ -92,7 +91,7 @@ class Decoder:
         # A prompting row's logits are never sampled from: the step feeds its prompt instead.
         last = torch.zeros(1, vocab_size, device=self.device)  # (1, V)
         self.logits = last if self.logits is None else torch.cat([self.logits, last])
-        tensors = hidden_tensors(self.model.initial_hidden(1))  # each (num_layers, 1, H)
+        tensors = hidden_tensors(self.net.initial_hidden(1))  # each (num_layers, 1, H)
         if self.hidden:
             tensors = [torch.cat(pair, 1) for pair in zip(self.hidden, tensors, strict=True)]
         self.hidden = tensors
@@ -159,7 +158,7 @@ class Decoder:
             self.remove(set(finished))
         if self.rows:
             before = self.hidden
-            self.logits, hidden = self.model.step(ids, hidden_from_tensors(before))
+            self.logits, hidden = self.net.step(ids, hidden_from_tensors(before))
             self.hidden = hidden_tensors(hidden)
             if any(sitting):  # the rows sitting out keep their state
                 keep = torch.tensor(sitting, device=self.device).view(1, -1, 1)
@@ -177,16 +176,16 @@ class Decoder:
         row = self.rows[i]
         size = min(PROMPT_SLICE, row.pending - PROMPT_SLICE)  # the last PROMPT_SLICE ride along
         ids = torch.tensor(row.prompt[row.fed : row.fed + size], device=self.device).view(1, -1)  # (1, S)
-        _, hidden = self.model.features(ids, hidden_from_tensors([h[:, i : i + 1] for h in self.hidden]))
+        _, hidden = self.net.features(ids, hidden_from_tensors([h[:, i : i + 1] for h in self.hidden]))
         for h, new in zip(self.hidden, hidden_tensors(hidden), strict=True):
             h[:, i : i + 1] = new
         row.fed, row.slices = row.fed + size, row.slices + 1
 
 
-def generate(model: CharLM, vocab: Vocabulary, prompt: str, options: SamplingOptions) -> Iterator[str]:
+def generate(net: CharLM, vocab: Vocabulary, prompt: str, options: SamplingOptions) -> Iterator[str]:
     """Check the request, then return an iterator over the generated characters (the prompt itself
     is not repeated). Bad requests raise here, before a caller has shown anything."""
-    return _stream(Decoder(model, vocab), request(vocab, prompt, options))
+    return _stream(Decoder(net, vocab), request(vocab, prompt, options))
 
 
 def _stream(decoder: Decoder, req: Request) -> Iterator[str]:
@@ -198,15 +197,14 @@ def _stream(decoder: Decoder, req: Request) -> Iterator[str]:
 
 
 def generate_all(
-    model: CharLM,
+    net: CharLM,
     vocab: Vocabulary,
     wanted: list[tuple[str, SamplingOptions]],
     on_progress: OnProgress = quiet,
 ) -> list[str]:
-    """The text after each (prompt, options), all generated together in one batch (a seeded text is
-    the one it would be alone); a bad request raises before any is generated. Progress in
-    characters generated."""
-    decoder = Decoder(model, vocab)
+    """The text after each (prompt, options), all generated together in one batch (a seeded text is the one it
+    would be alone); a bad request raises before any is generated. Progress in characters generated."""
+    decoder = Decoder(net, vocab)
     rows = [decoder.add(req) for req in [request(vocab, prompt, options) for prompt, options in wanted]]
     total = sum(options.length for _, options in wanted)
     while decoder.rows:

@@ -1,8 +1,7 @@
-"""What a prompt must be for a generation to start from it: valid Unicode, put in the normal form of
-the corpus, and spelled in the vocabulary's characters unless `unknown: unk` reads the others as
-`<unk>`; and the sampling options must fit the vocabulary. Every request is checked so, and the vocab
-stage checks every prompt params.yaml generates from as soon as the vocabulary exists, not after
-the models have trained."""
+"""What a prompt must be for a generation to start from it: valid Unicode, put in the normal form of the
+corpus, and spelled in the vocabulary's characters unless `unknown: unk` reads the others as `<unk>`; and the
+sampling options must fit the vocabulary. Every request is checked so, and the vocab stage checks every prompt
+params.yaml generates from as soon as the vocabulary exists, not after the models have trained."""
 
 from charlm.data.vocab import Vocabulary
 from charlm.errors import CharlmError, ParamsError

@@ -1,9 +1,6 @@
-"""Drawing the next character: batched temperature, top-k and top-p (nucleus) sampling, each row
-with its own settings and its own random numbers.
-
-A row's uniform draws come from its own generator in blocks that depend on its seed alone, so a
-seeded row gives the same text whatever it is batched with. `<unk>` is never sampled.
-"""
+"""Drawing the next character: batched temperature, top-k and top-p (nucleus) sampling, each row with its own
+settings and random numbers. A row's uniform draws come from its own generator in blocks that depend on its
+seed alone, so a seeded row gives the same text whatever it is batched with. `<unk>` is never sampled."""
 
 import torch
 
@@ -39,9 +36,8 @@ def sample_next(
     u: torch.Tensor,
 ) -> torch.Tensor:
     """One character id per row by inverse-CDF sampling of the filtered distribution: logits (B, V);
-    temperature, top_k, top_p (B, 1) per row (None: no row filters that way; a row's top_k = V or
-    top_p > 1 leaves it unfiltered); u (B,) uniform draws. The top-p nucleus is taken over the top-k
-    survivors."""
+    temperature, top_k, top_p (B, 1) per row (None: no row filters that way; a row's top_k = V or top_p > 1
+    leaves it unfiltered); u (B,) uniform draws. The top-p nucleus is taken over the top-k survivors."""
     logits = logits.float() / temperature
     logits[:, UNK_ID] = float("-inf")
     ranked, order = logits.sort(dim=-1, descending=True)  # (B, V)

@@ -1,7 +1,5 @@
-"""Model directories (`models/<name>/`), self-contained and never pickled: `model.safetensors`,
-`config.json` (`ModelInfo`) and `vocab.json`; loading refuses a vocabulary whose hash differs from
-the one the model was trained with.
-"""
+"""Model directories (`models/<name>/`), self-contained and never pickled: `model.safetensors`, `config.json`
+(`ModelInfo`) and `vocab.json`; loading refuses a vocabulary whose hash differs from the model's."""
 
 import copy
 import hashlib
@@ -19,7 +17,7 @@ from charlm.data.vocab import Vocabulary
 from charlm.errors import DataError
 from charlm.files import replace_dir
 from charlm.model.network import CharLM
-from charlm.params.training import ModelConfig
+from charlm.params.training import ArchConfig
 from charlm.records import Record
 
 MODEL_FILE = "model.safetensors"
@@ -27,10 +25,12 @@ CONFIG_FILE = "config.json"
 VOCAB_FILE = "vocab.json"
 
 
-# Earlier formats' directories (registered versions among them) still load: format 2 named two keys
-# otherwise, and formats 2 and 3 had a full softmax head, which format 4 states.
-RENAMED_IN_3 = {"vocab_hash": "vocab_sha256", "best_val_bpc": "best_train_val_bpc"}
+# Earlier formats' directories (registered versions among them) still load: formats 2 and 3 named
+# the architecture `model` and had a full softmax head, which format 4 states; they also held the
+# exporting step and its validation bpc (the training summary has them), and format 2 named the
+# vocabulary's hash `vocab_hash`.
 SOFTMAX_HEAD = {"head_cutoffs": [], "head_div": 4.0}  # no cut-off: the division is never used
+DROPPED_IN_4 = ("step", "best_val_bpc", "best_train_val_bpc")
 
 
 class ModelInfo(Record):
@@ -38,11 +38,9 @@ class ModelInfo(Record):
 
     format: Literal["charlm-model/4"] = "charlm-model/4"
     name: str
-    model: ModelConfig
+    arch: ArchConfig
     vocab_size: int
     vocab_sha256: str
-    step: int = 0  # of the validation that chose the weights (averaged up to it, with train.average_last)
-    best_train_val_bpc: float | None = None  # the validation bpc they scored during training
     mlflow_run_id: str | None = None  # the training run, where later stages log this model's results
 
     @model_validator(mode="before")
@@ -50,43 +48,41 @@ class ModelInfo(Record):
     def _from_earlier_formats(cls, raw: Any) -> Any:
         if not isinstance(raw, dict) or raw.get("format") not in ("charlm-model/2", "charlm-model/3"):
             return raw
-        info = {RENAMED_IN_3.get(k, k): v for k, v in raw.items()}
-        model = info.get("model")
+        info = {
+            ("vocab_sha256" if k == "vocab_hash" else k): v for k, v in raw.items() if k not in DROPPED_IN_4
+        }
+        arch = info.pop("model", None)
         return info | {
             "format": "charlm-model/4",
-            "model": model | SOFTMAX_HEAD if isinstance(model, dict) else model,
+            "arch": arch | SOFTMAX_HEAD if isinstance(arch, dict) else arch,
         }
 
 
 @dataclass(frozen=True)
 class LoadedModel:
-    model: CharLM
+    net: CharLM
     vocab: Vocabulary
     info: ModelInfo
 
 
 def save_model_dir(
     directory: Path,
-    model: CharLM,
+    net: CharLM,
     vocab: Vocabulary,
     name: str,
-    step: int = 0,
-    best_train_val_bpc: float | None = None,
     mlflow_run_id: str | None = None,
 ) -> None:
     """Write a self-contained model directory, replacing `directory` only when complete."""
     info = ModelInfo(
         name=name,
-        model=model.config,
-        vocab_size=model.vocab_size,
+        arch=net.config,
+        vocab_size=net.vocab_size,
         vocab_sha256=vocab.sha256,
-        step=step,
-        best_train_val_bpc=best_train_val_bpc,
         mlflow_run_id=mlflow_run_id,
     )
     # A copy on the CPU: on CUDA a cell's weights are views of one flat cuDNN buffer, which
     # safetensors refuses to store piecewise; tied weights stay one tensor, stored once.
-    cpu_model = copy.deepcopy(model).cpu()
+    cpu_model = copy.deepcopy(net).cpu()
     with replace_dir(directory) as staging:
         save_model(cpu_model, str(staging / MODEL_FILE))
         info.write(staging / CONFIG_FILE)
@@ -116,25 +112,25 @@ def load_model_dir(
         raise DataError(
             f"{directory}: model vocab_size {info.vocab_size} != vocabulary size {len(own_vocab)}"
         )
-    model = CharLM(info.model, info.vocab_size)
+    net = CharLM(info.arch, info.vocab_size)
     weights = directory / MODEL_FILE
     if not weights.is_file():
         raise DataError(f"{weights}: no such file")
     try:
-        load_model(model, weights)  # strict: every parameter, nothing else, each of its shape
+        load_model(net, weights)  # strict: every parameter, nothing else, each of its shape
     except (SafetensorError, OSError) as err:
         raise DataError(
             f"{weights}: not a readable safetensors file (truncated or foreign?): {err}"
         ) from None
     except RuntimeError as err:
         raise DataError(f"{weights}: weights do not fit the model: {' '.join(str(err).split())}") from None
-    return LoadedModel(model=model.to(device).eval(), vocab=own_vocab, info=info)
+    return LoadedModel(net=net.to(device).eval(), vocab=own_vocab, info=info)
 
 
 def model_sha256(directory: Path) -> str:
     """Identifies the weights, architecture and vocabulary (not the metrics) of a model directory."""
     info = read_info(directory)
-    identity = [info.model.model_dump(), info.vocab_size, info.vocab_sha256]
+    identity = [info.arch.model_dump(), info.vocab_size, info.vocab_sha256]
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode())
     digest.update((directory / MODEL_FILE).read_bytes())
     return digest.hexdigest()

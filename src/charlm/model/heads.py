@@ -1,15 +1,11 @@
-"""The output layer: from the recurrence's features to the next character's log-probabilities.
-
-`SoftmaxHead` is one linear layer over every character: its cost per position grows with the
-vocabulary, which is most of a step at thousands of symbols. `AdaptiveHead` (Grave et al. 2017,
-"Efficient softmax approximation for GPUs") ranks the characters by training frequency: the most
-frequent ones (the shortlist) and one entry per tail cluster share a softmax, and each cluster's
-characters have a softmax of their own over a narrower projection of the features, computed only
-where a target falls in it. Its log-probabilities are exact: P(c) = P(cluster) P(c | cluster).
-
-Both answer the same questions: `scores` (log-probabilities up to a constant per position, for
-sampling), `loss` (the targets' cross-entropy) and `graded` (summed nats and correct guesses).
-"""
+"""The output layer: from the recurrence's features to the next character's log-probabilities. `SoftmaxHead`
+is one linear layer over every character, whose cost per position grows with the vocabulary: most of a step at
+thousands of symbols. `AdaptiveHead` (Grave et al. 2017, "Efficient softmax approximation for GPUs") ranks the
+characters by training frequency: the most frequent (the shortlist) and one entry per tail cluster share a
+softmax, and each cluster's characters have their own over a narrower projection of the features, computed
+only where a target falls in it; its log-probabilities are exact, P(c) = P(cluster) P(c | cluster). Both
+answer `scores` (log-probabilities up to a constant per position, for sampling), `loss` (the targets'
+cross-entropy) and `graded` (summed nats and correct guesses)."""
 
 import itertools
 from collections.abc import Sequence
@@ -47,7 +43,6 @@ class SoftmaxHead(nn.Linear):
         return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction=reduction)
 
     def graded(self, features: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The targets' summed nats, and how many are the most likely character."""
         logits = self(features).float()  # (B, T, V)
         nats = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="sum")
         return nats, (logits.argmax(-1) == targets).sum()
@@ -140,7 +135,6 @@ class AdaptiveHead(nn.Module):
         return self.by_rank[rank]
 
     def graded(self, features: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The targets' summed nats, and how many are the most likely character."""
         features, head = self._shared(features)
         with torch.no_grad():  # guesses are counted, never learnt from (dynamic evaluation learns)
             hits = (self._best(features, head) == targets.flatten()).sum()

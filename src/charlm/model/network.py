@@ -1,15 +1,14 @@
 """CharLM: one character-level language model class for every recurrent cell (`nn.RNN`, `nn.LSTM`,
 `nn.GRU`), with the input encoding, locked dropout, DropConnect and output head (`charlm.model.heads`:
 a full softmax, or an adaptive one over a large vocabulary) shared, so training, evaluation and
-sampling use one code path for every cell and head.
-"""
+sampling use one code path for every cell and head."""
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from charlm.model.heads import AdaptiveHead, SoftmaxHead, clusters
-from charlm.params.training import ModelConfig
+from charlm.params.training import ArchConfig
 
 # nn.LSTM carries (h, c); nn.RNN and nn.GRU carry h alone. Each tensor is (num_layers, B, H).
 Hidden = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
@@ -21,7 +20,7 @@ CELL_STEPS = {"rnn": torch.rnn_tanh_cell, "lstm": torch.lstm_cell, "gru": torch.
 
 
 class CharLM(nn.Module):
-    def __init__(self, config: ModelConfig, vocab_size: int) -> None:
+    def __init__(self, config: ArchConfig, vocab_size: int) -> None:
         super().__init__()
         self.config, self.vocab_size = config, vocab_size
         if config.input == "embedding":
@@ -88,12 +87,9 @@ class CharLM(nn.Module):
         return torch.func.functional_call(self.rnn, dropped, (x, hidden))
 
     def step(self, idx: torch.Tensor, hidden: Hidden) -> tuple[torch.Tensor, Hidden]:
-        """One character for each of B streams: idx (B,) -> scores (B, V) and the next hidden state.
-
-        The same function as `forward` over T = 1, computed layer by layer with the cells' fused
-        kernels and the functional forms of the other layers (a module call costs more than a
-        one-row lookup); inference only (no dropout).
-        """
+        """One character for each of B streams: idx (B,) -> scores (B, V) and the next hidden state, as
+        `forward` over T = 1 but computed layer by layer with the cells' fused kernels and the other layers'
+        functional forms (a module call costs more than a one-row lookup). Inference only: no dropout."""
         if self.embedding is not None:
             x = self.embedding.weight.index_select(0, idx)  # (B, E)
         else:

@@ -1,7 +1,7 @@
 """What the params sections share: their value types, the `tracking` section every stage logs
 by, and reading sections from `params.yaml`, where every value is stated (no section record carries
-a default). A stage reads its sections with `load_params(ItsRecord)`, after the `params` stage has
-checked the whole file (`charlm.params.pipeline`)."""
+a default). Everything reads params with `load_params`: a stage its own record's sections, after
+the `params` stage has checked the whole file (`charlm.params.pipeline.Params`)."""
 
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -24,7 +24,7 @@ Prompts = Annotated[tuple[Annotated[str, Field(min_length=1)], ...], Field(stric
 R = TypeVar("R", bound=Record)
 
 
-def read_params(path: Path = PARAMS_FILE) -> dict[str, Any]:
+def _read(path: Path) -> dict[str, Any]:
     """The sections of `path` as plain data; a file that is missing or not a mapping is a ParamsError."""
     try:
         raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
@@ -38,19 +38,21 @@ def read_params(path: Path = PARAMS_FILE) -> dict[str, Any]:
 
 
 def load_params(schema: type[R], path: Path = PARAMS_FILE) -> R:
-    """The sections of `path` that `schema` declares, validated; the others are left to the
-    `params` stage, which checks the whole file."""
-    raw = read_params(path)
-    return schema.parse({key: raw[key] for key in schema.model_fields if key in raw})
+    """The sections of `path` that `schema` declares, validated. A stage's record leaves the others to the
+    `params` stage, whose record is the whole file (`WHOLE_FILE`): an unknown section too is refused there."""
+    raw = _read(path)
+    whole = getattr(schema, "WHOLE_FILE", False)
+    return schema.parse(raw if whole else {key: raw[key] for key in schema.model_fields if key in raw})
 
 
-def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
-    """Flatten nested records/dicts into dotted keys, as MLflow params and reports want them."""
+def flatten(obj: Any, sep: str = ".", prefix: str = "") -> dict[str, Any]:
+    """Flatten nested records/dicts into keys joined by `sep`, as MLflow params (`model.cell`) and
+    metrics (`val_bpc`) name them."""
     if isinstance(obj, Record):
-        obj = dict(obj)
+        obj = obj.model_dump()
     if not isinstance(obj, dict):
-        return {prefix.rstrip("."): list(obj) if isinstance(obj, tuple) else obj}
-    return {k: v for key, value in obj.items() for k, v in flatten(value, f"{prefix}{key}.").items()}
+        return {prefix.removesuffix(sep): list(obj) if isinstance(obj, tuple) else obj}
+    return {k: v for key, value in obj.items() for k, v in flatten(value, sep, f"{prefix}{key}{sep}").items()}
 
 
 class TrackingConfig(Record):

@@ -1,7 +1,6 @@
-"""The `generate` and `evaluate` sections. The sampling options are one declaration behind the
-generate stage, `charlm generate` and a served request's fields; `evaluate` lays out one evaluation
-for every model, so their figures compare, and the texts every model writes to be judged by
-(`charlm.evaluation.writing`)."""
+"""The `generate` and `evaluate` sections. The sampling options are one declaration behind the generate stage,
+`charlm generate` and a served request's fields; `evaluate` lays out one evaluation for every model, so their
+figures compare, and the texts every model writes to be judged by (`charlm.evaluation.writing`)."""
 
 from typing import Annotated, Literal
 
@@ -42,28 +41,43 @@ class GenerateConfig(SamplingOptions):
         values = self.model_dump(include=set(SamplingOptions.model_fields))
         return SamplingOptions(**values | {"seed": None if self.seed is None else self.seed + index})
 
+    def seeded(self, prompts: tuple[str, ...], per_prompt: int) -> list[tuple[str, SamplingOptions]]:
+        """`per_prompt` texts after each of `prompts` with these settings, the texts' seeds in turn."""
+        return [
+            (prompt, self.options(p * per_prompt + s))
+            for p, prompt in enumerate(prompts)
+            for s in range(per_prompt)
+        ]
+
+    def wanted(self) -> list[tuple[str, SamplingOptions]]:
+        """The generate stage's samples: `num_samples` after each prompt."""
+        return self.seeded(self.prompts, self.num_samples)
+
 
 class WritingConfig(Record):
     prompts: Prompts  # names and styles the corpus has and lacks
     samples: Annotated[int, Field(ge=0)]  # texts per prompt sampled as `generate` samples, seeded
     ngram_order: Annotated[int, Field(ge=1, le=6)]  # of the training split's model that reads them
     window: Positive  # characters: the judge reads each text's most surprising window of this length
-    margin_bits: Annotated[
-        float, Field(ge=0, allow_inf_nan=False)
-    ]  # above the validation split's worst: a failed text
+    # Above the validation split's worst: a failed text.
+    margin_bits: Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
     def options(self, generate: GenerateConfig) -> list[tuple[str, SamplingOptions]]:
         """Every judged text's prompt and options: per prompt, `samples` texts with the generate
         settings and their own seeds, then a greedy one. Prompt characters the model never saw
         are <unk>: a prompt from outside the corpus is what the judge is for."""
-        texts = []
-        for p, prompt in enumerate(self.prompts):
-            for s in range(self.samples):
-                sampled = generate.options(p * self.samples + s)
-                texts.append((prompt, sampled.model_copy(update={"unknown": "unk"})))
-            greedy = {"top_k": 1, "top_p": None, "temperature": 1.0, "unknown": "unk"}
-            texts.append((prompt, generate.options().model_copy(update=greedy)))
-        return texts
+        sampled = [
+            (prompt, o.model_copy(update={"unknown": "unk"}))
+            for prompt, o in generate.seeded(self.prompts, self.samples)
+        ]
+        greedy = generate.options().model_copy(
+            update={"top_k": 1, "top_p": None, "temperature": 1.0, "unknown": "unk"}
+        )
+        return [
+            text
+            for p, prompt in enumerate(self.prompts)
+            for text in [*sampled[p * self.samples : (p + 1) * self.samples], (prompt, greedy)]
+        ]
 
 
 class DynamicConfig(Record):

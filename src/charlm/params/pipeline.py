@@ -1,24 +1,24 @@
-"""The whole of `params.yaml`: every section, and the rules across sections.
+"""The whole of `params.yaml`: every section, and the rules across sections. The `params` stage validates the
+file with this record before any other stage runs, so a misspelt key or an out-of-range value anywhere fails
+`dvc repro` before any work; `charlm params` shows it, and the `charlm` command reads its sections through it.
+`dvc.yaml`'s templating reads `paths`."""
 
-The `params` stage validates the file with this record before any other stage runs, so a misspelt
-key or an out-of-range value anywhere fails `dvc repro` before any work; `charlm params` shows it.
-`dvc.yaml`'s templating reads `paths`.
-"""
+from typing import ClassVar
 
-from pathlib import Path
+from pydantic import model_validator
 
-from pydantic import create_model, model_validator
-
-from charlm.params.base import PARAMS_FILE, R, TrackingConfig, load_params
+from charlm.params.base import TrackingConfig
 from charlm.params.data import FetchConfig, PrepareConfig, VocabConfig
 from charlm.params.generation import EvaluateConfig, GenerateConfig
 from charlm.params.registry import RegistryConfig
 from charlm.params.serving import LimitsConfig
 from charlm.params.training import DistributedConfig, Models
-from charlm.records import Invalid, Record
+from charlm.records import Invalid
 
 
 class Params(Models):
+    WHOLE_FILE: ClassVar[bool] = True  # `load_params` reads every section, and refuses an unknown one
+
     paths: dict[str, str]
     fetch: FetchConfig
     prepare: PrepareConfig
@@ -40,9 +40,3 @@ class Params(Models):
                     f"must be divisible by the {ranks} distributed processes, got {spec.batch_size}",
                 )
         return self
-
-
-def load_section(section: type[R], path: Path = PARAMS_FILE) -> R:
-    """The one section of `path` that `section` types, validated as a stage's sections are."""
-    (name,) = (key for key, field in Params.model_fields.items() if field.annotation is section)
-    return getattr(load_params(create_model(name, __base__=Record, **{name: (section, ...)}), path), name)

@@ -1,4 +1,4 @@
-"""The training sections: `model` (a CharLM's architecture, stored beside its weights), `train`
+"""The training sections: `arch` (a CharLM's architecture, stored beside its weights), `train`
 (optimisation), `models` (each entry those two with its overrides, so adding a GRU is a params
 edit) and `distributed` (more than one process in all runs each train stage under torchrun)."""
 
@@ -15,7 +15,7 @@ from charlm.records import Invalid, Record
 MODEL_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
 
 
-class ModelConfig(Record):
+class ArchConfig(Record):
     cell: Literal["rnn", "lstm", "gru"]
     embedding_size: Positive
     hidden_size: Positive
@@ -30,7 +30,7 @@ class ModelConfig(Record):
     head_div: Annotated[float, Field(ge=1, allow_inf_nan=False)]
 
     @model_validator(mode="after")
-    def _tying_fits(self) -> "ModelConfig":
+    def _tying_fits(self) -> "ArchConfig":
         if self.tie_weights and self.input != "embedding":
             raise Invalid("tie_weights", "must be false with one-hot input")
         if any(b <= a for a, b in itertools.pairwise(self.head_cutoffs)):
@@ -74,14 +74,14 @@ class TrainConfig(Record):
     seed: Annotated[int, Field(ge=0)]  # initial weights and dropout masks; the data's is prepare.seed
 
 
-class ModelSpec(ModelConfig, TrainConfig):
-    """One entry of `models:`: any `model` or `train` key, over the shared sections' values."""
+class ModelSpec(ArchConfig, TrainConfig):
+    """One entry of `models:`: any `arch` or `train` key, over the shared sections' values."""
 
     name: str
 
     @property
-    def model(self) -> ModelConfig:
-        return ModelConfig(**self.model_dump(include=set(ModelConfig.model_fields)))
+    def arch(self) -> ArchConfig:
+        return ArchConfig(**self.model_dump(include=set(ArchConfig.model_fields)))
 
     @property
     def train(self) -> TrainConfig:
@@ -89,13 +89,13 @@ class ModelSpec(ModelConfig, TrainConfig):
 
     def sections(self) -> dict[str, Record]:
         """The entry by section, as MLflow params and `charlm params` show it."""
-        return {"model": self.model, "train": self.train}
+        return {"arch": self.arch, "train": self.train}
 
 
 class Models(Record):
     """The records of the stages that read `models:` (with the two sections its entries extend)."""
 
-    model: ModelConfig
+    arch: ArchConfig
     train: TrainConfig
     models: Annotated[dict[str, ModelSpec], Field(min_length=1)]
 
@@ -106,7 +106,7 @@ class Models(Record):
             return raw  # the fields' own validation names what is wrong
         shared = {
             k: v
-            for part in ("model", "train")
+            for part in ("arch", "train")
             if isinstance(raw.get(part), dict)
             for k, v in raw[part].items()
         }
@@ -127,7 +127,7 @@ class Models(Record):
         return entries
 
     def spec(self, name: str) -> ModelSpec:
-        """The entry a per-model stage was started for (`--model NAME`)."""
+        """The entry a per-model stage was started for (`--name NAME`)."""
         if name not in self.models:
             raise ParamsError(f"models.{name}: no such model (have {', '.join(self.models)})")
         return self.models[name]

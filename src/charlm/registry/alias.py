@@ -1,7 +1,6 @@
 """Moving the champion alias right when several machines register at once: MLflow has no
 compare-and-set on aliases, so instead of a lock, registration converges on the best version
-(`settle`; "Promotion under concurrency" in docs/architecture.md gives the protocol and the proof).
-"""
+(`settle`; "Promotion under concurrency" in docs/architecture.md gives the protocol and the proof)."""
 
 from typing import TYPE_CHECKING, Any
 

@@ -1,44 +1,32 @@
-"""The model card: the markdown description of a registered model version, what a reviewer reads on
-its page in the MLflow UI.
-"""
+"""The model card: a registered version's markdown description, which a reviewer reads in the MLflow UI."""
 
 import json
-from dataclasses import dataclass
+from pathlib import Path
 
 from charlm.data.layout import SPLITS
 from charlm.data.report import DataReport
 from charlm.data.vocab import Vocabulary
 from charlm.evaluation.baselines import BASELINES
+from charlm.evaluation.report import EvalReport
 from charlm.generation.samples import Sample
 from charlm.model import heads
-from charlm.model.directory import VOCAB_FILE
-from charlm.registry.candidate import Candidate
+from charlm.model.directory import VOCAB_FILE, read_info
 from charlm.registry.decision import Decision
 from charlm.serving.interface import DEFAULT_PORT, ServedSettings
 
 
-@dataclass(frozen=True)
-class CardFacts:
-    """What the card says beyond the candidate and the decision."""
-
-    data: DataReport
-    sample: Sample  # the generate stage's first sample of the candidate
-    served: ServedSettings
-
-
-def prompt_form(candidate: Candidate) -> str:
-    form = Vocabulary.load(candidate.model_dir / VOCAB_FILE).unicode_form
-    return "no normal form" if form == "none" else form
-
-
-def model_card(candidate: Candidate, decision: Decision, facts: CardFacts) -> str:
-    report, info = candidate.report, candidate.info
-    data, sample, served = facts.data, facts.sample, facts.served
+def model_card(
+    report: EvalReport, decision: Decision, data: DataReport, sample: Sample, served: ServedSettings
+) -> str:
+    """The card of the model `report` scored; `sample` is the generate stage's first of it."""
+    info = read_info(Path(report.model_dir))
+    form = Vocabulary.load(Path(report.model_dir) / VOCAB_FILE).unicode_form
+    prompts_in = "no normal form" if form == "none" else form
     uri = f"models:/{decision.registered_model}/{decision.version}"
     status = (
         f"**Champion** (`@{decision.alias}`)"
         if decision.champion_version == decision.version
-        else "Not the champion"
+        else f"Not the `@{decision.alias}`"
     )
     rows = [
         f"| this model | {report.val.bpc:.4f} | {report.test.bpc:.4f} |",
@@ -51,10 +39,10 @@ def model_card(candidate: Candidate, decision: Decision, facts: CardFacts) -> st
     example = json.dumps({"prompt": sample.prompt, "length": 200, "seed": 0})
     return "\n".join(
         [
-            f"# {decision.registered_model} v{decision.version}: {candidate.name}",
+            f"# {decision.registered_model} v{decision.version}: {report.name}",
             "",
-            f"A character-level language model: {info.model.describe()};"
-            f" {heads.describe(info.model.head_cutoffs, info.vocab_size)}, `<unk>` among them;"
+            f"A character-level language model: {info.arch.describe()};"
+            f" {heads.describe(info.arch.head_cutoffs, info.vocab_size)}, `<unk>` among them;"
             f" {report.num_params:,} parameters.",
             "",
             "## Data",
@@ -77,7 +65,8 @@ def model_card(candidate: Candidate, decision: Decision, facts: CardFacts) -> st
             "",
             f"Texts after the `evaluate.writing` prompts (names and styles the corpus has and lacks),"
             " sampled as the generate stage samples and greedily, read by an n-gram model of the"
-            f" training split: {report.writing.summary()}. A model with a failed text is never the champion.",
+            f" training split: {report.writing.headline()}. A model with a failed text never takes"
+            f" `@{decision.alias}`.",
             "",
             "## Registry decision",
             "",
@@ -98,7 +87,7 @@ def model_card(candidate: Candidate, decision: Decision, facts: CardFacts) -> st
             f" {served.limits.max_prompt_chars:,} characters and {served.limits.max_request_chars:,}"
             " characters in all, prompts and generated; each text is a prompt and any of"
             f" {', '.join(f'`{f}`' for f in type(served.sampling).model_fields)}. Prompts are put in"
-            f" {prompt_form(candidate)}, the corpus's Unicode form, before they meet the vocabulary.",
+            f" {prompts_in}, the corpus's Unicode form, before they meet the vocabulary.",
             "",
             "```python",
             "import mlflow.pyfunc",
@@ -108,8 +97,8 @@ def model_card(candidate: Candidate, decision: Decision, facts: CardFacts) -> st
             "```",
             "",
             "```bash",
-            f'charlm generate --model {uri} --prompt "{sample.prompt}" --length 200',
-            f"charlm serve --model {uri} --port {DEFAULT_PORT}",
+            f'charlm generate --uri {uri} --prompt "{sample.prompt}" --length 200',
+            f"charlm serve --uri {uri} --port {DEFAULT_PORT}",
             f"curl -s http://127.0.0.1:{DEFAULT_PORT}/invocations -H 'Content-Type: application/json' \\",
             f"  -d '{{\"inputs\": [{example}]}}'",
             "```",

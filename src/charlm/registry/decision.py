@@ -1,6 +1,5 @@
 """Whether a candidate becomes the champion (`may_replace`, the one champion rule), why it does or
-does not (`verdict`), and the record of what registration did (`Decision`).
-"""
+does not (`verdict`), and the record of what registration did (`Decision`)."""
 
 from charlm.evaluation.ranking import Standing
 from charlm.params.registry import RegistryConfig
@@ -33,22 +32,23 @@ def verdict(candidate: Standing, holder: Standing | None, same: bool, cfg: Regis
             f"{candidate.failed_texts} of the texts it writes fail the writing judge (evaluate.writing):"
             " not promoted, whatever its val bpc"
         )
+    alias = cfg.alias  # the champion's name
     if holder is None:
-        return "no champion yet: the candidate becomes the first"
+        return f"no {alias} yet: the candidate becomes the first"
     if same:
-        return "the candidate already is the champion"
+        return f"the candidate already is the {alias}"
     if not candidate.comparable(holder):
         if cfg.on_new_val_data == "promote":
-            return "the champion was validated on other data; promoted (registry.on_new_val_data: promote)"
+            return f"the {alias} was validated on other data; promoted (registry.on_new_val_data: promote)"
         return (
-            "the champion was validated on other data, so the two are not comparable; champion kept"
+            f"the {alias} was validated on other data, so the two are not comparable; {alias} kept"
             " (set registry.on_new_val_data: promote to replace it)"
         )
     beats = may_replace(candidate, holder, cfg)
-    text = f"val bpc {candidate.val_bpc:.4f} {'beats' if beats else 'does not beat'} the champion's {holder.val_bpc:.4f}"
+    text = f"val bpc {candidate.val_bpc:.4f} {'beats' if beats else 'does not beat'} the {alias}'s {holder.val_bpc:.4f}"
     if cfg.min_improvement_bpc:
         text += f" by more than the margin of {cfg.min_improvement_bpc:g} (registry.min_improvement_bpc)"
-    return text if beats else text + "; champion kept"
+    return text if beats else f"{text}; {alias} kept"
 
 
 class Decision(Record):

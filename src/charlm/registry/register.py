@@ -1,17 +1,21 @@
 """Model registry: log and register the chosen candidate once per weights and validation data, write
 its model card (`card`) as the version's description, settle the champion alias (`alias`) and say
-why it did or did not move (`decision`).
-"""
+why it did or did not move (`decision`)."""
 
+from pathlib import Path
 from typing import Any
 
 from charlm.data.layout import HELD_OUT
+from charlm.data.report import DataReport
 from charlm.evaluation.ranking import bpc_text
+from charlm.evaluation.report import EvalReport
+from charlm.generation.samples import Sample
+from charlm.model.directory import model_sha256, read_info
 from charlm.params.registry import RegistryConfig
 from charlm.registry.alias import champion, number, settle, standing, standing_tags, tagged
-from charlm.registry.candidate import Candidate
-from charlm.registry.card import CardFacts, model_card
+from charlm.registry.card import model_card
 from charlm.registry.decision import Decision, verdict
+from charlm.serving.interface import ServedSettings
 from charlm.serving.package import log_model
 from charlm.tracking import tags as tag
 from charlm.tracking.runs import StageTracking
@@ -19,36 +23,39 @@ from charlm.tracking.store import first_write
 
 
 def _register_once(
-    tracking: StageTracking, candidate: Candidate, cfg: RegistryConfig, facts: CardFacts
+    tracking: StageTracking,
+    report: EvalReport,
+    cfg: RegistryConfig,
+    train_sha256: str,
+    served: ServedSettings,
+    prompt: str,
 ) -> tuple[Any, bool]:
-    """The candidate's version, registered unless its weights already are with figures on the same
-    validation data; whether it is new. A version's figures never change: the same weights scored
-    on other validation data are a version of their own.
-
-    Two processes that register the same candidate at once both create a version; the one that
-    created the later version deletes it and takes the earlier, so each candidate's version is unique.
-    """
+    """The version of the model `report` scored, registered unless its weights already are with figures on the
+    same validation data; whether it is new. A version's figures never change: the same weights scored on
+    other validation data are a version of their own. Two processes that register the same model at once both
+    create a version; the one that created the later version deletes it and takes the earlier, so each model's
+    version is unique."""
     import mlflow
 
-    client, report = tracking.client, candidate.report
+    client, model_dir = tracking.client, Path(report.model_dir)
+    weights = model_sha256(model_dir)
 
     def twins() -> list[Any]:
-        same = tagged(client, cfg.model_name, tag.MODEL_SHA256, candidate.model_sha256)
+        same = tagged(client, cfg.model_name, tag.MODEL_SHA256, weights)
         return [v for v in same if v.tags.get(tag.split_sha256("val")) == report.val.sha256]
 
     if mine := twins():
         return min(mine, key=number), False
-    with tracking.model_run(candidate.info.mlflow_run_id, f"{candidate.name} (registration)") as (run_id, _):
-        logged = log_model(candidate.model_dir, run_id, facts.served, facts.sample.prompt)
+    with tracking.model_run(read_info(model_dir).mlflow_run_id, f"{report.name} (registration)") as (
+        run_id,
+        _,
+    ):
+        logged = log_model(model_dir, run_id, served, prompt)
         for split in HELD_OUT:
             client.log_metric(run_id, f"{split}_bpc", report.split(split).bpc, model_id=logged.model_id)
     # The figures are tags given at creation, so no process ever sees a version without them.
-    version_tags = {
-        tag.MODEL_SHA256: candidate.model_sha256,
-        tag.MODEL: candidate.name,
-        **standing_tags(report.standing),
-    }
-    version_tags[tag.split_sha256("train")] = facts.data.sha256("train")
+    version_tags = {tag.MODEL_SHA256: weights, tag.NAME: report.name, **standing_tags(report.standing)}
+    version_tags[tag.split_sha256("train")] = train_sha256
     version_tags[tag.split_sha256("test")] = report.test.sha256
     version_tags[tag.split_bpc("test")] = bpc_text(report.test.bpc)
     version = mlflow.register_model(
@@ -62,16 +69,19 @@ def _register_once(
 
 
 def register(
-    tracking: StageTracking, candidate: Candidate, cfg: RegistryConfig, facts: CardFacts
+    tracking: StageTracking,
+    report: EvalReport,
+    cfg: RegistryConfig,
+    data: DataReport,
+    sample: Sample,
+    served: ServedSettings,
 ) -> Decision:
-    """Register the candidate (once), move the alias if it wins, and write its model card.
-
-    Nothing is locked: other machines may register against the same server at the same moment, and
-    `alias.settle` ends on the best version whatever the interleaving.
-    """
+    """Register the model `report` scored (once), move the alias if it wins, and write its model
+    card, which quotes `sample`. Nothing is locked: other machines may register against the same
+    server at the same moment, and `alias.settle` ends on the best version whatever the interleaving."""
     client = tracking.client
-    version, new_version = _register_once(tracking, candidate, cfg, facts)
-    mine = candidate.report.standing
+    version, new_version = _register_once(tracking, report, cfg, data.sha256("train"), served, sample.prompt)
+    mine = report.standing
     before = champion(client, cfg)
     held = standing(before.tags) if before else None
     after = settle(client, cfg, mine.val_sha256, held.val_sha256 if held else None)
@@ -83,7 +93,7 @@ def register(
     decision = Decision(
         registered_model=cfg.model_name,
         alias=cfg.alias,
-        candidate=candidate.name,
+        candidate=report.name,
         version=number(version),
         new_version=new_version,
         promoted=won and (before is None or number(before) != number(version)),
@@ -92,6 +102,6 @@ def register(
         champion_version=number(after) if after else None,
     )
     client.update_model_version(
-        cfg.model_name, version.version, description=model_card(candidate, decision, facts)
+        cfg.model_name, version.version, description=model_card(report, decision, data, sample, served)
     )
     return decision

@@ -1,7 +1,6 @@
 """Continuous batching with admission control: callers on any thread submit generation requests,
 and one thread, the only one that runs the model, steps their rows together in a `Decoder`, within
-the served model's limits (the batch's size, a request's share of it, the queue, the deadlines).
-"""
+the served model's limits (the batch's size, a request's share of it, the queue, the deadlines)."""
 
 import collections
 import math
@@ -90,12 +89,12 @@ class Job:
 
 
 class Batcher:
-    def __init__(self, model: CharLM, vocab: Vocabulary, limits: LimitsConfig, threaded: bool = True) -> None:
+    def __init__(self, net: CharLM, vocab: Vocabulary, limits: LimitsConfig, threaded: bool = True) -> None:
         """`threaded`: a thread of its own runs the batch, started on first use; otherwise the
         caller drives it, one `cycle` at a time (so tests count steps, not seconds)."""
-        self.model, self.vocab, self.limits = model, vocab, limits
-        self.decoder = Decoder(model, vocab)  # used by the batching thread only
-        self.cost = StepCost.measure(model, limits.max_batch_rows)
+        self.net, self.vocab, self.limits = net, vocab, limits
+        self.decoder = Decoder(net, vocab)  # used by the batching thread only
+        self.cost = StepCost.measure(net, limits.max_batch_rows)
         self.jobs: list[Job] = []  # the submissions the batching thread holds, in arrival order
         self.incoming: queue.SimpleQueue[Job] = queue.SimpleQueue()
         self.threaded, self.thread = threaded, None
@@ -170,9 +169,8 @@ class Batcher:
             self.cycle(block=True)
 
     def cycle(self, block: bool = False) -> None:
-        """One turn of the batching loop: take what arrived, drop what was abandoned, fill free
-        slots, step once, and wake the callers whose rows are done. With `block`, an idle batcher
-        waits for work."""
+        """One turn of the batching loop: take what arrived, drop what was abandoned, fill free slots, step
+        once, and wake the callers whose rows are done. With `block`, an idle batcher waits for work."""
         try:
             if block and not self.jobs:
                 self.jobs.append(self.incoming.get())
@@ -196,7 +194,7 @@ class Batcher:
             for job in self.jobs:
                 self._leave(job)
                 job.complete(err)
-            self.decoder, self.jobs = Decoder(self.model, self.vocab), []
+            self.decoder, self.jobs = Decoder(self.net, self.vocab), []
 
     def _fill(self, jobs: list[Job]) -> None:
         """Give free slots, one row at a time, to the submission with the fewest rows in the batch."""

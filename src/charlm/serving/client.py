@@ -1,6 +1,5 @@
-"""A client of `charlm serve`'s `/stream`: one text as the server generates it (`charlm generate
---server`). A refusal (400, 503) or a stream that ends in an error is a CharlmError in the
-server's words."""
+"""A client of `charlm serve`'s `/stream`: one text as the server generates it (`charlm generate --server`). A
+refusal (400, 503) or a stream that ends in an error is a CharlmError in the server's words."""
 
 import json
 import urllib.error

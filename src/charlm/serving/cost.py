@@ -42,9 +42,9 @@ class StepCost:
     scale: float = 1.0
 
     @classmethod
-    def measure(cls, model: CharLM, rows: int) -> "StepCost":
+    def measure(cls, net: CharLM, rows: int) -> "StepCost":
         """Time steps of 1 and of `rows` rows, and a slice, each the fastest of four after a warm-up."""
-        ids = torch.ones(max(rows, PROMPT_SLICE), dtype=torch.long, device=next(model.parameters()).device)
+        ids = torch.ones(max(rows, PROMPT_SLICE), dtype=torch.long, device=next(net.parameters()).device)
 
         def fastest(call: Callable[[], object]) -> float:
             seconds = []
@@ -56,9 +56,9 @@ class StepCost:
 
         with torch.inference_mode():
             one, full = (
-                fastest(lambda b=b: model.step(ids[:b], model.initial_hidden(b))) for b in (1, max(rows, 2))
+                fastest(lambda b=b: net.step(ids[:b], net.initial_hidden(b))) for b in (1, max(rows, 2))
             )
-            piece = fastest(lambda: model.features(ids[:PROMPT_SLICE].view(1, -1)))
+            piece = fastest(lambda: net.features(ids[:PROMPT_SLICE].view(1, -1)))
         per_row = max(full - one, 0.0) / (max(rows, 2) - 1)
         return cls(fixed=max(one - per_row, 1e-6), per_row=per_row, per_char=piece / PROMPT_SLICE)
 

@@ -1,7 +1,6 @@
 """A container image that serves a registered model as `charlm serve` does, built from the model
 alone: `charlm image` writes its build context (the model's artifacts and a Dockerfile).
-docs/deploy.md says why MLflow's own images do not serve it.
-"""
+docs/deploy.md says why MLflow's own images do not serve it."""
 
 from pathlib import Path
 
@@ -25,7 +24,7 @@ COPY {model} {model}
 RUN pip install --no-cache-dir uv && uv venv venv && VIRTUAL_ENV=venv uv pip install --no-cache -r {model}/requirements.txt
 ENV PATH={root}/venv/bin:$PATH PYTHONPATH={root}/{model}/code PORT={port}
 EXPOSE {port}
-CMD python -m charlm.cli serve --model {model} --host 0.0.0.0 --port "$PORT" ${{WORKERS:+--workers $WORKERS}}
+CMD python -m charlm.cli serve --uri {model} --host 0.0.0.0 --port "$PORT" ${{WORKERS:+--workers $WORKERS}}
 """
 
 

@@ -1,7 +1,5 @@
-"""What a logged charlm model is to its callers: the request it takes (`GenerationRequest`, derived
-from `SamplingOptions`), the settings it is logged with (`ServedSettings`) and where its weights sit
-among its artifacts.
-"""
+"""What a logged charlm model is to its callers: the request it takes (`GenerationRequest`, derived from
+`SamplingOptions`), its logged settings (`ServedSettings`) and where its weights sit among its artifacts."""
 
 from typing import Any
 

@@ -10,10 +10,9 @@ import charlm_scoring_loop
 def serve_command(
     model_uri: str, host: str, port: int, tracking_uri: str, workers: int | None = None, threads: int = 1
 ) -> tuple[list[str], dict[str, str]]:
-    """`mlflow models serve` for a charlm model, and its environment: uvicorn on
-    `charlm_scoring_loop.ScoringLoop`, and worker processes of `threads` torch threads each, by
-    default as many as the cores hold, since torch processes whose threads outnumber the cores slow
-    each other down several-fold."""
+    """`mlflow models serve` for a charlm model, and its environment: worker processes of `threads` torch
+    threads each, by default as many as the cores hold (torch processes whose threads outnumber the cores slow
+    each other down several-fold), and uvicorn on `charlm_scoring_loop.ScoringLoop`."""
     cores = os.cpu_count() or 1
     workers = workers or max(1, cores // threads)
     if workers * threads > cores:

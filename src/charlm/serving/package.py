@@ -1,7 +1,6 @@
 """Packaging a model directory for the registry: the models-from-code pyfunc MLflow logs
 (`mlflow_model.py`, with `charlm` and `charlm_scoring_loop` as its code and the model directory as
-its artifact), which loads without unpickling anything and installs anywhere.
-"""
+its artifact), which loads without unpickling anything and installs anywhere."""
 
 import sys
 import tempfile

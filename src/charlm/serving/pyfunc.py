@@ -1,7 +1,6 @@
 """The MLflow pyfunc model behind `mlflow.pyfunc.load_model` and `mlflow models serve`: `predict`
 takes a list of `GenerationRequest`s and returns one text per request, `predict_stream` yields one
-text as it is generated. Thread-safe: every call's rows join one continuously batched generation.
-"""
+text as it is generated. Thread-safe: every call's rows join one continuously batched generation."""
 
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +23,7 @@ class CharLMModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context: Any) -> None:
         self.loaded: LoadedModel = load_model_dir(Path(context.artifacts[MODEL_DIR_ARTIFACT]))
         self.settings = ServedSettings.parse(context.model_config)
-        self.batcher = Batcher(self.loaded.model, self.loaded.vocab, self.settings.limits)
+        self.batcher = Batcher(self.loaded.net, self.loaded.vocab, self.settings.limits)
         self.timeout_s = MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT.get()
         # Served by `charlm serve` (on charlm_scoring_loop), the scoring server serves these too.
         charlm_scoring_loop.ROUTES.update(routes(self.requests, self.batcher, self.timeout_s))
@@ -43,10 +42,9 @@ class CharLMModel(mlflow.pyfunc.PythonModel):
     def predict_stream(
         self, model_input: list[GenerationRequest] | dict[str, Any], params: dict[str, Any] | None = None
     ) -> Iterator[str]:
-        """One text, as it is generated: the same characters as `predict` gives it, in pieces.
-        MLflow's `PyFuncModel.predict_stream` takes a single input, which for this model's signature
-        (a list of requests) is a list of one request, `[[{"prompt": ...}]]`; it hands the request
-        on as a dict."""
+        """One text, as it is generated: the same characters as `predict` gives it, in pieces. MLflow's
+        `PyFuncModel.predict_stream` takes a single input, which for this model's signature (a list of
+        requests) is a list of one request, `[[{"prompt": ...}]]`; it hands the request on as a dict."""
         with answered_as_refusals():
             given = [model_input] if isinstance(model_input, dict) else model_input
             rows = [GenerationRequest.parse(row) if isinstance(row, dict) else row for row in given]

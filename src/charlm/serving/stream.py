@@ -1,8 +1,7 @@
 """The routes `charlm serve` adds to MLflow's scoring server, which answers a custom model only with
 its whole prediction (https://github.com/mlflow/mlflow/issues/12439): `POST /stream`, the text as
 server-sent events (`data: {"index": i, "text": ...}` with a row's new characters, then `event: done`
-or `event: error`), and `GET /`, a page to try the model in a browser.
-"""
+or `event: error`), and `GET /`, a page to try the model in a browser."""
 
 import asyncio
 import json

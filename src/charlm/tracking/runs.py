@@ -1,6 +1,5 @@
 """MLflow runs: the ones each stage logs to (`StageTracking`), a training run's metrics held until the
-next checkpoint flushes them (`RunTracker`), and how every run a stage creates ends (`ending`).
-"""
+next checkpoint flushes them (`RunTracker`), and how every run a stage creates ends (`ending`)."""
 
 import os
 import socket
@@ -58,9 +57,9 @@ class StageTracking:
     tags: dict[str, str]
 
     @classmethod
-    def open(cls, config: TrackingConfig, stage: str, model: str | None = None) -> "StageTracking":
-        """Stage `stage` (of `model`) on the store the environment names, in the configured experiment."""
-        return cls(connect(), config.experiment, tag.stage_tags(stage, model))
+    def open(cls, config: TrackingConfig, stage: str, name: str | None = None) -> "StageTracking":
+        """Stage `stage` (of the entry `name`) on the store the environment names, in `config.experiment`."""
+        return cls(connect(), config.experiment, tag.stage_tags(stage, name))
 
     def create_run(self, run_name: str, **tags: str) -> str:
         """A new run of the stage, with these `tags` too: its id."""
@@ -197,14 +196,14 @@ class RunTracker:
             self.client.log_batch(self.run_id, metrics=self._pending)
             self._pending = []
 
-    def finish(self, summary: dict[str, Any], files: list[Path]) -> None:
-        """Flush, then log the summary (its numbers as metrics, the rest as `charlm.<name>` tags:
-        what the figures were computed on) and the DVC metrics and plots files."""
+    def finish(self, figures: dict[str, Any], files: list[Path]) -> None:
+        """Flush, then log the training summary's `figures` (numbers as metrics, the rest as `charlm.<name>`
+        tags: what the figures were computed on) and the DVC metrics and plots files."""
         self.flush()
-        log_metrics(self.client, self.run_id, summary)
-        for key, value in summary.items():
+        log_metrics(self.client, self.run_id, figures)
+        for key, value in figures.items():
             if isinstance(value, str):
-                self.client.set_tag(self.run_id, tag.summary(key), value)
+                self.client.set_tag(self.run_id, tag.trained_on(key), value)
         for path in files:
             # Keep the DVC layout (metrics/train/x.json, plots/val/x.csv): names repeat across folders.
             folder = path.parent.as_posix() if not path.is_absolute() else path.parent.name

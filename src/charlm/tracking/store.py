@@ -1,7 +1,6 @@
 """The MLflow store every stage logs to (`MLFLOW_TRACKING_URI`, else `mlflow.db` at the workspace
 root, which `DVC_ROOT` names from a queued experiment's temporary copy), and the lock that guards
-the creation of an embedded one.
-"""
+the creation of an embedded one."""
 
 import os
 from collections.abc import Callable, Iterator

@@ -1,7 +1,5 @@
-"""Every tag charlm sets in MLflow, each name declared once (charlm's own as `charlm.<name>`, another
-tool's in that tool's namespace, where MLflow's UI looks for it), and the tags that join a run to its
-code and DVC stage.
-"""
+"""Every tag charlm sets in MLflow, each name declared once (charlm's own as `charlm.<name>`, another tool's
+in its namespace, where MLflow's UI looks for it), and the tags joining a run to its code and DVC stage."""
 
 import getpass
 import os
@@ -20,7 +18,7 @@ USER = "mlflow.user"  # the UI's "User" column
 DESCRIPTION = "mlflow.note.content"  # the run's description, markdown
 EXPERIMENT_KIND, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
 
-MODEL = "charlm.model"  # the `models:` entry a run or version is about
+NAME = "charlm.name"  # the `models:` entry a run or version is about
 KIND = "charlm.kind"  # what a run that is not a model's holds ("comparison")
 HOST, PID = "charlm.host", "charlm.pid"  # the process writing a run, to tell a live run from an orphan
 TRAINING_RUN = "charlm.training_run"  # on a run made for a model whose training run is elsewhere
@@ -37,8 +35,9 @@ def split_sha256(split: str) -> str:
     return f"charlm.{split}_sha256"
 
 
-def summary(field: str) -> str:
-    """A training summary's text field on its run, e.g. `charlm.precision`."""
+def trained_on(field: str) -> str:
+    """A training summary's text field on its run (on what the figures were computed), e.g.
+    `charlm.precision`."""
     return f"charlm.{field}"
 
 
@@ -78,13 +77,13 @@ def user() -> str:
         return "unknown"
 
 
-def stage_tags(stage: str, model: str | None = None) -> dict[str, str]:
-    """Tags that join an MLflow run to its code, DVC stage, experiment (when queued), model and user."""
-    tags = {STAGE: f"{stage}@{model}" if model else stage, USER: user(), **source_tags()}
+def stage_tags(stage: str, name: str | None = None) -> dict[str, str]:
+    """Tags that join an MLflow run to its code, DVC stage, experiment (when queued), entry and user."""
+    tags = {STAGE: f"{stage}@{name}" if name else stage, USER: user(), **source_tags()}
     if os.environ.get("DVC_EXP_NAME"):
         tags[EXP_NAME] = os.environ["DVC_EXP_NAME"]
-    if model is not None:
-        tags[MODEL] = model
+    if name is not None:
+        tags[NAME] = name
     return tags
 
 

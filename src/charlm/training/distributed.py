@@ -1,7 +1,6 @@
 """Data-parallel training (DDP): the train stage relaunched under torchrun, one process per rank,
 each rank's share of the streams, and the small collectives by which every rank follows rank 0,
-which alone validates, checkpoints, exports and talks to MLflow.
-"""
+which alone validates, checkpoints, exports and talks to MLflow."""
 
 import os
 import shlex
@@ -39,11 +38,9 @@ def torchrun_argv(cfg: DistributedConfig, script: list[str], node_rank: int = 0)
 
 
 def relaunch(cfg: DistributedConfig) -> NoReturn:
-    """Replace this process with torchrun running this same script and arguments.
-
-    exec keeps the process id, so DVC waits on torchrun itself and Ctrl-C reaches every rank.
-    On more than one node, the command to run on each other node is printed first.
-    """
+    """Replace this process with torchrun running this same script and arguments; exec keeps the process
+    id, so DVC waits on torchrun itself and Ctrl-C reaches every rank. On more than one node, the command
+    to run on each other node is printed first."""
     script = [sys.argv[0], *sys.argv[1:]]
     for node in range(1, cfg.nnodes):
         command = shlex.join(["python", *torchrun_argv(cfg, script, node)[1:]])

@@ -1,7 +1,6 @@
 """One model's training job, as the train stage runs it: the checkpoint directory held by one
 process, the model's MLflow run (created, or resumed with its checkpoint), signals turned into a
-checkpoint, progress on stderr, and the exported model, summary and curves.
-"""
+checkpoint, progress on stderr, and the exported model, summary and curves."""
 
 import os
 import shutil
@@ -46,7 +45,7 @@ class TrainJob:
 
     def description(self, world: World) -> str:
         """The run's description: the model, the recipe and the data, in a few lines."""
-        m, t, data = self.spec.model, self.spec.train, self.data
+        m, t, data = self.spec.arch, self.spec.train, self.data
         ranks = f" on {world.size} processes" if world.size > 1 else ""
         averaged = f", the weights of its last {t.average_last:.0%} averaged" if t.average_last else ""
         return "\n\n".join(
@@ -64,7 +63,7 @@ class TrainJob:
     def run_params(self, world: World) -> dict[str, Any]:
         """Its MLflow params: the model's settings by section, and what else shapes the weights."""
         spec, data = self.spec, self.data
-        extra = {"model.vocab_size": len(data.vocab), "distributed.world_size": world.size}
+        extra = {"arch.vocab_size": len(data.vocab), "distributed.world_size": world.size}
         return flatten(spec.sections()) | extra
 
     def run_tags(self) -> dict[str, str]:
@@ -75,18 +74,15 @@ class TrainJob:
 
 @contextmanager
 def exclusive_checkpoints(checkpoint_dir: Path, name: str) -> Iterator[None]:
-    """Only one process at a time trains into a checkpoint directory.
-
-    A second one (say, a new `dvc repro` while a trainer orphaned by a killed `dvc repro` still
-    runs) refuses to start, naming the live process.
-    """
+    """Only one process at a time trains into a checkpoint directory: a second one (say, a new `dvc repro`
+    while a trainer orphaned by a killed `dvc repro` still runs) refuses to start, naming the live process."""
     try:
         with file_lock(checkpoint_dir.parent / f".{checkpoint_dir.name}.lock", wait=False):
             yield
     except LockedError as err:
         raise CharlmError(
-            f"{checkpoint_dir} is in use by training process {err.holder}; wait for it to finish"
-            f" or stop it (kill {err.holder}) before training {name} again"
+            f"{checkpoint_dir} is in use by training process {err.pid}; wait for it to finish"
+            f" or stop it (kill {err.pid}) before training {name} again"
         ) from None
 
 

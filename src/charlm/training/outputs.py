@@ -1,9 +1,7 @@
-"""What the train stage writes for later stages: its summary record and its curves.
-
-A curve is a CSV with a `step` column and the fields of its point class, one row per logged
-step; the field names are the metric names everywhere (history, CSV header, MLflow). Validation
-during training is `train_val_bpc`: `val_bpc` is the evaluation of the exported model.
-"""
+"""What the train stage writes for later stages: its summary record and its curves. A curve is a CSV with a
+`step` column and the fields of its point class, one row per logged step; the field names are the metric names
+everywhere (history, CSV header, MLflow). Validation during training is `train_val_bpc`: `val_bpc` is the
+evaluation of the exported model."""
 
 import dataclasses
 import shutil
@@ -32,7 +30,7 @@ CURVES: dict[str, type[TrainPoint] | type[ValPoint]] = {"train": TrainPoint, "va
 class TrainSummary(Record):
     """`metrics/train/<model>.json`: how training went, for `dvc metrics` and the comparison."""
 
-    model: str  # the `models:` entry
+    name: str  # the `models:` entry
     best_train_val_loss_nats: float
     best_train_val_bpc: float
     best_step: int

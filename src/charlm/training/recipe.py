@@ -36,9 +36,9 @@ def in_average(step: int, cfg: TrainConfig, time_spent: float) -> bool:
     )
 
 
-def make_optimizer(model: CharLM, cfg: TrainConfig) -> torch.optim.AdamW:
+def make_optimizer(net: CharLM, cfg: TrainConfig) -> torch.optim.AdamW:
     # Decay matrices only; biases do not benefit from weight decay.
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    decay = [p for p in net.parameters() if p.dim() >= 2]
+    no_decay = [p for p in net.parameters() if p.dim() < 2]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=(cfg.beta1, cfg.beta2))

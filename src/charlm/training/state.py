@@ -1,11 +1,8 @@
-"""The resumable training state (`checkpoints/<name>/state.safetensors`), in one file.
-
-The file holds every tensor needed to continue (weights, optimizer moments, the whole batch's
-carried hidden state, each rank's RNG state) and, in its safetensors header, a JSON document with
-the rest: the format, the fingerprint of what was trained, its MLflow run, the `LoopState` and
-the optimizer's settings. It is written atomically, so a crash leaves the previous state intact.
-A state continues a training when its fingerprint is that of the training's `TrainData` and spec.
-"""
+"""The resumable training state (`checkpoints/<name>/state.safetensors`), in one file: every tensor needed to
+continue (weights, optimizer moments, the whole batch's carried hidden state, each rank's RNG state) and, in
+its safetensors header, a JSON document with the rest (the format, the fingerprint of what was trained, its
+MLflow run, the `LoopState`, the optimizer's settings). Written atomically, so a crash leaves the previous
+state intact. A state continues a training whose `TrainData` and spec give its fingerprint."""
 
 import dataclasses
 import hashlib
@@ -81,20 +78,20 @@ class TrainingState:
         """Whether training with this fingerprint resumes from the state: the same, not finished."""
         return self.fingerprint == fingerprint and not self.loop.finished
 
-    def restore(self, model: CharLM, optimizer: torch.optim.Optimizer, source: Path) -> None:
-        """Put the weights and optimizer moments back into `model` and `optimizer`."""
+    def restore(self, net: CharLM, optimizer: torch.optim.Optimizer, source: Path) -> None:
+        """Put the weights and optimizer moments back into `net` and `optimizer`."""
         try:
-            model.load_state_dict(self.weights)  # strict: every weight, nothing else, each its shape
+            net.load_state_dict(self.weights)  # strict: every weight, nothing else, each its shape
         except RuntimeError as err:
             raise DataError(f"{source}: weights do not fit the model: {' '.join(str(err).split())}") from None
         optimizer.load_state_dict(self.optimizer)  # moves the moments to the parameters' device
 
 
-def save_state(path: Path, state: TrainingState, model: CharLM, optimizer: torch.optim.Optimizer) -> None:
-    """Write `state` with `model`'s weights and `optimizer`'s moments, atomically; a failed write
+def save_state(path: Path, state: TrainingState, net: CharLM, optimizer: torch.optim.Optimizer) -> None:
+    """Write `state` with `net`'s weights and `optimizer`'s moments, atomically; a failed write
     (disk full, file-size limit) leaves the previous file as it was."""
     # Tied weights are one tensor under two names; safetensors wants each stored on its own.
-    tensors = {f"model.{k}": v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    tensors = {f"model.{k}": v.detach().cpu().clone() for k, v in net.state_dict().items()}
     tensors |= {f"hidden.{i}": h.detach().cpu() for i, h in enumerate(state.hidden)}
     tensors |= {f"rng.cpu.{rank}": rng for rank, rng in enumerate(state.rngs)}
     if state.cuda_rng is not None:

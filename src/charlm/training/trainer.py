@@ -1,13 +1,9 @@
-"""The training loop: stateful truncated BPTT over B parallel streams (`charlm.data.streams`), the
-hidden state carried (detached) from chunk to chunk and reset at each epoch; early stopping on
-validation.
-
-Everything needed to continue is checkpointed atomically every `checkpoint_interval` steps
-(`charlm.training.state`); a trainer restored from it ends, on CPU, with weights bit-identical to
-an uninterrupted run. Under torchrun each rank trains on its share of the streams inside DDP;
-checkpoints hold the whole batch's hidden state, so a run resumes on any number of processes.
-Rank 0 alone validates, exports and logs metrics.
-"""
+"""The training loop: stateful truncated BPTT over B parallel streams (`charlm.data.streams`), the hidden
+state carried (detached) from chunk to chunk and reset at each epoch; early stopping on validation. Everything
+needed to continue is checkpointed atomically every `checkpoint_interval` steps (`charlm.training.state`); a
+trainer restored from it ends, on CPU, with weights bit-identical to an uninterrupted run. Under torchrun each
+rank trains on its share of the streams inside DDP; checkpoints hold the whole batch's hidden state, so a run
+resumes on any number of processes. Rank 0 alone validates, exports and logs metrics."""
 
 import dataclasses
 import math
@@ -75,16 +71,16 @@ class Trainer:
         self.rows = world.shard(self.cfg.batch_size)
         self.batches = Batches(data.train, self.cfg.batch_size, self.cfg.seq_len, self.device, self.rows)
         torch.manual_seed(self.seed)  # the same initial weights on every rank
-        self.model = CharLM(spec.model, len(data.vocab)).to(self.device)
-        self.num_params = self.model.num_parameters()
-        self.model.head.start_at(data.vocab.counts)  # the unigram distribution, whatever the input
-        self.network: torch.nn.Module = self.model
+        self.net = CharLM(spec.arch, len(data.vocab)).to(self.device)
+        self.num_params = self.net.num_parameters()
+        self.net.head.start_at(data.vocab.counts)  # the unigram distribution, whatever the input
+        self.parallel: torch.nn.Module = self.net  # the net, inside DDP when several processes train
         if world.size > 1:
             # DDP broadcasts rank 0's weights and averages gradients during backward.
             ids = [self.device.index] if self.device.type == "cuda" else None
-            self.network = DistributedDataParallel(self.model, device_ids=ids)
+            self.parallel = DistributedDataParallel(self.net, device_ids=ids)
             torch.manual_seed(self.seed + world.rank)  # distinct dropout masks per rank
-        self.optimizer = make_optimizer(self.model, self.cfg)
+        self.optimizer = make_optimizer(self.net, self.cfg)
         self.loop = LoopState()
         # The share of the time budget rank 0 had spent at the last step: every rank's schedule reads it.
         self.time_spent = 0.0
@@ -107,12 +103,12 @@ class Trainer:
         cuda_rng = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
         setup = fingerprint(self.spec, self.data)
         state = TrainingState(setup, self.run_id, self.loop, hidden, rngs, cuda_rng, self.average)
-        save_state(self.checkpoint_dir / STATE_FILE, state, self.model, self.optimizer)
+        save_state(self.checkpoint_dir / STATE_FILE, state, self.net, self.optimizer)
 
     def _restore(self, state: TrainingState) -> None:
         self.loop = state.loop
         self.time_spent = self.share_of_budget(state.loop.wall_time_s)  # rank 0's, which every rank restores
-        state.restore(self.model, self.optimizer, self.checkpoint_dir / STATE_FILE)
+        state.restore(self.net, self.optimizer, self.checkpoint_dir / STATE_FILE)
         hidden = [h[:, self.rows].to(self.device) for h in state.hidden]  # this rank's streams
         self.hidden = hidden_from_tensors(hidden) if hidden else None
         if self.world.rank < len(state.rngs):
@@ -132,10 +128,10 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr
         with autocast(self.device, self.dtype):
-            loss, hidden = self.network(x, self.hidden, y)  # the mean over the (B, T) targets
+            loss, hidden = self.parallel(x, self.hidden, y)  # the mean over the (B, T) targets
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.cfg.grad_clip)
         self.optimizer.step()
         self.hidden = detach_hidden(hidden)
         if in_average(step, self.cfg, self.time_spent):
@@ -144,7 +140,7 @@ class Trainer:
 
     @torch.no_grad()
     def _average(self) -> None:
-        weights = [p.detach() for p in self.model.parameters()]
+        weights = [p.detach() for p in self.net.parameters()]
         self.loop.averaged_steps += 1
         if self.loop.averaged_steps == 1:
             self.average = [w.clone() for w in weights]
@@ -158,7 +154,7 @@ class Trainer:
         if not self.average:
             yield
             return
-        weights = list(self.model.parameters())
+        weights = list(self.net.parameters())
         trained = [w.detach().clone() for w in weights]
         with torch.no_grad():
             torch._foreach_copy_(weights, self.average)
@@ -171,7 +167,7 @@ class Trainer:
     def validate(self) -> tuple[float, float]:
         with self.holding_average():
             result = evaluate(
-                self.model, self.data.val, self.cfg.batch_size, self.cfg.seq_len, self.device, self.dtype
+                self.net, self.data.val, self.cfg.batch_size, self.cfg.seq_len, self.device, self.dtype
             )
         return result.loss_nats, result.bpc
 
@@ -260,29 +256,23 @@ class Trainer:
 
     def export(self, directory: Path) -> None:
         with self.holding_average():
-            save_model_dir(
-                directory,
-                self.model,
-                self.data.vocab,
-                self.spec.name,
-                step=self.loop.steps,
-                best_train_val_bpc=bits_per_char(self.loop.best_train_val_loss_nats),
-                mlflow_run_id=self.run_id or None,
-            )
+            save_model_dir(directory, self.net, self.data.vocab, self.spec.name, self.run_id or None)
 
     def summary(self) -> TrainSummary:
         loop = self.loop
+        # The loop's counts, by the names the two share; the wall time to the millisecond.
+        counts = {
+            f.name: getattr(loop, f.name)
+            for f in dataclasses.fields(loop)
+            if f.name in TrainSummary.model_fields
+        }
+        counts["wall_time_s"] = round(loop.wall_time_s, 3)
         return TrainSummary(
-            model=self.spec.name,
-            best_train_val_loss_nats=loop.best_train_val_loss_nats,
+            **counts,
+            name=self.spec.name,
             best_train_val_bpc=bits_per_char(loop.best_train_val_loss_nats),
-            best_step=loop.best_step,
-            steps=loop.steps,
-            train_chars=loop.train_chars,
-            wall_time_s=round(loop.wall_time_s, 3),
             train_chars_per_sec=loop.train_chars / max(loop.train_time_s, 1e-9),
             num_params=self.num_params,
-            stopped_early=loop.stopped_early,
             device=str(self.device),
             precision=precision_name(self.dtype),
             processor=processor(self.device),

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from charlm.data.corpus import Document
-from charlm.data.splits import check_lengths, split_documents, summary
+from charlm.data.splits import check_lengths, prepare_metrics, split_documents
 from charlm.errors import DataError
 from charlm.params.data import PrepareConfig
 from tests.helpers import config
@@ -102,7 +102,7 @@ def test_too_short_split_is_rejected(tmp_path: Path) -> None:
 
 def test_summary_counts(tmp_path: Path) -> None:
     splits = split_documents(_docs(tmp_path, 10), CFG, tmp_path)
-    report = summary(splits)
+    report = prepare_metrics(splits)
     assert sum(report[k]["documents"] for k in ("train", "val", "test")) == 10  # type: ignore[index]
     assert report["train"]["chars"] == splits["train"].chars  # type: ignore[index]
     assert sorted(n for names in report["assignment"].values() for n in names) == [  # type: ignore[union-attr]

@@ -10,7 +10,7 @@ from charlm.evaluation.dynamic import dynamic
 from charlm.evaluation.evaluate import evaluate
 from charlm.model.network import CharLM
 from charlm.params.generation import DynamicConfig, EvaluateConfig
-from charlm.params.training import ModelConfig
+from charlm.params.training import ArchConfig
 from tests.helpers import config
 
 CPU = torch.device("cpu")
@@ -22,7 +22,7 @@ def settings(**overrides: float) -> DynamicConfig:
 
 def model() -> CharLM:
     torch.manual_seed(0)
-    return CharLM(config(ModelConfig, cell="lstm", embedding_size=8, hidden_size=16, num_layers=1), 12)
+    return CharLM(config(ArchConfig, cell="lstm", embedding_size=8, hidden_size=16, num_layers=1), 12)
 
 
 def test_a_repeated_passage_reads_better_dynamically_and_the_static_figure_is_evaluate_s() -> None:

@@ -8,13 +8,13 @@ import torch
 
 from charlm.evaluation.evaluate import evaluate, windowed
 from charlm.model.network import CharLM
-from charlm.params.training import ModelConfig
+from charlm.params.training import ArchConfig
 from tests.helpers import config
 
 
 def constant_model(probs: list[float]) -> CharLM:
     """A model whose next-character distribution is `probs` whatever the input."""
-    model = CharLM(config(ModelConfig, cell="rnn", embedding_size=4, hidden_size=4, num_layers=1), len(probs))
+    model = CharLM(config(ArchConfig, cell="rnn", embedding_size=4, hidden_size=4, num_layers=1), len(probs))
     with torch.no_grad():
         model.head.weight.zero_()
         model.head.bias.copy_(torch.tensor(probs).log())
@@ -47,7 +47,7 @@ def test_streams_cover_every_target() -> None:
 
 def test_windows_start_cold_and_are_the_same_for_one_seed() -> None:
     torch.manual_seed(0)
-    model = CharLM(config(ModelConfig, cell="lstm", embedding_size=4, hidden_size=8, num_layers=1), 5)
+    model = CharLM(config(ArchConfig, cell="lstm", embedding_size=4, hidden_size=8, num_layers=1), 5)
     ids = np.random.default_rng(1).integers(0, 5, size=300).astype(np.uint8)
     cpu = torch.device("cpu")
     result = windowed(model, ids, windows=70, length=16, seed=3, device=cpu)

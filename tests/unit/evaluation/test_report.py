@@ -1,5 +1,5 @@
-"""report: the evaluation report is nested in code and flat on disk, one metric per key, and refuses
-a file that is not one."""
+"""report: the evaluation report shows every figure (bpc and perplexity beside the nats they come
+from), names its MLflow metrics by their place in it, and refuses a file that is not one."""
 
 import json
 import math
@@ -9,36 +9,7 @@ import pytest
 
 from charlm.errors import DataError
 from charlm.evaluation.report import EvalReport, SplitReport
-
-FLAT_KEYS = [
-    "model",
-    "model_dir",
-    *(
-        f"{split}_{m}"
-        for split in ("val", "test")
-        for m in ("loss_nats", "bpc", "perplexity", "accuracy", "chars", "sha256")
-    ),
-    *(
-        f"writing_{m}"
-        for m in (
-            "texts",
-            "failed",
-            "worst_window_bits",
-            "val_worst_window_bits",
-            "limit_bits",
-            "mean_bits",
-            "val_mean_bits",
-            "first_failure",
-        )
-    ),
-    "dynamic_chars",
-    "dynamic_static_bpc",
-    "dynamic_bpc",
-    "num_params",
-    "mlflow_run_id",
-    "mlflow_run",
-]
-
+from charlm.params.base import flatten
 
 WRITING = {
     "texts": 24,
@@ -63,35 +34,33 @@ def test_split_report_of_a_result() -> None:
     )
 
 
-def test_the_file_is_flat_and_reads_back(tmp_path: Path) -> None:
+def test_the_file_shows_every_figure_and_reads_back(tmp_path: Path) -> None:
     split = {"loss_nats": math.log(2), "accuracy": 0.5, "chars": 9}
+    reading = {"loss_nats": 1.5, "accuracy": 0.4, "chars": 100}
     report = EvalReport.parse(
         {
-            "model": "lstm",
+            "name": "lstm",
             "model_dir": "models/lstm",
             "val": split | {"sha256": "b" * 64},
             "test": split | {"sha256": "c" * 64},
             "writing": WRITING,
-            "dynamic": {"chars": 100, "static_bpc": 2.5, "bpc": 2.25},
+            "dynamic_static": reading,
+            "dynamic": reading | {"loss_nats": 1.25},
             "num_params": 10,
             "mlflow_run_id": "r",
             "mlflow_run": "training",
         }
     )
     report.write(tmp_path / "eval.json")
-    flat = json.loads((tmp_path / "eval.json").read_text())
-    assert list(flat) == FLAT_KEYS
-    assert (
-        flat["val_bpc"] == 1.0
-        and flat["val_perplexity"] == 2.0
-        and flat["test_sha256"] == "c" * 64
-        and flat["writing_failed"] == 1
-    )
+    written = json.loads((tmp_path / "eval.json").read_text())
+    assert written["val"]["bpc"] == 1.0 and written["val"]["perplexity"] == 2.0  # for people and dvc
+    assert written["test"]["sha256"] == "c" * 64 and written["writing"]["failed"] == 1
     assert EvalReport.read(tmp_path / "eval.json") == report
+    metrics = flatten(report, sep="_")  # its MLflow metrics
+    assert metrics["val_bpc"] == 1.0 and metrics["dynamic_bpc"] == report.dynamic.bpc
+    assert metrics["dynamic_static_bpc"] == report.dynamic_static.bpc and metrics["writing_failed"] == 1
 
-    del flat["test_accuracy"]
-    (tmp_path / "eval.json").write_text(json.dumps(flat))
-    with pytest.raises(
-        DataError, match=r"eval\.json: not a valid EvalReport: test\.accuracy: must be a number"
-    ):
+    del written["test"]["accuracy"]
+    (tmp_path / "eval.json").write_text(json.dumps(written))
+    with pytest.raises(DataError, match=r"eval\.json: not a valid EvalReport: test\.accuracy: missing"):
         EvalReport.read(tmp_path / "eval.json")

@@ -116,4 +116,4 @@ def test_collapsed_text_fails_and_prose_passes(text: str, vocab: Vocabulary, col
     assert report.failed == 1
     assert report.worst_window_bits > report.limit_bits + 3
     assert report.first_failure is not None and repr(collapsed[:10])[:-1] in report.first_failure
-    assert "1 of 2 texts fail" in report.summary()
+    assert "1 of 2 texts fail" in report.headline()

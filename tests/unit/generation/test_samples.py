@@ -14,16 +14,16 @@ def test_samples_round_trip(tmp_path: Path) -> None:
         Sample(prompt='it\'s "quoted"', seed=None, temperature=1.0, text="\n\n"),
         Sample(prompt="JULIET:", seed=7, temperature=0.5, text=""),
     ]
-    written = Samples(model="lstm", samples=tuple(texts))
+    written = Samples(name="lstm", samples=tuple(texts))
     written.write(tmp_path / "lstm.txt")
     text = (tmp_path / "lstm.txt").read_text()
-    header = '=== {"model":"lstm","prompt":"ROMEO:","seed":1234,"temperature":0.8,"chars":34}'
+    header = '=== {"name":"lstm","prompt":"ROMEO:","seed":1234,"temperature":0.8,"chars":34}'
     assert text.startswith(f"{header}\nROMEO: But soft!\n")  # people read the text as generated
     assert Samples.read(tmp_path / "lstm.txt") == written
 
 
 def test_a_truncated_file_is_refused(tmp_path: Path) -> None:
-    samples = Samples(model="lstm", samples=(Sample(prompt="A", seed=1, temperature=1.0, text="bcd"),))
+    samples = Samples(name="lstm", samples=(Sample(prompt="A", seed=1, temperature=1.0, text="bcd"),))
     samples.write(tmp_path / "lstm.txt")
     (tmp_path / "lstm.txt").write_text((tmp_path / "lstm.txt").read_text()[:-3])
     with pytest.raises(DataError, match="not its header's prompt and length"):

@@ -20,16 +20,14 @@ from charlm.model.directory import (
 )
 from charlm.model.heads import SoftmaxHead
 from charlm.model.network import CharLM
-from charlm.params.training import ModelConfig
+from charlm.params.training import ArchConfig
 from tests.helpers import REPO, config
 
 VOCAB = Vocabulary.build("hello world\n")
 
 
 def _model(**overrides: object) -> CharLM:
-    model_config = config(
-        ModelConfig, **{"embedding_size": 8, "hidden_size": 8, "num_layers": 1, **overrides}
-    )  # type: ignore[arg-type]
+    model_config = config(ArchConfig, **{"embedding_size": 8, "hidden_size": 8, "num_layers": 1, **overrides})  # type: ignore[arg-type]
     return CharLM(model_config, len(VOCAB))
 
 
@@ -42,17 +40,16 @@ def test_model_dir_round_trip(tmp_path: Path, head: dict[str, object]) -> None:
     model = _model(**head)
     if head.get("head_cutoffs"):
         model.head.start_at(range(len(VOCAB)))  # ranks that are not the ids: they travel with the weights
-    save_model_dir(tmp_path / "m", model, VOCAB, "m", step=7, best_train_val_bpc=2.5, mlflow_run_id="abc")
+    save_model_dir(tmp_path / "m", model, VOCAB, "m", mlflow_run_id="abc")
     loaded = load_model_dir(tmp_path / "m", vocab=VOCAB)
-    assert loaded.info.step == 7 and loaded.info.best_train_val_bpc == 2.5
     assert loaded.info.mlflow_run_id == "abc"
-    assert loaded.info.model == model.config and loaded.vocab == VOCAB
+    assert loaded.info.arch == model.config and loaded.vocab == VOCAB
     idx = torch.tensor([[1, 2, 3]])
     model.eval()
-    torch.testing.assert_close(loaded.model(idx)[0], model(idx)[0], rtol=0, atol=0)
-    assert type(loaded.model.head) is type(model.head)
+    torch.testing.assert_close(loaded.net(idx)[0], model(idx)[0], rtol=0, atol=0)
+    assert type(loaded.net.head) is type(model.head)
     if head.get("tie_weights"):
-        assert loaded.model.head.weight is loaded.model.embedding.weight  # type: ignore[union-attr]
+        assert loaded.net.head.weight is loaded.net.embedding.weight  # type: ignore[union-attr]
 
 
 FORMAT_3 = REPO / "tests/fixtures/model-format-3"  # written by the release before adaptive heads
@@ -63,11 +60,11 @@ def test_directories_of_earlier_formats_load_and_score_as_they_did(tmp_path: Pat
     release wrote it, and format 2, which named two keys otherwise."""
     expected = json.loads((REPO / "tests/fixtures/model-format-3.expected.json").read_text())
     loaded = load_model_dir(FORMAT_3)
-    assert loaded.info.format == "charlm-model/4" and loaded.info.model.head_cutoffs == ()
-    assert loaded.info.best_train_val_bpc == 3.25 and isinstance(loaded.model.head, SoftmaxHead)
+    assert loaded.info.format == "charlm-model/4" and loaded.info.arch.head_cutoffs == ()
+    assert loaded.info.name == "lstm" and isinstance(loaded.net.head, SoftmaxHead)
     idx = torch.from_numpy(loaded.vocab.encode(expected["prompt"]).astype("int64"))[None]
     with torch.no_grad():
-        scores, _ = loaded.model(idx)
+        scores, _ = loaded.net(idx)
     # as that release computed them (to float32 rounding: the thread count orders its sums)
     torch.testing.assert_close(scores[0, -1], torch.tensor(expected["next_logits"]), rtol=1e-6, atol=1e-6)
     shutil.copytree(FORMAT_3, tmp_path / "m")
@@ -81,13 +78,13 @@ def test_directories_of_earlier_formats_load_and_score_as_they_did(tmp_path: Pat
     assert load_model_dir(tmp_path / "m").info == loaded.info
 
 
-def test_model_hash_follows_the_weights_not_the_metrics(tmp_path: Path) -> None:
+def test_model_hash_follows_the_weights_not_the_names(tmp_path: Path) -> None:
     torch.manual_seed(0)
     model = _model()
-    save_model_dir(tmp_path / "a", model, VOCAB, "a", step=1)
-    save_model_dir(tmp_path / "b", model, VOCAB, "b", step=2, best_train_val_bpc=1.0)
+    save_model_dir(tmp_path / "a", model, VOCAB, "a")
+    save_model_dir(tmp_path / "b", model, VOCAB, "b", mlflow_run_id="r")
     assert model_sha256(tmp_path / "a") == model_sha256(tmp_path / "b")
-    save_model_dir(tmp_path / "c", _model(), VOCAB, "a", step=1)
+    save_model_dir(tmp_path / "c", _model(), VOCAB, "a")
     assert model_sha256(tmp_path / "c") != model_sha256(tmp_path / "a")
 
 
@@ -120,14 +117,14 @@ def test_bad_config_is_named(tmp_path: Path) -> None:
     save_model_dir(tmp_path / "m", _model(), VOCAB, "m")
     config_path = tmp_path / "m" / CONFIG_FILE
     config = json.loads(config_path.read_text())
-    config["model"]["hidden_size"] = 9
+    config["arch"]["hidden_size"] = 9
     config_path.write_text(json.dumps(config))
     with pytest.raises(DataError, match=r"weights do not fit the model: .*size mismatch"):
         load_model_dir(tmp_path / "m")
-    config["model"]["hiden_size"] = config["model"].pop("hidden_size")
+    config["arch"]["hiden_size"] = config["arch"].pop("hidden_size")
     config_path.write_text(json.dumps(config))
     with pytest.raises(
-        DataError, match=r"config\.json: not a valid ModelInfo: model\.hiden_size: unknown key"
+        DataError, match=r"config\.json: not a valid ModelInfo: arch\.hiden_size: unknown key"
     ):
         load_model_dir(tmp_path / "m")
     config_path.write_text("{")

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from charlm.model.device import autocast, autocast_dtype
 from charlm.model.heads import AdaptiveHead, SoftmaxHead, clusters, describe
 from charlm.model.network import CharLM
-from charlm.params.training import ModelConfig
+from charlm.params.training import ArchConfig
 from tests.helpers import config
 
 V, H = 40, 24
@@ -92,7 +92,7 @@ def test_both_heads_start_at_the_unigram_distribution() -> None:
 def test_the_full_softmax_loss_is_the_one_training_took_before_heads() -> None:
     """In training's autocast (bf16 where native), to the last bit: the model's figures stay."""
     torch.manual_seed(0)
-    model = CharLM(config(ModelConfig, cell="lstm", embedding_size=16, hidden_size=32, num_layers=1), V)
+    model = CharLM(config(ArchConfig, cell="lstm", embedding_size=16, hidden_size=32, num_layers=1), V)
     x, y = torch.randint(0, V, (4, 12)), torch.randint(0, V, (4, 12))
     dtype, cpu = autocast_dtype("auto", torch.device("cpu")), torch.device("cpu")
     with autocast(cpu, dtype):

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from charlm.model.network import CharLM, detach_hidden
-from charlm.params.training import ModelConfig
+from charlm.params.training import ArchConfig
 from tests.helpers import config
 
 
@@ -12,7 +12,7 @@ from tests.helpers import config
 @pytest.mark.parametrize("input_kind", ["embedding", "onehot"])
 def test_forward_shapes_and_hidden(cell: str, input_kind: str) -> None:
     model_config = config(
-        ModelConfig, cell=cell, embedding_size=8, hidden_size=16, num_layers=2, input=input_kind
+        ArchConfig, cell=cell, embedding_size=8, hidden_size=16, num_layers=2, input=input_kind
     )
     model = CharLM(model_config, 11)
     idx = torch.randint(0, 11, (3, 5))
@@ -39,7 +39,7 @@ def test_step_equals_forward_one_character_at_a_time(
     cell: str, input_kind: str, num_layers: int, cutoffs: list[int]
 ) -> None:
     model_config = config(
-        ModelConfig,
+        ArchConfig,
         cell=cell,
         embedding_size=8,
         hidden_size=16,
@@ -62,15 +62,15 @@ def test_step_equals_forward_one_character_at_a_time(
 
 def test_tied_weights_share_one_tensor() -> None:
     model = CharLM(
-        config(ModelConfig, embedding_size=16, hidden_size=16, tie_weights=True, head_cutoffs=[]), 7
+        config(ArchConfig, embedding_size=16, hidden_size=16, tie_weights=True, head_cutoffs=[]), 7
     )
     assert model.head.weight is model.embedding.weight  # type: ignore[union-attr]
-    untied = CharLM(config(ModelConfig, embedding_size=16, hidden_size=16), 7)
+    untied = CharLM(config(ArchConfig, embedding_size=16, hidden_size=16), 7)
     assert model.num_parameters() == untied.num_parameters() - 7 * 16
 
 
 def test_locked_dropout_masks_a_channel_for_the_whole_sequence() -> None:
-    model = CharLM(config(ModelConfig, cell="lstm", embedding_size=8, hidden_size=16, dropout=0.5), 11)
+    model = CharLM(config(ArchConfig, cell="lstm", embedding_size=8, hidden_size=16, dropout=0.5), 11)
     x = torch.ones(4, 7, 16)  # (B, T, C)
     dropped = model._locked(x)
     assert set(dropped.unique().tolist()) == {0.0, 2.0}  # kept channels scaled by 1 / (1 - p)
@@ -81,8 +81,8 @@ def test_locked_dropout_masks_a_channel_for_the_whole_sequence() -> None:
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 def test_weight_drop_drops_recurrent_weights_in_training_only(cell: str) -> None:
     torch.manual_seed(0)
-    model = CharLM(config(ModelConfig, cell=cell, embedding_size=8, hidden_size=16, weight_drop=0.5), 11)
-    plain = CharLM(config(ModelConfig, cell=cell, embedding_size=8, hidden_size=16), 11)
+    model = CharLM(config(ArchConfig, cell=cell, embedding_size=8, hidden_size=16, weight_drop=0.5), 11)
+    plain = CharLM(config(ArchConfig, cell=cell, embedding_size=8, hidden_size=16), 11)
     plain.load_state_dict(model.state_dict())
     before = {k: v.clone() for k, v in model.state_dict().items()}
     idx = torch.randint(0, 11, (3, 5))

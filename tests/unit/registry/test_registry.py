@@ -91,13 +91,13 @@ def test_every_version_carries_a_model_card_and_a_linked_logged_model(
         "Prompts are put in NFC, the corpus's Unicode form",
         'mlflow.pyfunc.load_model("models:/charlm/1")',
         'model.predict([{"prompt": "ab", "length": 200, "seed": 0}])',
-        "charlm generate --model models:/charlm/1",
-        "charlm serve --model models:/charlm/1",
+        "charlm generate --uri models:/charlm/1",
+        "charlm serve --uri models:/charlm/1",
         """-d '{"inputs": [{"prompt": "ab", "length": 200, "seed": 0}]}'""",
     ):
         assert expected in card, expected
     second = mlflow_client.get_model_version("charlm", str(worse.version)).description
-    assert "Not the champion: val bpc 2.5000 does not beat the champion's 2.0000" in second
+    assert "Not the `@champion`: val bpc 2.5000 does not beat the champion's 2.0000" in second
 
     logged = mlflow_client.search_logged_models(
         experiment_ids=[mlflow_client.get_experiment_by_name("test").experiment_id]

@@ -80,7 +80,7 @@ def test_the_stream_is_the_batch_text_in_events(batcher: Batcher) -> None:
     for index, row in enumerate(rows):
         text = "".join(e[1]["text"] for e in got if e[0] == "text" and e[1]["index"] == index)
         options = SETTINGS.requests([GenerationRequest.model_validate(row)], VOCAB)[0].options
-        assert text == "".join(generate(batcher.model, VOCAB, row["prompt"], options))
+        assert text == "".join(generate(batcher.net, VOCAB, row["prompt"], options))
     assert len([e for e in got if e[0] == "text" and e[1]["index"] == 0]) > 1  # in pieces
 
 

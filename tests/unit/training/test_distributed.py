@@ -23,7 +23,7 @@ def test_a_single_process_is_a_world_of_one() -> None:
 
 
 def test_torchrun_command_for_one_node_and_for_several() -> None:
-    script = ["stages/train.py", "--model", "lstm"]
+    script = ["stages/train.py", "--name", "lstm"]
     one = torchrun_argv(config(DistributedConfig, nproc_per_node=2), script)
     assert one[:3] == [sys.executable, "-m", "torch.distributed.run"]
     assert "--nproc-per-node=2" in one and "--standalone" in one and one[-3:] == script

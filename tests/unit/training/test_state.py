@@ -10,13 +10,13 @@ import torch
 
 from charlm.errors import DataError
 from charlm.model.network import CharLM
-from charlm.params.training import ModelConfig, TrainConfig
+from charlm.params.training import ArchConfig, TrainConfig
 from charlm.training.recipe import make_optimizer
 from charlm.training.state import LoopState, TrainingState, read_state, save_state
 from tests.helpers import config
 
 CONFIG = config(
-    ModelConfig, cell="lstm", embedding_size=8, hidden_size=8, num_layers=1, tie_weights=True, head_cutoffs=[]
+    ArchConfig, cell="lstm", embedding_size=8, hidden_size=8, num_layers=1, tie_weights=True, head_cutoffs=[]
 )
 
 
@@ -79,12 +79,12 @@ import resource, torch
 from pathlib import Path
 from charlm.errors import run_cli
 from charlm.model.network import CharLM
-from charlm.params.training import ModelConfig
+from charlm.params.training import ArchConfig
 from charlm.params.training import TrainConfig
 from charlm.training.recipe import make_optimizer
 from charlm.training.state import LoopState, TrainingState, save_state
 from tests.helpers import config
-big = CharLM(config(ModelConfig, hidden_size=512), 9)
+big = CharLM(config(ArchConfig, hidden_size=512), 9)
 resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
 state = TrainingState("second", "", LoopState(steps=2), [], [])
 run_cli(lambda: save_state(Path({str(path)!r}), state, big, make_optimizer(big, config(TrainConfig))))
