@@ -130,7 +130,7 @@ def main() -> None:
     ids = rng.integers(1, len(vocab), 2_000_000).astype(np.uint8)
     data = TrainData(ids, ids[:10_000], vocab, {"train": "synthetic", "val": "synthetic"})
     cfg = spec.train
-    print(f"{spec.model}\nbatch {cfg.batch_size} x {cfg.seq_len}, threads {torch.get_num_threads()}")
+    print(f"{spec.arch}\nbatch {cfg.batch_size} x {cfg.seq_len}, threads {torch.get_num_threads()}")
 
     with tempfile.TemporaryDirectory() as tmp:
         trainers = [trainer_for(spec, v, data, Path(tmp)) for v in VARIANTS]
