@@ -51,14 +51,18 @@ def main() -> None:
     for precision in args.precision:
         for name, run in params.models.items():
             overrides = {"precision": precision} | ({"device": args.device} if args.device else {})
-            run = ModelSpec(**run.net_dump() | overrides)
+            run = ModelSpec.parse(run.model_dump() | overrides)
             with tempfile.TemporaryDirectory() as tmp:
                 trainer = Trainer(run, data, Path(tmp) / "checkpoints")
                 start = time.perf_counter()
                 loop = trainer.fit(None, Path(tmp) / "best", [], lambda *_: None)
                 wall = time.perf_counter() - start
                 # The checkpoint restores into a fresh model and optimizer on the same device.
-                fresh = Trainer(run.net_copy(update={"seed": run.seed + 1}), data, Path(tmp) / "checkpoints")
+                fresh = Trainer(
+                    ModelSpec.parse(run.model_dump() | {"seed": run.train.seed + 1}),
+                    data,
+                    Path(tmp) / "checkpoints",
+                )
                 read_state(Path(tmp) / "checkpoints" / STATE_FILE).restore(
                     fresh.net, fresh.optimizer, Path(tmp)
                 )  # type: ignore[union-attr]

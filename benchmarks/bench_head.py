@@ -105,7 +105,7 @@ def main() -> None:
         print(
             f"{head:16} {mid * 1e3:8.1f} {min(seconds[head]) * 1e3:6.1f}-{max(seconds[head]) * 1e3:<6.1f}"
             f" {first / mid:6.2f}x {cfg.batch_size * cfg.seq_len / mid:8,.0f} {model.num_parameters():10,}"
-            f"  {describe(spec.head_cutoffs, len(vocab))}",
+            f"  {describe(spec.arch.head_cutoffs, len(vocab))}",
             flush=True,
         )
 

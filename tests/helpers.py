@@ -391,11 +391,11 @@ def config(record: type[R], **overrides: Any) -> R:
 
 
 def spec(name: str = "lstm", **overrides: Any) -> Any:
-    """A `models:` entry: the shared `model` and `train` sections with `overrides`."""
+    """A `models:` entry: the shared `arch` and `train` sections with `overrides`."""
     from charlm.params.training import ModelSpec
 
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
-    return ModelSpec.parse(raw["arch"] | raw["train"] | overrides | {"name": name})
+    return ModelSpec.parse({"name": name, "arch": raw["arch"], "train": raw["train"]} | overrides)
 
 
 def small_vocab() -> Any:

@@ -99,7 +99,9 @@ def cmd_params(args: argparse.Namespace) -> None:
     print(f"{args.file}: valid; documents split with seed {params.prepare.seed}")
     for name, run in params.models.items():
         settings = " ".join(
-            f"{k.split('.', 1)[1]}={v}" for k, v in flatten(run.sections()).items() if v is not None
+            f"{k.split('.', 1)[1]}={v}"
+            for k, v in flatten(run.model_dump(exclude={"name"})).items()
+            if v is not None
         )
         print(f"  {name}: {settings}")
 

@@ -74,6 +74,14 @@ def _error(raw: dict[str, Any], overrides: dict[str, Any]) -> str:
             {"models": {"lstm": {"hiden_size": 9}}},
             "models.lstm.hiden_size: unknown key (did you mean 'hidden_size'?)",
         ),
+        (
+            {"models": {"lstm": {"arch": {"cell": "gru"}}}},
+            "models.lstm.arch: unknown key; an entry overrides",
+        ),
+        (
+            {"models": {"lstm": {"input": "onehot", "tie_weights": True}}},
+            "models.lstm.arch.tie_weights: must be false with one-hot input",
+        ),
         ({"models": {"Big LSTM": {}}}, "models.Big LSTM: must be named in lowercase"),
         ({"models": {"lstm": "big"}}, "models.lstm: must be a mapping, got 'big'"),
         ({"modles": {}}, "modles: unknown key (did you mean 'models'?)"),
@@ -234,7 +242,7 @@ def test_records_are_frozen_and_parse_names_the_key() -> None:
 
 
 def test_flatten_gives_dotted_keys(raw_params: dict[str, Any]) -> None:
-    flat = flatten(Params.parse(raw_params).models["lstm"].sections())
+    flat = flatten(Params.parse(raw_params).models["lstm"].model_dump(exclude={"name"}))
     assert flat["arch.cell"] == "lstm"
     assert flat["train.seq_len"] == raw_params["train"]["seq_len"]
     assert yaml.safe_dump(flat)  # plain values only

@@ -34,9 +34,9 @@ class Params(Models):
     def _batches_split_over_the_processes(self) -> "Params":
         ranks = self.distributed.world_size
         for name, spec in self.models.items():
-            if spec.batch_size % ranks:  # every rank trains on an equal share of the streams
+            if spec.train.batch_size % ranks:  # every rank trains on an equal share of the streams
                 raise Invalid(
                     f"models.{name}.batch_size",
-                    f"must be divisible by the {ranks} distributed processes, got {spec.batch_size}",
+                    f"must be divisible by the {ranks} distributed processes, got {spec.train.batch_size}",
                 )
         return self

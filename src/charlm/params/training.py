@@ -10,7 +10,7 @@ from pydantic import Field, field_validator, model_validator
 
 from charlm.errors import ParamsError
 from charlm.params.base import Positive, PositiveFloat
-from charlm.records import Invalid, Record
+from charlm.records import Invalid, Record, unknown_key
 
 MODEL_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
 
@@ -74,22 +74,34 @@ class TrainConfig(Record):
     seed: Annotated[int, Field(ge=0)]  # initial weights and dropout masks; the data's is prepare.seed
 
 
-class ModelSpec(ArchConfig, TrainConfig):
-    """One entry of `models:`: any `arch` or `train` key, over the shared sections' values."""
+class ModelSpec(Record):
+    """One entry of `models:`: its name and both sections, the shared ones with the entry's overrides."""
 
     name: str
+    arch: ArchConfig
+    train: TrainConfig
 
-    @property
-    def arch(self) -> ArchConfig:
-        return ArchConfig(**self.model_dump(include=set(ArchConfig.model_fields)))
+    @model_validator(mode="before")
+    @classmethod
+    def _overrides(cls, raw: Any) -> Any:
+        # Overrides are flat, as users write them and `dvc exp run -S models.lstm.hidden_size=…` sets
+        # them: each goes to the section that declares it, checked there so an error names it as written.
+        if not isinstance(raw, dict):
+            return raw
+        nested = {key: raw[key] for key in raw.keys() & cls.model_fields.keys()}
+        for key in raw.keys() - cls.model_fields.keys():
+            section = next((name for name, record in SECTIONS.items() if key in record.model_fields), None)
+            if section is None:
+                raise unknown_key(
+                    str(key), [field for record in SECTIONS.values() for field in record.model_fields]
+                )
+            SECTIONS[section].check({key: raw[key]})
+            if isinstance(nested.get(section), dict):
+                nested[section] = {**nested[section], key: raw[key]}
+        return nested
 
-    @property
-    def train(self) -> TrainConfig:
-        return TrainConfig(**self.model_dump(include=set(TrainConfig.model_fields)))
 
-    def sections(self) -> dict[str, Record]:
-        """The entry by section, as MLflow params and `charlm params` show it."""
-        return {"arch": self.arch, "train": self.train}
+SECTIONS: dict[str, type[Record]] = {"arch": ArchConfig, "train": TrainConfig}
 
 
 class Models(Record):
@@ -104,18 +116,15 @@ class Models(Record):
     def _entries_extend_the_shared_sections(cls, raw: Any) -> Any:
         if not isinstance(raw, dict) or not isinstance(raw.get("models"), dict):
             return raw  # the fields' own validation names what is wrong
-        shared = {
-            k: v
-            for part in ("arch", "train")
-            if isinstance(raw.get(part), dict)
-            for k, v in raw[part].items()
-        }
-        entries = {
-            name: {**shared, **(overrides or {}), "name": name}
-            if isinstance(overrides or {}, dict)
-            else overrides
-            for name, overrides in raw["models"].items()
-        }
+        entries = {}
+        for name, overrides in raw["models"].items():
+            if isinstance(overrides or {}, dict):
+                if clash := sorted((overrides or {}).keys() & ModelSpec.model_fields.keys()):
+                    raise Invalid(
+                        f"models.{name}.{clash[0]}", "unknown key; an entry overrides the sections' keys"
+                    )
+                overrides = {**(overrides or {}), "name": name, **{s: raw.get(s) for s in SECTIONS}}
+            entries[name] = overrides
         return {**raw, "models": entries}
 
     @field_validator("models")

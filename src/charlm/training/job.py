@@ -64,7 +64,7 @@ class TrainJob:
         """Its MLflow params: the model's settings by section, and what else shapes the weights."""
         spec, data = self.spec, self.data
         extra = {"arch.vocab_size": len(data.vocab), "distributed.world_size": world.size}
-        return flatten(spec.sections()) | extra
+        return flatten(spec.model_dump(exclude={"name"})) | extra
 
     def run_tags(self) -> dict[str, str]:
         """Its MLflow tags: the data it trains and validates on."""
