@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from charlm.data.vocab import Vocabulary
-from charlm.generation.decoder import Decoder, request
+from charlm.generation.decoder import Decoder, task_for
 from charlm.model.network import CharLM
 from charlm.params.base import load_params
 from charlm.params.generation import SamplingOptions
@@ -38,7 +38,7 @@ def sweep(args: argparse.Namespace, start: Barrier | None = None, results: Queue
         decoder = Decoder(model, vocab)
         for seed in range(streams):
             decoder.add(
-                request(
+                task_for(
                     vocab, "ROMEO:", SamplingOptions.parse(defaults | {"length": args.length, "seed": seed})
                 )
             )

@@ -22,18 +22,18 @@ PROMPT_SLICE = 16
 
 
 @dataclass(frozen=True)
-class Request:
-    """A checked generation request: the encoded prompt and how to sample."""
+class Task:
+    """One text to generate, checked: the encoded prompt and how to sample."""
 
     prompt: torch.Tensor  # (1, T) token ids
     options: SamplingOptions
 
 
-def request(vocab: Vocabulary, prompt: str, options: SamplingOptions) -> Request:
+def task_for(vocab: Vocabulary, prompt: str, options: SamplingOptions) -> Task:
     """Check a prompt and its options against the vocabulary (`prompts.checked`), the prompt put in
-    the normal form of the text the vocabulary was built from; bad requests raise SamplingError."""
+    the normal form of the text the vocabulary was built from; a bad prompt or option raises SamplingError."""
     ids = vocab.encode(checked(vocab, prompt, options))
-    return Request(torch.from_numpy(ids.astype("int64")).view(1, -1), options)
+    return Task(torch.from_numpy(ids.astype("int64")).view(1, -1), options)
 
 
 @dataclass(eq=False)
@@ -79,14 +79,14 @@ class Decoder:
         self.row_options: tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None] | None = None
 
     @torch.inference_mode()
-    def add(self, req: Request) -> Row:
-        """Join the batch; the next steps feed the request's prompt, then sample."""
-        prompt = req.prompt.to(self.device)  # (1, T)
+    def add(self, task: Task) -> Row:
+        """Join the batch; the next steps feed the task's prompt, then sample."""
+        prompt = task.prompt.to(self.device)  # (1, T)
         vocab_size = self.net.vocab_size
         if prompt.numel() == 0 or prompt.min() < 0 or prompt.max() >= vocab_size:
             # Checked here: inside the batch's step, a bad id would fail every row.
             raise IndexError(f"a prompt needs ids in 0..{vocab_size - 1}, got {prompt.tolist()}")
-        row = Row(req.options, Draws(req.options.seed), prompt[0].tolist())
+        row = Row(task.options, Draws(task.options.seed), prompt[0].tolist())
         self.rows.append(row)
         # A prompting row's logits are never sampled from: the step feeds its prompt instead.
         last = torch.zeros(1, vocab_size, device=self.device)  # (1, V)
@@ -183,13 +183,13 @@ class Decoder:
 
 
 def generate(net: CharLM, vocab: Vocabulary, prompt: str, options: SamplingOptions) -> Iterator[str]:
-    """Check the request, then return an iterator over the generated characters (the prompt itself
-    is not repeated). Bad requests raise here, before a caller has shown anything."""
-    return _stream(Decoder(net, vocab), request(vocab, prompt, options))
+    """Check the prompt and options, then return an iterator over the generated characters (the prompt itself
+    is not repeated). Bad ones raise here, before a caller has shown anything."""
+    return _stream(Decoder(net, vocab), task_for(vocab, prompt, options))
 
 
-def _stream(decoder: Decoder, req: Request) -> Iterator[str]:
-    row, sent = decoder.add(req), 0
+def _stream(decoder: Decoder, task: Task) -> Iterator[str]:
+    row, sent = decoder.add(task), 0
     while not row.done:
         decoder.step()
         yield from row.chars[sent:]
@@ -203,9 +203,9 @@ def generate_all(
     on_progress: OnProgress = quiet,
 ) -> list[str]:
     """The text after each (prompt, options), all generated together in one batch (a seeded text is the one it
-    would be alone); a bad request raises before any is generated. Progress in characters generated."""
+    would be alone); a bad prompt raises before any is generated. Progress in characters generated."""
     decoder = Decoder(net, vocab)
-    rows = [decoder.add(req) for req in [request(vocab, prompt, options) for prompt, options in wanted]]
+    rows = [decoder.add(task) for task in [task_for(vocab, prompt, options) for prompt, options in wanted]]
     total = sum(options.length for _, options in wanted)
     while decoder.rows:
         decoder.step()

@@ -1,4 +1,4 @@
-"""Continuous batching with admission control: callers on any thread submit generation requests,
+"""Continuous batching with admission control: callers on any thread submit a request's tasks,
 and one thread, the only one that runs the model, steps their rows together in a `Decoder`, within
 the served model's limits (the batch's size, a request's share of it, the queue, the deadlines)."""
 
@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from charlm.data.vocab import Vocabulary
-from charlm.generation.decoder import PROMPT_SLICE, Decoder, Request, Row
+from charlm.generation.decoder import PROMPT_SLICE, Decoder, Row, Task
 from charlm.model.network import CharLM
 from charlm.params.serving import LimitsConfig
 from charlm.serving.cost import StepCost, deadline_s, work
@@ -31,18 +31,18 @@ class Job:
     advanced (`on_progress`, called by the batching thread after each step they took part in and
     when they are done) and that they are done."""
 
-    requests: list[Request]
+    tasks: list[Task]
     deadline: float  # time.monotonic() after which its caller has given up
     on_progress: "Callable[[Job], object] | None" = None
-    waiting: collections.deque[int] = field(default_factory=collections.deque)  # request indices
-    rows: list[Row | None] = field(default_factory=list)  # by request index, once joined
+    waiting: collections.deque[int] = field(default_factory=collections.deque)  # task indices
+    rows: list[Row | None] = field(default_factory=list)  # by task index, once joined
     finished: threading.Event = field(default_factory=threading.Event)
     abandoned: bool = False
     error: BaseException | None = None
 
     def __post_init__(self) -> None:
-        self.waiting.extend(range(len(self.requests)))
-        self.rows = [None] * len(self.requests)
+        self.waiting.extend(range(len(self.tasks)))
+        self.rows = [None] * len(self.tasks)
 
     @property
     def in_batch(self) -> list[Row]:
@@ -101,21 +101,21 @@ class Batcher:
         self.lock = threading.Lock()  # guards the counts below and starting the thread
         self.waiting_rows = self.waiting_chars = self.waiting_sliced = 0
 
-    def submit(self, requests: list[Request], timeout_s: float) -> list[str]:
-        """Generate the requests' texts (in order) with whatever else is running; blocks. Raises
+    def submit(self, tasks: list[Task], timeout_s: float) -> list[str]:
+        """Generate the tasks' texts (in order) with whatever else is running; blocks. Raises
         Overloaded at once when the worker cannot take them, and TimeoutError after the
         submission's deadline, when its rows have already left the batch."""
-        job = self.enqueue(requests, timeout_s)
+        job = self.enqueue(tasks, timeout_s)
         if not job.finished.wait(job.remaining_s()):
             raise job.give_up()
-        return job.take([0] * len(requests))[0]
+        return job.take([0] * len(tasks))[0]
 
-    def stream(self, requests: list[Request], timeout_s: float) -> Iterator[list[str]]:
-        """The requests' texts as they are generated: each item holds every row's new characters
+    def stream(self, tasks: list[Task], timeout_s: float) -> Iterator[list[str]]:
+        """The tasks' texts as they are generated: each item holds every row's new characters
         (some maybe empty). Raises as `submit` does; a consumer that stops leaves the batch."""
         woken = threading.Event()
-        job = self.enqueue(requests, timeout_s, lambda _: woken.set())
-        sent = [0] * len(requests)
+        job = self.enqueue(tasks, timeout_s, lambda _: woken.set())
+        sent = [0] * len(tasks)
         try:
             while True:
                 if not woken.wait(job.remaining_s()):
@@ -130,13 +130,13 @@ class Batcher:
             job.abandoned = not job.finished.is_set()
 
     def enqueue(
-        self, requests: list[Request], timeout_s: float, on_progress: Callable[[Job], object] | None = None
+        self, tasks: list[Task], timeout_s: float, on_progress: Callable[[Job], object] | None = None
     ) -> Job:
         """Admit a submission, which its caller waits for until `timeout_s` at most, and queue it
         for the batch; Overloaded at once when the worker cannot take it."""
-        chars, sliced = work(requests)
+        chars, sliced = work(tasks)
         # The work ahead of it runs a full batch; its own rows run at most its share at once.
-        rows, share = self.limits.max_batch_rows, min(len(requests), self.limits.max_request_batch_rows)
+        rows, share = self.limits.max_batch_rows, min(len(tasks), self.limits.max_request_batch_rows)
         with self.lock:
             if self.threaded and self.thread is None:  # started on first use, in the process that serves
                 self.thread = threading.Thread(target=self._run, name="charlm-batching", daemon=True)
@@ -144,7 +144,7 @@ class Batcher:
             waiting_s = self.cost.work_s(self.waiting_chars, self.waiting_sliced, rows)
             backlog_s = waiting_s + self.cost.work_s(chars, sliced, share)
             retry = max(1, math.ceil(waiting_s))
-            if self.waiting_rows + len(requests) > self.limits.max_waiting_rows:
+            if self.waiting_rows + len(tasks) > self.limits.max_waiting_rows:
                 raise Overloaded(
                     f"the worker is busy: {self.waiting_rows} rows wait to join its batch"
                     f" (max_waiting_rows {self.limits.max_waiting_rows}); retry after {retry} s",
@@ -156,11 +156,11 @@ class Batcher:
                     f" {backlog_s:.0f} s, beyond the request timeout of {timeout_s:g} s; retry after {retry} s",
                     retry,
                 )
-            self.waiting_rows += len(requests)
+            self.waiting_rows += len(tasks)
             self.waiting_chars += chars
             self.waiting_sliced += sliced
-            deadline = time.monotonic() + deadline_s(requests, self.limits, timeout_s)
-            job = Job(list(requests), deadline, on_progress)
+            deadline = time.monotonic() + deadline_s(tasks, self.limits, timeout_s)
+            job = Job(list(tasks), deadline, on_progress)
         self.incoming.put(job)
         return job
 
@@ -206,9 +206,9 @@ class Batcher:
                 return
             job = min(ready, key=counts.__getitem__)  # the first of the fewest: the oldest
             index = job.waiting.popleft()
-            self._release([job.requests[index]])
+            self._release([job.tasks[index]])
             try:
-                job.rows[index] = self.decoder.add(job.requests[index])
+                job.rows[index] = self.decoder.add(job.tasks[index])
             except Exception as err:  # a submission that cannot join fails alone
                 self._leave(job)
                 job.complete(err)
@@ -218,13 +218,13 @@ class Batcher:
     def _leave(self, job: Job) -> None:
         """Take a submission's rows out of the batch and its waiting rows out of the queue."""
         self.decoder.remove({row for row in job.rows if row is not None})
-        self._release([job.requests[i] for i in job.waiting])
+        self._release([job.tasks[i] for i in job.waiting])
         job.waiting.clear()
 
-    def _release(self, requests: list[Request]) -> None:
-        """The requests leave the queue (joined the batch, or abandoned)."""
-        chars, sliced = work(requests)
+    def _release(self, tasks: list[Task]) -> None:
+        """The tasks leave the queue (joined the batch, or abandoned)."""
+        chars, sliced = work(tasks)
         with self.lock:
-            self.waiting_rows -= len(requests)
+            self.waiting_rows -= len(tasks)
             self.waiting_chars -= chars
             self.waiting_sliced -= sliced

@@ -8,26 +8,26 @@ from dataclasses import dataclass
 
 import torch
 
-from charlm.generation.decoder import PROMPT_SLICE, Request
+from charlm.generation.decoder import PROMPT_SLICE, Task
 from charlm.model.network import CharLM
 from charlm.params.serving import LimitsConfig
 
 DEADLINE_GRACE_S = 5.0  # added to a submission's own generation time, for waiting and HTTP
 
 
-def deadline_s(requests: list[Request], limits: LimitsConfig, timeout_s: float) -> float:
+def deadline_s(tasks: list[Task], limits: LimitsConfig, timeout_s: float) -> float:
     """How long a caller waits: its rows' prompts and generation in waves of its batch share, at the
     floor speed per row, plus a grace; never more than the server's timeout."""
-    waves = math.ceil(len(requests) / limits.max_request_batch_rows)
-    longest = max(r.options.length + r.prompt.size(1) for r in requests)
+    waves = math.ceil(len(tasks) / limits.max_request_batch_rows)
+    longest = max(r.options.length + r.prompt.size(1) for r in tasks)
     return min(timeout_s, DEADLINE_GRACE_S + waves * longest / limits.min_row_chars_per_sec)
 
 
-def work(requests: list[Request]) -> tuple[int, int]:
-    """The requests' characters through the batch (generated, and the prompts' ends that ride
+def work(tasks: list[Task]) -> tuple[int, int]:
+    """The tasks' characters through the batch (generated, and the prompts' ends that ride
     along) and the prompt characters fed in slices."""
-    sliced = [max(r.prompt.size(1) - PROMPT_SLICE, 0) for r in requests]
-    return sum(r.options.length + r.prompt.size(1) for r in requests) - sum(sliced), sum(sliced)
+    sliced = [max(r.prompt.size(1) - PROMPT_SLICE, 0) for r in tasks]
+    return sum(r.options.length + r.prompt.size(1) for r in tasks) - sum(sliced), sum(sliced)
 
 
 @dataclass

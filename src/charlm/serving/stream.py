@@ -12,10 +12,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from charlm.generation.decoder import Request
+from charlm.generation.decoder import Task
 from charlm.records import Record, invalid
 from charlm.serving.batching import Batcher, Job
-from charlm.serving.interface import GenerationRequest
+from charlm.serving.interface import InputRow
 from charlm.serving.refusals import refusal
 
 STREAM_PATH = "/stream"
@@ -28,16 +28,16 @@ Message = dict[str, Any]
 App = Callable[[Message, Any, Any], Awaitable[None]]  # scope, receive, send
 
 
-class StreamRequest(Record):
+class StreamBody(Record):
     """What `POST /stream` takes: the texts to generate, as `/invocations` does."""
 
-    inputs: list[GenerationRequest]
+    inputs: list[InputRow]
 
 
 def routes(
-    requests_of: Callable[[list[Any]], list[Request]], batcher: Batcher, timeout_s: float
+    tasks_of: Callable[[list[Any]], list[Task]], batcher: Batcher, timeout_s: float
 ) -> dict[tuple[str, str], App]:
-    """The routes, by method and path, for a model that checks its rows with `requests_of`."""
+    """The routes, by method and path, for a model that checks its rows with `tasks_of`."""
 
     async def page(scope: Message, receive: Any, send: Any) -> None:
         await respond(send, 200, PAGE.read_bytes(), b"text/html; charset=utf-8")
@@ -63,10 +63,10 @@ def routes(
             return await respond(send, 415, json.dumps(refused).encode(), JSON)
         try:
             try:
-                rows = StreamRequest.model_validate_json(body).inputs
+                rows = StreamBody.model_validate_json(body).inputs
             except ValidationError as err:
                 raise invalid(err) from None
-            job = batcher.enqueue(requests_of(rows), timeout_s, advanced)
+            job = batcher.enqueue(tasks_of(rows), timeout_s, advanced)
         except Exception as err:
             if (answer := refusal(err)) is None:
                 raise

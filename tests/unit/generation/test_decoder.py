@@ -9,7 +9,7 @@ import torch
 
 from charlm.data.vocab import UNK_ID
 from charlm.errors import ParamsError
-from charlm.generation.decoder import PROMPT_SLICE, Decoder, generate, generate_all, request
+from charlm.generation.decoder import PROMPT_SLICE, Decoder, generate, generate_all, task_for
 from charlm.generation.prompts import SamplingError
 from charlm.generation.sampling import sample_next
 from charlm.model.network import CharLM
@@ -93,11 +93,11 @@ def test_a_seeded_row_gives_the_same_text_alone_or_batched(model: CharLM) -> Non
     alone = "".join(generate(model, VOCAB, "abc", options))
     decoder = Decoder(model, VOCAB)
     for n, prompt in enumerate(["h", "gg\nab", "a" * 40]):  # other prompts, lengths and options
-        decoder.add(request(VOCAB, prompt, config(SamplingOptions, length=40 + 100 * n, top_p=0.9, seed=n)))
+        decoder.add(task_for(VOCAB, prompt, config(SamplingOptions, length=40 + 100 * n, top_p=0.9, seed=n)))
     for _ in range(7):  # it joins a batch that is already running...
         decoder.step()
-    row = decoder.add(request(VOCAB, "abc", options))
-    decoder.add(request(VOCAB, "b", config(SamplingOptions, length=300)))  # ...and outlives some rows
+    row = decoder.add(task_for(VOCAB, "abc", options))
+    decoder.add(task_for(VOCAB, "b", config(SamplingOptions, length=300)))  # ...and outlives some rows
     while not row.done:
         decoder.step()
     assert "".join(row.chars) == alone and len(decoder.rows) == 2
@@ -142,8 +142,8 @@ def test_long_prompts_go_in_slices_one_per_step_and_change_no_other_row(
     short = config(SamplingOptions, length=60, seed=3)
     long = [(("abcdefgh \n" * 30)[: 300 - n], config(SamplingOptions, length=20, seed=n)) for n in range(2)]
     decoder = Decoder(model, VOCAB)
-    row = decoder.add(request(VOCAB, "ab", short))
-    longs = [decoder.add(request(VOCAB, prompt, options)) for prompt, options in long]
+    row = decoder.add(task_for(VOCAB, "ab", short))
+    longs = [decoder.add(task_for(VOCAB, prompt, options)) for prompt, options in long]
     while decoder.rows:
         slices.append([])
         decoder.step()

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import pytest
 import torch
 
-from charlm.generation.decoder import Request, generate, request
+from charlm.generation.decoder import Task, generate, task_for
 from charlm.model.network import CharLM
 from charlm.params.generation import SamplingOptions
 from charlm.params.serving import LimitsConfig
@@ -61,12 +61,12 @@ def in_thread(call: Callable[[], object]) -> tuple[threading.Thread, list[object
 
 
 def submitted(
-    batcher: Batcher, requests: list[Request], timeout_s: float = 60
+    batcher: Batcher, tasks: list[Task], timeout_s: float = 60
 ) -> tuple[threading.Thread, list[object]]:
     """Submit from another thread (a caller blocks until its texts are done) and wait until the
     submission is queued."""
-    rows = batcher.waiting_rows + len(requests)
-    thread, out = in_thread(lambda: batcher.submit(requests, timeout_s=timeout_s))
+    rows = batcher.waiting_rows + len(tasks)
+    thread, out = in_thread(lambda: batcher.submit(tasks, timeout_s=timeout_s))
     wait_until(lambda: batcher.waiting_rows == rows or bool(out))
     assert not out, f"the submission was not queued: {out}"
     return thread, out
@@ -82,27 +82,27 @@ def drain(batcher: Batcher, limit: int = 100_000) -> list[int]:
     return sizes
 
 
-def alone(model: CharLM, req: Request, prompt: str) -> str:
-    return "".join(generate(model, VOCAB, prompt, req.options))
+def alone(model: CharLM, task: Task, prompt: str) -> str:
+    return "".join(generate(model, VOCAB, prompt, task.options))
 
 
 def test_concurrent_callers_get_what_each_would_get_alone_however_they_are_batched(model: CharLM) -> None:
     batcher = Batcher(model, VOCAB, limits(max_batch_rows=4, max_request_batch_rows=2), threaded=False)
     prompts = [("abc", "h"), ("gg",), ("a b", "c\n", "d"), ("e",), ("fa",), ("b",)]
-    requests = [
-        [request(VOCAB, p, options(n + i)) for i, p in enumerate(group)] for n, group in enumerate(prompts)
+    tasks = [
+        [task_for(VOCAB, p, options(n + i)) for i, p in enumerate(group)] for n, group in enumerate(prompts)
     ]
-    callers = [submitted(batcher, reqs) for reqs in requests]
+    callers = [submitted(batcher, some) for some in tasks]
     sizes = drain(batcher)
-    for (thread, out), reqs, group in zip(callers, requests, prompts, strict=True):
+    for (thread, out), some, group in zip(callers, tasks, prompts, strict=True):
         thread.join(timeout=30)
         # Rows that waited for a slot or shared one give the same text as alone.
-        assert out == [[alone(model, r, p) for r, p in zip(reqs, group, strict=True)]]
+        assert out == [[alone(model, r, p) for r, p in zip(some, group, strict=True)]]
     assert max(sizes) == 4  # the callers' rows really ran together, never beyond the cap
     alone_steps = sum(
         len(p) + r.options.length
-        for reqs, g in zip(requests, prompts, strict=True)
-        for r, p in zip(reqs, g, strict=True)
+        for some, g in zip(tasks, prompts, strict=True)
+        for r, p in zip(some, g, strict=True)
     )
     assert len(sizes) < alone_steps / 2  # and shared most of their steps
     assert batcher.decoder.rows == [] and batcher.waiting_rows == 0
@@ -110,14 +110,14 @@ def test_concurrent_callers_get_what_each_would_get_alone_however_they_are_batch
 
 def test_a_small_request_does_not_wait_for_a_large_ones_rows(model: CharLM) -> None:
     batcher = Batcher(model, VOCAB, limits(max_batch_rows=4, max_request_batch_rows=2), threaded=False)
-    large = [request(VOCAB, "ab", options(n, length=400)) for n in range(8)]
+    large = [task_for(VOCAB, "ab", options(n, length=400)) for n in range(8)]
     large_caller, large_out = submitted(batcher, large)
     batcher.cycle()
     assert len(batcher.decoder.rows) == 2  # its share; six rows wait
-    small = request(VOCAB, "c", options(9, length=40))
+    small = task_for(VOCAB, "c", options(9, length=40))
     small_caller, small_out = submitted(batcher, [small])
     batcher.cycle()
-    (job,) = [job for job in batcher.jobs if job.requests == [small]]
+    (job,) = [job for job in batcher.jobs if job.tasks == [small]]
     steps = 1
     while not job.finished.is_set():
         assert steps < 400, "the small request waited for a large row to finish"
@@ -142,16 +142,16 @@ def test_a_full_worker_refuses_at_once_and_a_timed_out_caller_leaves(model: Char
         threaded=False,
     )
     # Rows that could finish in their second (the batch is not stepped again until they give up).
-    endless = [request(VOCAB, "a", config(SamplingOptions, length=1000, seed=n)) for n in range(2)]
+    endless = [task_for(VOCAB, "a", config(SamplingOptions, length=1000, seed=n)) for n in range(2)]
     running, running_out = submitted(batcher, endless, timeout_s=1)
     batcher.cycle()
     assert len(batcher.decoder.rows) == 2 and batcher.waiting_rows == 0
-    queued = [request(VOCAB, "b", config(SamplingOptions, length=20, seed=n)) for n in range(4)]
+    queued = [task_for(VOCAB, "b", config(SamplingOptions, length=20, seed=n)) for n in range(4)]
     waiting, waiting_out = submitted(batcher, queued, timeout_s=1)
 
     full = r"4 rows wait to join its batch \(max_waiting_rows 4\); retry after \d+ s"
     with pytest.raises(Overloaded, match=full) as info:
-        batcher.submit([request(VOCAB, "c", options(1))], timeout_s=60)
+        batcher.submit([task_for(VOCAB, "c", options(1))], timeout_s=60)
     assert info.value.retry_after_s >= 1
 
     running.join(timeout=30)
@@ -159,7 +159,7 @@ def test_a_full_worker_refuses_at_once_and_a_timed_out_caller_leaves(model: Char
     assert isinstance(running_out[0], TimeoutError) and isinstance(waiting_out[0], TimeoutError)
     batcher.cycle()
     assert batcher.decoder.rows == [] and batcher.waiting_rows == 0  # the abandoned rows are gone
-    quick = request(VOCAB, "b", options(1))
+    quick = task_for(VOCAB, "b", options(1))
     caller, out = submitted(batcher, [quick])
     drain(batcher)
     caller.join(timeout=30)
@@ -168,10 +168,10 @@ def test_a_full_worker_refuses_at_once_and_a_timed_out_caller_leaves(model: Char
 
 def test_work_that_could_not_finish_within_the_timeout_is_refused_at_once(model: CharLM) -> None:
     batcher = Batcher(model, VOCAB, limits(), threaded=False)
-    caller, _ = submitted(batcher, [request(VOCAB, "a", options(1))])
+    caller, _ = submitted(batcher, [task_for(VOCAB, "a", options(1))])
     drain(batcher)  # the speed is measured
     caller.join(timeout=30)
-    huge = [request(VOCAB, "a", config(SamplingOptions, length=10**8))]
+    huge = [task_for(VOCAB, "a", config(SamplingOptions, length=10**8))]
     with pytest.raises(Overloaded, match=r"would take \d+ s, beyond the request timeout of 60 s"):
         batcher.submit(huge, timeout_s=60)
     assert batcher.waiting_rows == 0
@@ -179,10 +179,10 @@ def test_work_that_could_not_finish_within_the_timeout_is_refused_at_once(model:
 
 def test_admission_counts_on_the_batch_whatever_the_traffic_before(model: CharLM) -> None:
     batcher = Batcher(model, VOCAB, limits(), threaded=False)
-    caller, _ = submitted(batcher, [request(VOCAB, "a", options(1))])
+    caller, _ = submitted(batcher, [task_for(VOCAB, "a", options(1))])
     drain(batcher)  # traffic of one row at a time
     caller.join(timeout=30)
-    big = [request(VOCAB, "ab", config(SamplingOptions, length=1000, seed=n)) for n in range(32)]
+    big = [task_for(VOCAB, "ab", config(SamplingOptions, length=1000, seed=n)) for n in range(32)]
     cost, share = batcher.cost, 8  # the request runs 8 rows at once, its share of the batch
     at_its_share = cost.work_s(32 * 1002, 0, share)
     at_one_row = cost.scale * 32 * 1002 * cost.measured_s(1)  # the speed the last steps ran at
@@ -195,22 +195,22 @@ def test_admission_counts_on_the_batch_whatever_the_traffic_before(model: CharLM
 
 def test_a_deadline_follows_the_requests_own_size() -> None:
     serve = limits(max_request_batch_rows=2, min_row_chars_per_sec=100)
-    one = [request(VOCAB, "ab", config(SamplingOptions, length=1000))]
+    one = [task_for(VOCAB, "ab", config(SamplingOptions, length=1000))]
     assert deadline_s(one, serve, timeout_s=60) == pytest.approx(5 + 1002 / 100)
     four = one * 4  # two waves of its share
     assert deadline_s(four, serve, timeout_s=60) == pytest.approx(5 + 2 * 1002 / 100)
     assert deadline_s(four * 10, serve, timeout_s=60) == 60  # never beyond the server's timeout
-    long = [request(VOCAB, "ab" * 2000, config(SamplingOptions, length=1000))]
+    long = [task_for(VOCAB, "ab" * 2000, config(SamplingOptions, length=1000))]
     assert deadline_s(long, serve, timeout_s=60) == pytest.approx(5 + 5000 / 100)  # the whole prompt counts
 
 
 def test_a_request_that_cannot_join_fails_alone(model: CharLM) -> None:
     batcher = Batcher(model, VOCAB, limits(), threaded=False)
-    long = request(VOCAB, "c", config(SamplingOptions, length=3000, seed=2))
+    long = task_for(VOCAB, "c", config(SamplingOptions, length=3000, seed=2))
     running, result = submitted(batcher, [long])
     batcher.cycle()
-    broken = Request(torch.tensor([[len(VOCAB) + 5]]), options(0))  # an id outside the embedding
-    failing, failed = submitted(batcher, [request(VOCAB, "a", options(1)), broken])
+    broken = Task(torch.tensor([[len(VOCAB) + 5]]), options(0))  # an id outside the embedding
+    failing, failed = submitted(batcher, [task_for(VOCAB, "a", options(1)), broken])
     batcher.cycle()
     failing.join(timeout=30)
     assert isinstance(failed[0], IndexError)
@@ -222,23 +222,23 @@ def test_a_request_that_cannot_join_fails_alone(model: CharLM) -> None:
 
 def test_a_threaded_batcher_serves_callers_on_its_own(model: CharLM) -> None:
     batcher = Batcher(model, VOCAB, limits())
-    reqs = [request(VOCAB, "ab", options(n)) for n in range(3)]
-    assert batcher.submit(reqs, timeout_s=60) == [alone(model, r, "ab") for r in reqs]
+    some = [task_for(VOCAB, "ab", options(n)) for n in range(3)]
+    assert batcher.submit(some, timeout_s=60) == [alone(model, r, "ab") for r in some]
 
 
 def test_a_stream_gives_the_texts_in_pieces_and_a_consumer_that_stops_leaves(model: CharLM) -> None:
     batcher = Batcher(model, VOCAB, limits(), threaded=False)
-    reqs = [request(VOCAB, "ab", options(n, length=60)) for n in range(2)]
+    some = [task_for(VOCAB, "ab", options(n, length=60)) for n in range(2)]
     pieces: list[list[str]] = []
-    consumer = threading.Thread(target=lambda: pieces.extend(batcher.stream(reqs, timeout_s=60)))
+    consumer = threading.Thread(target=lambda: pieces.extend(batcher.stream(some, timeout_s=60)))
     consumer.start()
     wait_until(lambda: batcher.waiting_rows == 2)
     drain(batcher)
     consumer.join(timeout=30)
     texts = ["".join(piece[i] for piece in pieces) for i in range(2)]
-    assert texts == [alone(model, r, "ab") for r in reqs] and len(pieces) > 1  # the same text, in pieces
+    assert texts == [alone(model, r, "ab") for r in some] and len(pieces) > 1  # the same text, in pieces
 
-    endless = [request(VOCAB, "a", config(SamplingOptions, length=10_000, seed=1))]
+    endless = [task_for(VOCAB, "a", config(SamplingOptions, length=10_000, seed=1))]
     first: list[list[str]] = []
 
     def read_one() -> None:

@@ -8,7 +8,7 @@ from charlm.data.vocab import Vocabulary
 from charlm.errors import CharlmError, ParamsError
 from charlm.params.generation import SamplingOptions
 from charlm.params.serving import LimitsConfig
-from charlm.serving.interface import GenerationRequest, ServedSettings
+from charlm.serving.interface import InputRow, ServedSettings
 from tests.helpers import config
 
 LIMITS = config(LimitsConfig, max_request_rows=3, max_prompt_chars=50, max_request_chars=110)
@@ -17,12 +17,12 @@ VOCAB = Vocabulary.build("abcdef")
 
 
 def rows(*fields: dict) -> list:
-    return [GenerationRequest.model_validate({"prompt": "a"} | f) for f in fields]
+    return [InputRow.model_validate({"prompt": "a"} | f) for f in fields]
 
 
 def test_request_fields_are_the_prompt_and_the_sampling_options() -> None:
-    assert list(GenerationRequest.model_fields) == ["prompt", *SamplingOptions.model_fields]
-    assert GenerationRequest.model_fields["prompt"].is_required()
+    assert list(InputRow.model_fields) == ["prompt", *SamplingOptions.model_fields]
+    assert InputRow.model_fields["prompt"].is_required()
 
 
 @pytest.mark.parametrize(
@@ -36,11 +36,11 @@ def test_request_fields_are_the_prompt_and_the_sampling_options() -> None:
 )
 def test_bad_requests_are_refused_by_name(fields: dict, message: str) -> None:
     with pytest.raises(ValidationError, match=message):
-        GenerationRequest.model_validate(fields)
+        InputRow.model_validate(fields)
 
 
 def requests(rows: list, vocab: Vocabulary = VOCAB) -> list:
-    return SETTINGS.requests(rows, vocab)
+    return SETTINGS.tasks(rows, vocab)
 
 
 def test_options_take_the_logged_defaults_and_keep_to_the_limits() -> None:
@@ -61,7 +61,7 @@ def test_options_take_the_logged_defaults_and_keep_to_the_limits() -> None:
         requests(rows({"length": 54}, {"length": 55}))
     with pytest.raises(CharlmError, match=r"^max_request_rows: .* at most 3 texts, got 4$"):
         requests(rows({}, {}, {}, {}))
-    long = [GenerationRequest.model_validate({"prompt": "a" * 51, "length": 5})]
+    long = [InputRow.model_validate({"prompt": "a" * 51, "length": 5})]
     with pytest.raises(CharlmError, match=r"^max_prompt_chars: a prompt has at most 50 characters, got 51$"):
         requests(long)
     with pytest.raises(CharlmError, match=r"^inputs: a request asks for at least one text, got none$"):

@@ -13,7 +13,7 @@ from charlm.generation.decoder import generate
 from charlm.params.generation import SamplingOptions
 from charlm.params.serving import LimitsConfig
 from charlm.serving.batching import Batcher
-from charlm.serving.interface import GenerationRequest, ServedSettings
+from charlm.serving.interface import InputRow, ServedSettings
 from charlm.serving.stream import STREAM_PATH, routes
 from tests.helpers import config, small_vocab, step_counter, tiny_model
 
@@ -22,10 +22,10 @@ SETTINGS = ServedSettings(sampling=config(SamplingOptions, length=40, seed=None)
 
 
 def app_for(batcher: Batcher) -> Any:
-    def requests_of(rows: list[GenerationRequest]) -> list[Any]:
-        return SETTINGS.requests(rows, VOCAB)
+    def tasks_of(rows: list[InputRow]) -> list[Any]:
+        return SETTINGS.tasks(rows, VOCAB)
 
-    return routes(requests_of, batcher, timeout_s=60)[("POST", STREAM_PATH)]
+    return routes(tasks_of, batcher, timeout_s=60)[("POST", STREAM_PATH)]
 
 
 def call(app: Any, body: Any, content_type: bytes = b"application/json", leave_after: int = 0) -> list[Any]:
@@ -79,7 +79,7 @@ def test_the_stream_is_the_batch_text_in_events(batcher: Batcher) -> None:
     assert got[-1] == ("done", {})
     for index, row in enumerate(rows):
         text = "".join(e[1]["text"] for e in got if e[0] == "text" and e[1]["index"] == index)
-        options = SETTINGS.requests([GenerationRequest.model_validate(row)], VOCAB)[0].options
+        options = SETTINGS.tasks([InputRow.model_validate(row)], VOCAB)[0].options
         assert text == "".join(generate(batcher.net, VOCAB, row["prompt"], options))
     assert len([e for e in got if e[0] == "text" and e[1]["index"] == 0]) > 1  # in pieces
 
