@@ -38,9 +38,8 @@ def main() -> None:
     decision = register(tracking, best, cfg, DataReport.read(args.data_report), samples.samples[0], served)
     decision.write(args.out)
     print(f"register: {best.name} -> {cfg.model_name} v{decision.version}: {decision.verdict}")
-    print(
-        f"register: {cfg.alias_uri} is {f'version {decision.champion_version}' if decision.champion_version else 'unset'}"
-    )
+    champion = f"version {decision.champion_version}" if decision.champion_version else "unset"
+    print(f"register: {cfg.alias_uri} is {champion}")
 
 
 if __name__ == "__main__":

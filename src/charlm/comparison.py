@@ -14,8 +14,8 @@ from charlm.files import atomic_path, write_csv
 from charlm.training.outputs import TrainSummary
 
 
-def merge_curves(directory: Path, out: Path) -> list[str]:
-    """Merge `directory/<model>.csv` files into `out` with a leading `model` column; return the models."""
+def merge_curves(directory: Path, out: Path) -> None:
+    """Merge `directory/<model>.csv` files into `out` with a leading `model` column."""
     files = sorted(directory.glob("*.csv"))
     if not files:
         raise DataError(f"{directory}: no curve files (run the train stages first)")
@@ -27,7 +27,6 @@ def merge_curves(directory: Path, out: Path) -> list[str]:
             columns += [c for c in reader.fieldnames or [] if c not in columns]
             rows += [{"model": path.stem, **row} for row in reader]
     write_csv(out, columns, ([row.get(c, "") for c in columns] for row in rows))
-    return [f.stem for f in files]
 
 
 def comparison_table(

@@ -28,7 +28,6 @@ def champion(client: "MlflowClient", cfg: RegistryConfig) -> Any | None:
 
 
 def tagged(client: "MlflowClient", name: str, key: str, value: str) -> list[Any]:
-    """The versions of registered model `name` whose tag `key` is `value`."""
     return [v for v in client.search_model_versions(f"name='{name}'") if v.tags.get(key) == value]
 
 

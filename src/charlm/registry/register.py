@@ -46,10 +46,8 @@ def _register_once(
 
     if mine := twins():
         return min(mine, key=number), False
-    with tracking.model_run(read_info(model_dir).mlflow_run_id, f"{report.name} (registration)") as (
-        run_id,
-        _,
-    ):
+    run_name = f"{report.name} (registration)"
+    with tracking.model_run(read_info(model_dir).mlflow_run_id, run_name) as (run_id, _):
         logged = log_model(model_dir, run_id, served, prompt)
         for split in HELD_OUT:
             client.log_metric(run_id, f"{split}_bpc", report.split(split).bpc, model_id=logged.model_id)
@@ -83,8 +81,7 @@ def register(
     version, new_version = _register_once(tracking, report, cfg, data.sha256("train"), served, sample.prompt)
     mine = report.standing
     before = champion(client, cfg)
-    held = standing(before.tags) if before else None
-    after = settle(client, cfg, mine.val_sha256, held.val_sha256 if held else None)
+    after = settle(client, cfg, mine.val_sha256, standing(before.tags).val_sha256 if before else None)
     won = after is not None and number(after) == number(version)
     against = before if won else after
     same = against is not None and number(against) == number(version)

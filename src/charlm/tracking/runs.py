@@ -61,15 +61,11 @@ class StageTracking:
         """Stage `stage` (of the entry `name`) on the store the environment names, in `config.experiment`."""
         return cls(connect(), config.experiment, tag.stage_tags(stage, name))
 
-    def create_run(self, run_name: str, **tags: str) -> str:
-        """A new run of the stage, with these `tags` too: its id."""
-        eid = experiment_id(self.client, self.experiment)
-        return self.client.create_run(eid, run_name=run_name, tags=self.tags | tags).info.run_id
-
     @contextmanager
     def new_run(self, run_name: str, **tags: str) -> Iterator[str]:
         """A new run (with these `tags` too) that lives as the block does and ends as it ends."""
-        run_id = self.create_run(run_name, **tags)
+        eid = experiment_id(self.client, self.experiment)
+        run_id = self.client.create_run(eid, run_name=run_name, tags=self.tags | tags).info.run_id
         with ending(self.client, run_id):
             yield run_id
 

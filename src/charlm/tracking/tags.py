@@ -57,16 +57,14 @@ def git(*args: str) -> str | None:
 
 def source_tags() -> dict[str, str]:
     """MLflow's provenance of this process: the script, the commit, the branch and the remote."""
-    tags = {
+    found = {
         SOURCE_NAME: Path(sys.argv[0]).as_posix(),
         SOURCE_TYPE: "LOCAL",
         GIT_COMMIT: git("rev-parse", "HEAD") or "unknown",
-    }
-    found = {
         GIT_BRANCH: git("rev-parse", "--abbrev-ref", "HEAD"),
         GIT_REPO: git("remote", "get-url", "origin"),
     }
-    return tags | {key: value for key, value in found.items() if value}
+    return {key: value for key, value in found.items() if value}  # no branch or remote: no tag
 
 
 def user() -> str:

@@ -5,7 +5,7 @@ which alone validates, checkpoints, exports and talks to MLflow."""
 import os
 import shlex
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import NoReturn
@@ -78,18 +78,17 @@ class World:
 
     def sum(self, values: list[float]) -> list[float]:
         """Element-wise sum of `values` over every rank."""
-        if self.size == 1:
-            return values
-        t = torch.tensor(values, dtype=torch.float64, device=self.comm_device)
-        dist.all_reduce(t)
-        return t.tolist()
+        return self._floats(values, dist.all_reduce)
 
     def broadcast(self, values: list[float]) -> list[float]:
         """Rank 0's `values`, on every rank."""
+        return self._floats(values, lambda t: dist.broadcast(t, src=0))
+
+    def _floats(self, values: list[float], collective: Callable[[torch.Tensor], object]) -> list[float]:
         if self.size == 1:
             return values
         t = torch.tensor(values, dtype=torch.float64, device=self.comm_device)
-        dist.broadcast(t, src=0)
+        collective(t)
         return t.tolist()
 
     def gather(self, tensor: torch.Tensor) -> list[torch.Tensor]:

@@ -44,7 +44,6 @@ class TrainJob:
     corpus: str  # as people name it
 
     def description(self, world: World) -> str:
-        """The run's description: the model, the recipe and the data, in a few lines."""
         m, t, data = self.spec.arch, self.spec.train, self.data
         ranks = f" on {world.size} processes" if world.size > 1 else ""
         averaged = f", the weights of its last {t.average_last:.0%} averaged" if t.average_last else ""
@@ -62,12 +61,10 @@ class TrainJob:
 
     def run_params(self, world: World) -> dict[str, Any]:
         """Its MLflow params: the model's settings by section, and what else shapes the weights."""
-        spec, data = self.spec, self.data
-        extra = {"arch.vocab_size": len(data.vocab), "distributed.world_size": world.size}
-        return flatten(spec.model_dump(exclude={"name"})) | extra
+        extra = {"arch.vocab_size": len(self.data.vocab), "distributed.world_size": world.size}
+        return flatten(self.spec.model_dump(exclude={"name"})) | extra
 
     def run_tags(self) -> dict[str, str]:
-        """Its MLflow tags: the data it trains and validates on."""
         data = {tag.split_sha256(split): sha for split, sha in self.data.sha256.items()}
         return {tag.VOCAB_SHA256: self.data.vocab.sha256, **data}
 

@@ -79,7 +79,6 @@ class TrainingState:
         return self.fingerprint == fingerprint and not self.loop.finished
 
     def restore(self, net: CharLM, optimizer: torch.optim.Optimizer, source: Path) -> None:
-        """Put the weights and optimizer moments back into `net` and `optimizer`."""
         try:
             net.load_state_dict(self.weights)  # strict: every weight, nothing else, each its shape
         except RuntimeError as err:

@@ -72,7 +72,6 @@ class Trainer:
         self.batches = Batches(data.train, self.cfg.batch_size, self.cfg.seq_len, self.device, self.rows)
         torch.manual_seed(self.seed)  # the same initial weights on every rank
         self.net = CharLM(spec.arch, len(data.vocab)).to(self.device)
-        self.num_params = self.net.num_parameters()
         self.net.head.start_at(data.vocab.counts)  # the unigram distribution, whatever the input
         self.parallel: torch.nn.Module = self.net  # the net, inside DDP when several processes train
         if world.size > 1:
@@ -234,11 +233,8 @@ class Trainer:
                 )
                 self.record("val", ValPoint(train_val_loss, train_val_bpc), log)
                 if train_val_loss < loop.best_train_val_loss_nats:
-                    loop.best_train_val_loss_nats, loop.best_step, loop.bad_evals = (
-                        train_val_loss,
-                        loop.steps,
-                        0,
-                    )
+                    loop.best_train_val_loss_nats, loop.best_step = train_val_loss, loop.steps
+                    loop.bad_evals = 0
                     if world.is_main:
                         self.export(best_dir)
                 else:
@@ -261,18 +257,14 @@ class Trainer:
     def summary(self) -> TrainSummary:
         loop = self.loop
         # The loop's counts, by the names the two share; the wall time to the millisecond.
-        counts = {
-            f.name: getattr(loop, f.name)
-            for f in dataclasses.fields(loop)
-            if f.name in TrainSummary.model_fields
-        }
+        counts = {k: v for k, v in vars(loop).items() if k in TrainSummary.model_fields}
         counts["wall_time_s"] = round(loop.wall_time_s, 3)
         return TrainSummary(
             **counts,
             name=self.spec.name,
             best_train_val_bpc=bits_per_char(loop.best_train_val_loss_nats),
             train_chars_per_sec=loop.train_chars / max(loop.train_time_s, 1e-9),
-            num_params=self.num_params,
+            num_params=self.net.num_parameters(),
             device=str(self.device),
             precision=precision_name(self.dtype),
             processor=processor(self.device),
