@@ -48,9 +48,7 @@ def write_json(path: Path, obj: Any) -> None:
 def write_csv(path: Path, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
     """A CSV with a header; each row gives a value for every column, in order."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(columns)
-    writer.writerows(rows)
+    csv.writer(buffer, lineterminator="\n").writerows([columns, *rows])
     write_text(path, buffer.getvalue())
 
 

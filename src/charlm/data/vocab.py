@@ -33,16 +33,13 @@ def char_counts(chunks: Iterable[bytes]) -> np.ndarray:
     for data in filter(None, chunks):
         # An ASCII character is its own byte; multi-byte characters' bytes are all 0x80 or more.
         # torch's bincount of bytes is several times faster than numpy's, which widens them first.
-        counts[:0x80] += _byte_counts(data)[:0x80].numpy()
+        with warnings.catch_warnings():  # torch warns that bytes are read-only; it only reads them
+            warnings.simplefilter("ignore", UserWarning)
+            byte_counts = torch.bincount(torch.frombuffer(data, dtype=torch.uint8), minlength=0x100)
+        counts[:0x80] += byte_counts[:0x80].numpy()
         _, multi = multibyte(data)
         counts += np.bincount(multi, minlength=CODE_POINTS)
     return counts
-
-
-def _byte_counts(data: bytes) -> torch.Tensor:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # torch warns that bytes are read-only; it only reads
-        return torch.bincount(torch.frombuffer(data, dtype=torch.uint8), minlength=0x100)
 
 
 @dataclass(frozen=True)

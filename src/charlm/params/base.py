@@ -24,8 +24,9 @@ Prompts = Annotated[tuple[Annotated[str, Field(min_length=1)], ...], Field(stric
 R = TypeVar("R", bound=Record)
 
 
-def _read(path: Path) -> dict[str, Any]:
-    """The sections of `path` as plain data; a file that is missing or not a mapping is a ParamsError."""
+def load_params(schema: type[R], path: Path = PARAMS_FILE) -> R:
+    """The sections of `path` that `schema` declares, validated. A stage's record leaves the others to the
+    `params` stage, whose record is the whole file (`WHOLE_FILE`): an unknown section too is refused there."""
     try:
         raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except OSError as err:
@@ -34,13 +35,6 @@ def _read(path: Path) -> dict[str, Any]:
         raise ParamsError(f"{path}: malformed YAML: {err}") from None
     if not isinstance(raw, dict):
         raise ParamsError(f"{path}: must be a mapping of sections, got {raw!r}")
-    return raw
-
-
-def load_params(schema: type[R], path: Path = PARAMS_FILE) -> R:
-    """The sections of `path` that `schema` declares, validated. A stage's record leaves the others to the
-    `params` stage, whose record is the whole file (`WHOLE_FILE`): an unknown section too is refused there."""
-    raw = _read(path)
     whole = getattr(schema, "WHOLE_FILE", False)
     return schema.parse(raw if whole else {key: raw[key] for key in schema.model_fields if key in raw})
 

@@ -50,7 +50,6 @@ class GenerateConfig(SamplingOptions):
         ]
 
     def wanted(self) -> list[tuple[str, SamplingOptions]]:
-        """The generate stage's samples: `num_samples` after each prompt."""
         return self.seeded(self.prompts, self.num_samples)
 
 
@@ -66,18 +65,14 @@ class WritingConfig(Record):
         """Every judged text's prompt and options: per prompt, `samples` texts with the generate
         settings and their own seeds, then a greedy one. Prompt characters the model never saw
         are <unk>: a prompt from outside the corpus is what the judge is for."""
-        sampled = [
-            (prompt, o.model_copy(update={"unknown": "unk"}))
-            for prompt, o in generate.seeded(self.prompts, self.samples)
-        ]
-        greedy = generate.options().model_copy(
-            update={"top_k": 1, "top_p": None, "temperature": 1.0, "unknown": "unk"}
-        )
-        return [
+        sampled = generate.seeded(self.prompts, self.samples)
+        greedy = generate.options().model_copy(update={"top_k": 1, "top_p": None, "temperature": 1.0})
+        texts = [
             text
             for p, prompt in enumerate(self.prompts)
             for text in [*sampled[p * self.samples : (p + 1) * self.samples], (prompt, greedy)]
         ]
+        return [(prompt, options.model_copy(update={"unknown": "unk"})) for prompt, options in texts]
 
 
 class DynamicConfig(Record):
