@@ -18,6 +18,7 @@ from charlm.records import base_type
 from charlm.serving.interface import DEFAULT_PORT
 
 SAMPLING = SamplingOptions.model_fields
+REGISTERED_URI = "an MLflow model URI (default: params.yaml's registered model and alias)"  # serve's, image's
 
 
 def load_any_model(uri: str) -> tuple[LoadedModel, SamplingOptions]:
@@ -134,7 +135,6 @@ def positive_int(text: str) -> int:
 
 
 def add_sampling_options(parser: argparse.ArgumentParser) -> None:
-    """One option per SamplingOptions field, with its type, choices, description and default."""
     for name, info in SAMPLING.items():
         choices = get_args(info.annotation) if get_origin(info.annotation) is Literal else None
         kind = base_type(info.annotation)
@@ -173,12 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("serve", help="serve a model with `mlflow models serve`, workers sized to the cores")
-    p.add_argument(
-        "--uri",
-        "--model",
-        dest="uri",
-        help="an MLflow model URI (default: params.yaml's registered model and alias)",
-    )
+    p.add_argument("--uri", "--model", dest="uri", help=REGISTERED_URI)
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: loopback only)")
     p.add_argument("--port", type=int, default=DEFAULT_PORT)
     p.add_argument("--workers", type=positive_int, help="server processes (default: cores // threads)")
@@ -186,12 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("image", help="write a container image's build context serving a registered model")
-    p.add_argument(
-        "--uri",
-        "--model",
-        dest="uri",
-        help="an MLflow model URI (default: params.yaml's registered model and alias)",
-    )
+    p.add_argument("--uri", "--model", dest="uri", help=REGISTERED_URI)
     p.add_argument("--out", type=Path, required=True, help="the build context to write (replaced)")
     p.set_defaults(func=cmd_image)
 

@@ -197,10 +197,7 @@ def _stream(decoder: Decoder, task: Task) -> Iterator[str]:
 
 
 def generate_all(
-    net: CharLM,
-    vocab: Vocabulary,
-    wanted: list[tuple[str, SamplingOptions]],
-    on_progress: OnProgress = quiet,
+    net: CharLM, vocab: Vocabulary, wanted: list[tuple[str, SamplingOptions]], on_progress: OnProgress = quiet
 ) -> list[str]:
     """The text after each (prompt, options), all generated together in one batch (a seeded text is the one it
     would be alone); a bad prompt raises before any is generated. Progress in characters generated."""

@@ -25,8 +25,6 @@ class Samples(Record):
     samples: tuple[Sample, ...]
 
     def to_text(self) -> str:
-        """Each sample's header line (its record but the text, whose length it gives instead, and
-        the entry's name), then its prompt and text."""
         return "\n".join(
             f"{MARK}{json.dumps(self._header(s), ensure_ascii=False, separators=(',', ':'))}\n{s.prompt}{s.text}\n"
             for s in self.samples

@@ -9,17 +9,13 @@ import torch
 
 from charlm.errors import CharlmError
 
-# Private but stable torch helpers; oneDNN's bf16 RNN kernels need AVX512-BF16 or AMX.
-CPU_BF16_PROBES = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+# Private but stable torch helpers and the feature each probes; oneDNN's bf16 RNN kernels need one.
+CPU_BF16_PROBES = {"_is_avx512_bf16_supported": "AVX512-BF16", "_is_amx_tile_supported": "AMX"}
 
 
 def select_device(name: str) -> torch.device:
     """`auto` picks cuda, then mps, then cpu; a named device must be available."""
-    available = {
-        "cuda": torch.cuda.is_available(),
-        "mps": torch.backends.mps.is_available(),
-        "cpu": True,
-    }
+    available = {"cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available(), "cpu": True}
     if name == "auto":
         return torch.device(next(d for d in ("cuda", "mps", "cpu") if available[d]))
     if not available.get(name, False):
@@ -32,8 +28,13 @@ def native_bf16(device: torch.device) -> bool:
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     if device.type == "cpu":
-        return any(getattr(torch.cpu, probe, lambda: False)() for probe in CPU_BF16_PROBES)
+        return bool(cpu_bf16())
     return False
+
+
+def cpu_bf16() -> list[str]:
+    """The CPU's features that run bf16 natively."""
+    return [label for probe, label in CPU_BF16_PROBES.items() if getattr(torch.cpu, probe, lambda: False)()]
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
@@ -64,12 +65,8 @@ def processor(device: torch.device) -> str:
     cpuinfo = Path("/proc/cpuinfo")
     lines = cpuinfo.read_text().splitlines() if cpuinfo.is_file() else []
     name = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "")
-    bf16 = [
-        label
-        for probe, label in zip(CPU_BF16_PROBES, ("AVX512-BF16", "AMX"), strict=True)
-        if getattr(torch.cpu, probe, lambda: False)()
-    ]
-    return f"{name or platform.processor() or platform.machine()} ({', '.join(bf16) or 'no native bf16'})"
+    bf16 = ", ".join(cpu_bf16()) or "no native bf16"
+    return f"{name or platform.processor() or platform.machine()} ({bf16})"
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager[None]:

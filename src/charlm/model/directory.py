@@ -66,11 +66,7 @@ class LoadedModel:
 
 
 def save_model_dir(
-    directory: Path,
-    net: CharLM,
-    vocab: Vocabulary,
-    name: str,
-    mlflow_run_id: str | None = None,
+    directory: Path, net: CharLM, vocab: Vocabulary, name: str, mlflow_run_id: str | None = None
 ) -> None:
     """Write a self-contained model directory, replacing `directory` only when complete."""
     info = ModelInfo(

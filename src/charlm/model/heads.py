@@ -63,12 +63,10 @@ class AdaptiveHead(nn.Module):
         self.bounds = clusters(cutoffs, vocab_size)  # [shortlist, ..., V]
         self.shortlist = self.bounds[0]
         self.head = nn.Linear(hidden_size, self.shortlist + len(self.bounds) - 1)
+        widths = [max(1, round(hidden_size / div ** (i + 1))) for i in range(len(self.bounds) - 1)]
         self.tails = nn.ModuleList(
-            nn.Sequential(
-                nn.Linear(hidden_size, max(1, round(hidden_size / div ** (i + 1))), bias=False),
-                nn.Linear(max(1, round(hidden_size / div ** (i + 1))), high - low),
-            )
-            for i, (low, high) in enumerate(itertools.pairwise(self.bounds))
+            nn.Sequential(nn.Linear(hidden_size, width, bias=False), nn.Linear(width, high - low))
+            for width, (low, high) in zip(widths, itertools.pairwise(self.bounds), strict=True)
         )
         # The characters by rank (most frequent first) and each character's rank; saved with the
         # weights, since the ranks come from the training split's counts (`start_at`).

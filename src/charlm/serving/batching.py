@@ -216,7 +216,6 @@ class Batcher:
             counts[job] += 1
 
     def _leave(self, job: Job) -> None:
-        """Take a submission's rows out of the batch and its waiting rows out of the queue."""
         self.decoder.remove({row for row in job.rows if row is not None})
         self._release([job.tasks[i] for i in job.waiting])
         job.waiting.clear()

@@ -21,11 +21,10 @@ def serve_command(
         )
     cmd = [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local"]
     cmd += ["-h", host, "-p", str(port), "-w", str(workers)]
-    # The scoring server starts `uvicorn` by name: find it beside this interpreter.
-    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     env = {
         **os.environ,
-        "PATH": path,
+        # The scoring server starts `uvicorn` by name: find it beside this interpreter.
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
         "MLFLOW_TRACKING_URI": tracking_uri,
         "OMP_NUM_THREADS": str(threads),
         "UVICORN_LOOP": f"{charlm_scoring_loop.__name__}:{charlm_scoring_loop.ScoringLoop.__name__}",

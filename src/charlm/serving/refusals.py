@@ -34,7 +34,6 @@ def answered_as_refusals() -> Iterator[None]:
     try:
         yield
     except Exception as err:
-        answer = refusal(err)
-        if answer is None:
+        if (answer := refusal(err)) is None:
             raise
         raise answer from None
