@@ -9,7 +9,11 @@ at once, the first worker to wake would accept every connection), and only reque
 the ramp, for `--seconds`, are measured. The 32-client load runs twice, so the server's memory can
 be compared across two consecutive loads. Prints requests/s, generated chars/s, p50 and p95
 latency of the valid requests, the 400s, any other errors and the server's peak RSS (all its
-processes), then the ratios the serving targets are stated in. Then the same server takes 1, 8 and
+processes) and the server's CPU time per generated character (all its processes, so the load
+client, which shares the cores, drops out), then the ratios the serving targets are stated in.
+Before any server starts, the served model's own `Decoder` runs in this process with a worker's
+share of each load's streams (one torch thread, as a worker): its CPU time per character is the
+ceiling the server's is compared with. Then the same server takes 1, 8 and
 32 streaming clients (`POST /stream`, the same requests), whose time to the first character (p50,
 p95) is printed beside the rest.
 
@@ -38,10 +42,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import psutil
+import torch
 
+from charlm.cli import load_any_model
+from charlm.generation.decoder import Decoder, task_for
 from charlm.params.base import load_params
 from charlm.params.pipeline import Params
-from charlm.serving.launcher import serve_command
+from charlm.serving.launcher import default_workers, serve_command
 from charlm.tracking.store import tracking_uri
 
 LOADS = (1, 8, 32, 32)
@@ -60,12 +67,17 @@ class Load:
     refused: int = 0  # the intended 400s
     errors: list[str] = field(default_factory=list)
     peak_rss: int = 0
+    cpu_s: float = 0.0  # the server's CPU time (all its processes) while the measured requests ran
     heavy_done: int = 0  # the heavy client's answered requests
     first_chars: list[float] = field(default_factory=list)  # streams: seconds to the first character
 
     @property
     def chars_per_s(self) -> float:
         return self.chars / self.seconds
+
+    @property
+    def cpu_us_per_char(self) -> float:
+        return self.cpu_s / self.chars * 1e6
 
 
 def free_port() -> int:
@@ -142,6 +154,33 @@ def tree_rss(process: psutil.Process) -> int:
     return total
 
 
+def tree_cpu_s(process: psutil.Process) -> float:
+    total = 0.0
+    for proc in [process, *process.children(recursive=True)]:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            times = proc.cpu_times()
+            total += times.user + times.system
+    return total
+
+
+def decoder_cpu_us_per_char(uri: str, streams: int, length: int, threads: int, rounds: int = 3) -> float:
+    """The served model's `Decoder` in this process, `streams` rows of `length` characters after
+    ROMEO: at a time: its CPU microseconds per character (the median of `rounds`)."""
+    loaded, sampling = load_any_model(uri)
+    torch.set_num_threads(threads)
+    results = []
+    for round_ in range(rounds):
+        decoder = Decoder(loaded.net, loaded.vocab)
+        for seed in range(streams):
+            options = sampling.model_copy(update={"length": length, "seed": round_ * streams + seed})
+            decoder.add(task_for(loaded.vocab, "ROMEO:", options))
+        begin = time.process_time()
+        while decoder.rows:
+            decoder.step()
+        results.append((time.process_time() - begin) / (streams * length) * 1e6)
+    return float(np.median(results))
+
+
 def run_load(
     port: int,
     server: psutil.Process,
@@ -168,9 +207,13 @@ def run_load(
         threads.insert(0, threading.Thread(target=heavy_client, args=(port, load, lock, heavy)))
     for thread in threads:
         thread.start()
+    time.sleep(max(0.0, load.since - time.monotonic()))
+    cpu_before = tree_cpu_s(server)
     while any(thread.is_alive() for thread in threads):
         load.peak_rss = max(load.peak_rss, tree_rss(server))
         time.sleep(0.2)
+    if heavy is None:  # else the heavy client's characters, not counted, would cost the light ones
+        load.cpu_s = tree_cpu_s(server) - cpu_before
     load.seconds = time.monotonic() - load.since
     return load
 
@@ -214,7 +257,8 @@ def report(load: Load) -> None:
     )
     print(
         f"{load.clients:>7} {done / load.seconds:>7.1f} {load.chars / load.seconds:>9,.0f} {p50:>7.3f} {p95:>7.3f}"
-        f" {load.refused:>5} {len(load.errors):>6} {load.peak_rss / 2**20:>6.0f} MiB{first}"
+        f" {load.refused:>5} {len(load.errors):>6} {load.peak_rss / 2**20:>6.0f} MiB"
+        f" {f'{load.cpu_us_per_char:.1f}' if load.cpu_s else '-':>9}{first}"
     )
     for error in load.errors[:3]:
         print(f"        error {error}")
@@ -238,7 +282,16 @@ def main() -> None:
     parser.add_argument("--light", type=int, default=8, help="light clients beside the heavy one")
     args = parser.parse_args()
 
-    header = f"{'clients':>7} {'req/s':>7} {'chars/s':>9} {'p50 s':>7} {'p95 s':>7} {'400s':>5} {'errors':>6} {'peak RSS':>9}"
+    header = f"{'clients':>7} {'req/s':>7} {'chars/s':>9} {'p50 s':>7} {'p95 s':>7} {'400s':>5} {'errors':>6} {'peak RSS':>9} {'CPU us/ch':>9}"
+    workers = args.workers or default_workers(args.threads)
+    ceiling = {
+        clients: decoder_cpu_us_per_char(args.model, -(-clients // workers), args.length, args.threads)
+        for clients in STREAM_LOADS
+    }
+    print(
+        f"in-process Decoder, a worker's share of each load ({workers} workers), CPU us per character: "
+        + ", ".join(f"{c} clients {us:.1f}" for c, us in ceiling.items())
+    )
     loads = []
     with serving(args.model, args.workers, args.threads) as (port, server):
         print(
@@ -294,6 +347,11 @@ def main() -> None:
     for clients, plain in ((8, eight), (32, first32)):
         print(
             f"{clients} streaming clients: {streams[clients].chars_per_s / plain.chars_per_s:.2f}x the non-streaming chars/s"
+        )
+    for clients, plain in ((1, one), (8, eight), (32, first32)):
+        print(
+            f"{clients} clients: server CPU per character {plain.cpu_us_per_char / ceiling[clients]:.2f}x the"
+            f" in-process Decoder's ({plain.cpu_us_per_char:.1f} against {ceiling[clients]:.1f} us)"
         )
 
 
