@@ -1,6 +1,7 @@
 """The event loop `charlm serve` runs MLflow's scoring server on (uvicorn's `--loop` hook): a default
 thread pool of `CHARLM_SCORING_THREADS`, TCP_NODELAY under several workers, a Retry-After header on
-a 503 whose body carries `retry_after_s`, and the model's own `ROUTES`. Outside the `charlm`
+a 503 whose body carries `retry_after_s`, and the model's own `ROUTES` (each finds MLflow's app
+under `MLFLOW_APP` in its scope, for what it leaves to it). Outside the `charlm`
 package because uvicorn imports it before the model, which must run the code logged with it."""
 
 import asyncio
@@ -15,6 +16,7 @@ THREADS_ENV = "CHARLM_SCORING_THREADS"
 ROUTES: dict[tuple[str, str], Any] = {}  # ASGI apps by method and path, filled by the loaded model
 DEFAULT_THREADS = 64
 RETRY_AFTER_KEY = "retry_after_s"  # in a 503's JSON body
+MLFLOW_APP = "charlm.mlflow_app"  # the scope's key of the app a route stands in front of
 
 Message = dict[str, Any]
 Send = Callable[[Message], Awaitable[None]]
@@ -49,8 +51,9 @@ class RetryAfter:
 
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        route = ROUTES.get((scope.get("method"), scope.get("path")), self.app)
-        await route(scope, receive, send_with_retry_after)
+        if route := ROUTES.get((scope.get("method"), scope.get("path"))):
+            scope = {**scope, MLFLOW_APP: self.app}
+        await (route or self.app)(scope, receive, send_with_retry_after)
 
 
 class ScoringLoop(asyncio.SelectorEventLoop):

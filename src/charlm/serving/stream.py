@@ -1,7 +1,8 @@
 """The routes `charlm serve` adds to MLflow's scoring server, which answers a custom model only with
 its whole prediction (https://github.com/mlflow/mlflow/issues/12439): `POST /stream`, the text as
 server-sent events (`data: {"index": i, "text": ...}` with a row's new characters, then `event: done`
-or `event: error`), and `GET /`, a page to try the model in a browser."""
+or `event: error`), `GET /`, a page to try the model in a browser, and `POST /invocations` in front
+of MLflow's own, for the requests it would hand `predict` as they are."""
 
 import asyncio
 import json
@@ -10,6 +11,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import BAD_REQUEST
 from pydantic import ValidationError
 
 from charlm.generation.decoder import Task
@@ -17,8 +20,10 @@ from charlm.records import Record, invalid
 from charlm.serving.batching import Batcher, Job
 from charlm.serving.interface import InputRow
 from charlm.serving.refusals import refusal
+from charlm_scoring_loop import MLFLOW_APP
 
 STREAM_PATH = "/stream"
+INVOCATIONS_PATH = "/invocations"
 PAGE = Path(__file__).with_name("page.html")
 # Events carry what the batch made since the last; sent every step, 32 clients' events would cost
 # the worker more than their generation.
@@ -42,6 +47,37 @@ def routes(
     async def page(scope: Message, receive: Any, send: Any) -> None:
         await respond(send, 200, PAGE.read_bytes(), b"text/html; charset=utf-8")
 
+    async def invocations(scope: Message, receive: Any, send: Any) -> None:
+        """A JSON request of `inputs` alone, every row valid and admitted, skips MLflow's input
+        conversion and its thread pool: the batching thread wakes it when its texts are done, and it
+        is answered as MLflow answers. Any other request (another format, `params`, a bad row, a
+        refusal before the batch) goes to MLflow's app, which answers it as it always has."""
+        body, loop, done = await read_body(receive), asyncio.get_running_loop(), asyncio.Event()
+
+        def finished(job: Job) -> None:  # on the batching thread
+            if job.finished.is_set():
+                loop.call_soon_threadsafe(done.set)
+
+        try:
+            if dict(scope["headers"]).get(b"content-type", b"").lower() not in PLAIN_JSON:
+                raise ValueError("a content type MLflow checks further (charset)")
+            rows = StreamBody.model_validate_json(body).inputs
+            job = batcher.enqueue(tasks_of(rows), timeout_s, finished)
+        except Exception:
+            return await scope[MLFLOW_APP](scope, replay(body, receive), send)
+        try:
+            try:
+                await asyncio.wait_for(done.wait(), job.remaining_s())
+            except TimeoutError:
+                raise job.give_up() from None
+            texts, _ = job.take([0] * len(rows))
+        except Exception as err:  # past its deadline, or the batch failed it
+            answer = refusal(err) or MlflowException(f"generation failed: {err}", error_code=BAD_REQUEST)
+            return await respond(
+                send, answer.get_http_status_code(), answer.serialize_as_json().encode(), JSON
+            )
+        await respond(send, 200, json.dumps({"predictions": texts}).encode(), JSON)  # as MLflow writes it
+
     async def stream(scope: Message, receive: Any, send: Any) -> None:
         body, loop, woken = await read_body(receive), asyncio.get_running_loop(), asyncio.Event()
         told = [0, 0.0]  # characters the stream was told of, and when it may be told again
@@ -55,7 +91,7 @@ def routes(
                 told[:] = chars, now + EVENT_INTERVAL_S
                 loop.call_soon_threadsafe(woken.set)
 
-        if dict(scope["headers"]).get(b"content-type", b"").split(b";")[0].strip() != JSON:
+        if media_type(scope) != JSON:
             refused = {
                 "error_code": "UNSUPPORTED_MEDIA_TYPE",
                 "message": "send the request as application/json",
@@ -101,11 +137,30 @@ def routes(
         finally:
             watcher.cancel()
 
-    return {("GET", "/"): page, ("POST", STREAM_PATH): stream}
+    return {("GET", "/"): page, ("POST", STREAM_PATH): stream, ("POST", INVOCATIONS_PATH): invocations}
 
 
 JSON = b"application/json"
+PLAIN_JSON = (JSON, JSON + b"; charset=utf-8")  # what MLflow's /invocations takes without a word
 HEADERS = [(b"cache-control", b"no-store"), (b"x-content-type-options", b"nosniff")]
+
+
+def media_type(scope: Message) -> bytes:
+    return dict(scope["headers"]).get(b"content-type", b"").split(b";")[0].strip()
+
+
+def replay(body: bytes, receive: Callable[[], Awaitable[Message]]) -> Callable[[], Awaitable[Message]]:
+    """`receive` for an app that reads a request whose body was read already."""
+    sent = False
+
+    async def again() -> Message:
+        nonlocal sent
+        if sent:
+            return await receive()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return again
 
 
 async def read_body(receive: Callable[[], Awaitable[Message]]) -> bytes:
@@ -116,13 +171,15 @@ async def read_body(receive: Callable[[], Awaitable[Message]]) -> bytes:
     return body
 
 
-async def start_response(send: Any, status: int, content_type: bytes) -> None:
+async def start_response(send: Any, status: int, content_type: bytes, length: int | None = None) -> None:
     headers = [*HEADERS, (b"content-type", content_type)]
+    if length is not None:  # else the body is sent chunked
+        headers.append((b"content-length", str(length).encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})
 
 
 async def respond(send: Any, status: int, body: bytes, content_type: bytes) -> None:
-    await start_response(send, status, content_type)
+    await start_response(send, status, content_type, len(body))
     await send({"type": "http.response.body", "body": body})
 
 

@@ -1,8 +1,10 @@
 """stream: `POST /stream` as the ASGI app `charlm serve` routes to: the text as events, the same as
 the batch gives it; a bad request is a 400 before any event; a client that goes away takes its rows
-out of the batch at the next step; only JSON is taken."""
+out of the batch at the next step; only JSON is taken. `POST /invocations` answers what MLflow
+would hand `predict` as it is, as MLflow writes it, and leaves the rest to MLflow's app."""
 
 import asyncio
+import io
 import json
 import time
 from typing import Any
@@ -14,21 +16,28 @@ from charlm.params.generation import SamplingOptions
 from charlm.params.serving import LimitsConfig
 from charlm.serving.batching import Batcher
 from charlm.serving.interface import InputRow, ServedSettings
-from charlm.serving.stream import STREAM_PATH, routes
+from charlm.serving.stream import INVOCATIONS_PATH, STREAM_PATH, routes
+from charlm_scoring_loop import MLFLOW_APP
 from tests.helpers import config, small_vocab, step_counter, tiny_model
 
 VOCAB = small_vocab()
 SETTINGS = ServedSettings(sampling=config(SamplingOptions, length=40, seed=None), limits=config(LimitsConfig))
 
 
-def app_for(batcher: Batcher) -> Any:
+def app_for(batcher: Batcher, path: str = STREAM_PATH) -> Any:
     def tasks_of(rows: list[InputRow]) -> list[Any]:
         return SETTINGS.tasks(rows, VOCAB)
 
-    return routes(tasks_of, batcher, timeout_s=60)[("POST", STREAM_PATH)]
+    return routes(tasks_of, batcher, timeout_s=60)[("POST", path)]
 
 
-def call(app: Any, body: Any, content_type: bytes = b"application/json", leave_after: int = 0) -> list[Any]:
+def call(
+    app: Any,
+    body: Any,
+    content_type: bytes = b"application/json",
+    leave_after: int = 0,
+    scope: dict[str, Any] | None = None,
+) -> list[Any]:
     """Run the app on one request; the messages it sends. With `leave_after`, the client goes
     away once it has that many events."""
     sent: list[Any] = []
@@ -52,6 +61,7 @@ def call(app: Any, body: Any, content_type: bytes = b"application/json", leave_a
         "method": "POST",
         "path": STREAM_PATH,
         "headers": [(b"content-type", content_type)],
+        **(scope or {}),
     }
     asyncio.run(asyncio.wait_for(app(scope, receive, send), 60))
     return sent
@@ -121,3 +131,46 @@ def test_a_client_that_goes_away_leaves_the_batch_within_steps(batcher: Batcher)
         time.sleep(0.001)
     assert steps() - left_at <= 3  # it left at the next step or so, not after 30,000
     assert steps() < 30_000 and len(events(sent)) == 1
+
+
+def test_invocations_answer_as_mlflow_writes_and_leave_the_rest_to_mlflows_app(batcher: Batcher) -> None:
+    from mlflow.pyfunc.scoring_server import predictions_to_json
+
+    handed: list[bytes] = []
+
+    async def mlflow_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        message = await receive()  # the body, read again
+        handed.append(message["body"])
+        await send({"type": "http.response.start", "status": 299, "headers": []})
+        await send({"type": "http.response.body", "body": b"mlflow"})
+
+    app, mlflow = app_for(batcher, INVOCATIONS_PATH), {MLFLOW_APP: mlflow_app}
+    rows = [{"prompt": "ab", "length": 30, "seed": 3}, {"prompt": "h\u00e9", "length": 5, "seed": 4}]
+    for content_type in (b"application/json", b"Application/JSON; charset=UTF-8"):
+        sent = call(app, {"inputs": rows}, content_type, scope=mlflow)
+        texts = [
+            "".join(
+                generate(
+                    batcher.net, VOCAB, r["prompt"], SETTINGS.tasks([InputRow.parse(r)], VOCAB)[0].options
+                )
+            )
+            for r in rows
+        ]
+        written = io.StringIO()
+        predictions_to_json(texts, written)
+        assert sent[0]["status"] == 200 and sent[1]["body"] == written.getvalue().encode()
+        assert (b"content-length", str(len(sent[1]["body"])).encode()) in sent[0]["headers"]
+    assert handed == []
+    others = [
+        ({"inputs": rows, "params": {"x": 1}}, b"application/json"),  # params: MLflow's to check
+        ({"dataframe_records": rows}, b"application/json"),  # another format
+        ({"inputs": [{"prompt": "ab", "lenght": 5}]}, b"application/json"),  # a bad row: MLflow's words
+        ({"inputs": [{"prompt": "xyz", "length": 5}]}, b"application/json"),  # refused before the batch
+        ({"inputs": [{"prompt": "ab"}] * (SETTINGS.limits.max_request_rows + 1)}, b"application/json"),
+        ({"inputs": rows}, b"application/json; charset=latin-1"),  # MLflow refuses the charset
+        ({"inputs": rows}, b"text/csv"),
+    ]
+    for body, content_type in others:
+        sent = call(app, body, content_type, scope=mlflow)
+        assert (sent[0]["status"], sent[1]["body"]) == (299, b"mlflow"), body
+        assert handed.pop() == json.dumps(body).encode()
