@@ -10,11 +10,12 @@ the ramp, for `--seconds`, are measured. The 32-client load runs twice, so the s
 be compared across two consecutive loads. Prints requests/s, generated chars/s, p50 and p95
 latency of the valid requests, the 400s, any other errors and the server's peak RSS (all its
 processes) and the server's CPU time per generated character (all its processes, so the load
-client, which shares the cores, drops out), then the ratios the serving targets are stated in.
-Before any server starts, the served model's own `Decoder` runs in this process with a worker's
-share of each load's streams (one torch thread, as a worker): its CPU time per character is the
-ceiling the server's is compared with. Then the same server takes 1, 8 and
-32 streaming clients (`POST /stream`, the same requests), whose time to the first character (p50,
+client, which shares the cores, drops out; from the first request of the load to its last, over
+every character answered in that span, the ramp's too, refused requests' work included), then the
+ratios the serving targets are stated in. Before any server starts, the served model generates in
+this process (`generate_all`, one batch) with a worker's share of each load's streams (one torch
+thread, as a worker): its CPU time per character is the ceiling the server's is compared with.
+Then the same server takes 1, 8 and 32 streaming clients (`POST /stream`, the same requests), whose time to the first character (p50,
 p95) is printed beside the rest.
 
 Then a fresh server with one worker takes one heavy client among `--light` light ones: the heavy
@@ -45,8 +46,10 @@ import psutil
 import torch
 
 from charlm.cli import load_any_model
-from charlm.generation.decoder import Decoder, task_for
+from charlm.generation.decoder import generate_all
+from charlm.model.directory import LoadedModel
 from charlm.params.base import load_params
+from charlm.params.generation import SamplingOptions
 from charlm.params.pipeline import Params
 from charlm.serving.launcher import default_workers, serve_command
 from charlm.tracking.store import tracking_uri
@@ -67,7 +70,8 @@ class Load:
     refused: int = 0  # the intended 400s
     errors: list[str] = field(default_factory=list)
     peak_rss: int = 0
-    cpu_s: float = 0.0  # the server's CPU time (all its processes) while the measured requests ran
+    cpu_s: float = 0.0  # the server's CPU time (all its processes) from the first request to the last
+    all_chars: int = 0  # characters of every answered request, the ramp's too: what `cpu_s` paid for
     heavy_done: int = 0  # the heavy client's answered requests
     first_chars: list[float] = field(default_factory=list)  # streams: seconds to the first character
 
@@ -77,7 +81,7 @@ class Load:
 
     @property
     def cpu_us_per_char(self) -> float:
-        return self.cpu_s / self.chars * 1e6
+        return self.cpu_s / self.all_chars * 1e6
 
 
 def free_port() -> int:
@@ -124,9 +128,11 @@ def client(
             if invalid and status == 400:
                 load.refused += measured
             elif not invalid and status == 200:
+                chars = len(json.loads(body)["predictions"][0])
+                load.all_chars += chars
                 if measured:
                     load.latencies.append(elapsed)
-                    load.chars += len(json.loads(body)["predictions"][0])
+                    load.chars += chars
                     load.first_chars += [first] if stream else []
             else:
                 load.errors.append(f"{status}: {body[:200]!r}")
@@ -163,20 +169,19 @@ def tree_cpu_s(process: psutil.Process) -> float:
     return total
 
 
-def decoder_cpu_us_per_char(uri: str, streams: int, length: int, threads: int, rounds: int = 3) -> float:
-    """The served model's `Decoder` in this process, `streams` rows of `length` characters after
-    ROMEO: at a time: its CPU microseconds per character (the median of `rounds`)."""
-    loaded, sampling = load_any_model(uri)
-    torch.set_num_threads(threads)
+def decoder_cpu_us_per_char(
+    loaded: LoadedModel, sampling: SamplingOptions, streams: int, length: int, rounds: int = 3
+) -> float:
+    """The served model generating in this process, `streams` rows of `length` characters after
+    ROMEO: in one batch: its CPU microseconds per character (the median of `rounds`)."""
     results = []
     for round_ in range(rounds):
-        decoder = Decoder(loaded.net, loaded.vocab)
-        for seed in range(streams):
-            options = sampling.model_copy(update={"length": length, "seed": round_ * streams + seed})
-            decoder.add(task_for(loaded.vocab, "ROMEO:", options))
+        options = [
+            sampling.model_copy(update={"length": length, "seed": round_ * streams + s})
+            for s in range(streams)
+        ]
         begin = time.process_time()
-        while decoder.rows:
-            decoder.step()
+        generate_all(loaded.net, loaded.vocab, [("ROMEO:", o) for o in options])
         results.append((time.process_time() - begin) / (streams * length) * 1e6)
     return float(np.median(results))
 
@@ -205,10 +210,9 @@ def run_load(
     ]
     if heavy is not None:
         threads.insert(0, threading.Thread(target=heavy_client, args=(port, load, lock, heavy)))
+    cpu_before = tree_cpu_s(server)
     for thread in threads:
         thread.start()
-    time.sleep(max(0.0, load.since - time.monotonic()))
-    cpu_before = tree_cpu_s(server)
     while any(thread.is_alive() for thread in threads):
         load.peak_rss = max(load.peak_rss, tree_rss(server))
         time.sleep(0.2)
@@ -284,8 +288,10 @@ def main() -> None:
 
     header = f"{'clients':>7} {'req/s':>7} {'chars/s':>9} {'p50 s':>7} {'p95 s':>7} {'400s':>5} {'errors':>6} {'peak RSS':>9} {'CPU us/ch':>9}"
     workers = args.workers or default_workers(args.threads)
+    loaded, sampling = load_any_model(args.model)
+    torch.set_num_threads(args.threads)
     ceiling = {
-        clients: decoder_cpu_us_per_char(args.model, -(-clients // workers), args.length, args.threads)
+        clients: decoder_cpu_us_per_char(loaded, sampling, -(-clients // workers), args.length)
         for clients in STREAM_LOADS
     }
     print(

@@ -37,10 +37,10 @@ class SoftmaxHead(nn.Linear):
     def scores(self, features: torch.Tensor) -> torch.Tensor:
         return F.linear(features, self.weight, self.bias)  # (..., V)
 
-    def loss(self, features: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-        """The targets' cross-entropy in nats: features (B, T, H), targets (B, T)."""
+    def loss(self, features: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The targets' mean cross-entropy in nats: features (B, T, H), targets (B, T)."""
         logits = self(features).float()  # (B, T, V)
-        return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction=reduction)
+        return F.cross_entropy(logits.flatten(0, 1), targets.flatten())
 
     def graded(self, features: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         logits = self(features).float()  # (B, T, V)
@@ -72,6 +72,8 @@ class AdaptiveHead(nn.Module):
         # weights, since the ranks come from the training split's counts (`start_at`).
         self.register_buffer("by_rank", torch.arange(vocab_size))
         self.register_buffer("rank", torch.arange(vocab_size))
+        # Where each cluster's ranks start, for bucketing targets: derived, so not saved.
+        self.register_buffer("starts", torch.tensor(self.bounds[:-1], dtype=torch.long), persistent=False)
 
     @property
     def weight(self) -> torch.Tensor:
@@ -100,7 +102,7 @@ class AdaptiveHead(nn.Module):
         """The head's term for every position; a cluster's softmax only for the positions whose
         target is in it."""
         rank = self.rank[targets]  # (N,)
-        cluster = torch.bucketize(rank, rank.new_tensor(self.bounds[:-1]), right=True)  # 0: shortlist
+        cluster = torch.bucketize(rank, self.starts, right=True)  # 0: shortlist
         column = torch.where(cluster == 0, rank, self.shortlist + cluster - 1)
         nats = -head.gather(1, column[:, None]).squeeze(1)
         for i, tail in enumerate(self.tails):
@@ -112,9 +114,8 @@ class AdaptiveHead(nn.Module):
             nats = nats.index_add(0, rows, -picked)
         return nats
 
-    def loss(self, features: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-        nats = self.nats(features, targets)
-        return nats.sum() if reduction == "sum" else nats.mean()
+    def loss(self, features: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return self.nats(features, targets).mean()
 
     def predict(self, features: torch.Tensor) -> torch.Tensor:
         """The most likely character at each position, (N,)."""

@@ -49,9 +49,11 @@ def routes(
 
     async def invocations(scope: Message, receive: Any, send: Any) -> None:
         """A JSON request of `inputs` alone, every row valid and admitted, skips MLflow's input
-        conversion and its thread pool: the batching thread wakes it when its texts are done, and it
-        is answered as MLflow answers. Any other request (another format, `params`, a bad row, a
-        refusal before the batch) goes to MLflow's app, which answers it as it always has."""
+        conversion and its thread pool: the batching thread wakes it when its texts are done, and its
+        predictions are written as MLflow writes them; past the deadline (504) or failed by the batch,
+        it is answered with MLflow's status and error code. Any other request (another format,
+        `params`, a bad row, a refusal before the batch) goes to MLflow's app, which answers it as
+        it always has."""
         body, loop, done = await read_body(receive), asyncio.get_running_loop(), asyncio.Event()
 
         def finished(job: Job) -> None:  # on the batching thread
@@ -59,7 +61,7 @@ def routes(
                 loop.call_soon_threadsafe(done.set)
 
         try:
-            if dict(scope["headers"]).get(b"content-type", b"").lower() not in PLAIN_JSON:
+            if content_type(scope) not in PLAIN_JSON:
                 raise ValueError("a content type MLflow checks further (charset)")
             rows = StreamBody.model_validate_json(body).inputs
             job = batcher.enqueue(tasks_of(rows), timeout_s, finished)
@@ -72,10 +74,11 @@ def routes(
                 raise job.give_up() from None
             texts, _ = job.take([0] * len(rows))
         except Exception as err:  # past its deadline, or the batch failed it
-            answer = refusal(err) or MlflowException(f"generation failed: {err}", error_code=BAD_REQUEST)
-            return await respond(
-                send, answer.get_http_status_code(), answer.serialize_as_json().encode(), JSON
+            return await answer(
+                send, refusal(err) or MlflowException(f"generation failed: {err}", error_code=BAD_REQUEST)
             )
+        finally:  # done, or given up on (cancelled too): unfinished rows leave the batch
+            job.abandoned = not job.finished.is_set()
         await respond(send, 200, json.dumps({"predictions": texts}).encode(), JSON)  # as MLflow writes it
 
     async def stream(scope: Message, receive: Any, send: Any) -> None:
@@ -104,11 +107,9 @@ def routes(
                 raise invalid(err) from None
             job = batcher.enqueue(tasks_of(rows), timeout_s, advanced)
         except Exception as err:
-            if (answer := refusal(err)) is None:
+            if (refused := refusal(err)) is None:
                 raise
-            return await respond(
-                send, answer.get_http_status_code(), answer.serialize_as_json().encode(), JSON
-            )
+            return await answer(send, refused)
         await start_response(send, 200, b"text/event-stream")
 
         async def watch() -> None:  # the client went away: its rows leave at the next step
@@ -145,8 +146,12 @@ PLAIN_JSON = (JSON, JSON + b"; charset=utf-8")  # what MLflow's /invocations tak
 HEADERS = [(b"cache-control", b"no-store"), (b"x-content-type-options", b"nosniff")]
 
 
+def content_type(scope: Message) -> bytes:
+    return dict(scope["headers"]).get(b"content-type", b"").lower()
+
+
 def media_type(scope: Message) -> bytes:
-    return dict(scope["headers"]).get(b"content-type", b"").split(b";")[0].strip()
+    return content_type(scope).split(b";")[0].strip()
 
 
 def replay(body: bytes, receive: Callable[[], Awaitable[Message]]) -> Callable[[], Awaitable[Message]]:
@@ -181,6 +186,11 @@ async def start_response(send: Any, status: int, content_type: bytes, length: in
 async def respond(send: Any, status: int, body: bytes, content_type: bytes) -> None:
     await start_response(send, status, content_type, len(body))
     await send({"type": "http.response.body", "body": body})
+
+
+async def answer(send: Any, error: MlflowException) -> None:
+    """An error as the scoring server answers it: its status, its JSON."""
+    await respond(send, error.get_http_status_code(), error.serialize_as_json().encode(), JSON)
 
 
 async def event(send: Any, name: str, data: dict[str, Any], last: bool = False) -> None:
