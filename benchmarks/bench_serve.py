@@ -41,18 +41,17 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+import mlflow.pyfunc
 import numpy as np
 import psutil
 import torch
 
-from charlm.cli import load_any_model
 from charlm.generation.decoder import generate_all
-from charlm.model.directory import LoadedModel
 from charlm.params.base import load_params
-from charlm.params.generation import SamplingOptions
 from charlm.params.pipeline import Params
 from charlm.serving.launcher import default_workers, serve_command
-from charlm.tracking.store import tracking_uri
+from charlm.serving.pyfunc import CharLMModel
+from charlm.tracking.store import connect, tracking_uri
 
 LOADS = (1, 8, 32, 32)
 STREAM_LOADS = (1, 8, 32)
@@ -169,19 +168,18 @@ def tree_cpu_s(process: psutil.Process) -> float:
     return total
 
 
-def decoder_cpu_us_per_char(
-    loaded: LoadedModel, sampling: SamplingOptions, streams: int, length: int, rounds: int = 3
-) -> float:
-    """The served model generating in this process, `streams` rows of `length` characters after
-    ROMEO: in one batch: its CPU microseconds per character (the median of `rounds`)."""
+def decoder_cpu_us_per_char(served: CharLMModel, streams: int, length: int, rounds: int = 3) -> float:
+    """The served model generating in this process with its own step, `streams` rows of `length`
+    characters after ROMEO: in one batch: its CPU microseconds per character (the median of `rounds`)."""
     results = []
     for round_ in range(rounds):
         options = [
-            sampling.model_copy(update={"length": length, "seed": round_ * streams + s})
+            served.settings.sampling.model_copy(update={"length": length, "seed": round_ * streams + s})
             for s in range(streams)
         ]
+        wanted = [("ROMEO:", o) for o in options]
         begin = time.process_time()
-        generate_all(loaded.net, loaded.vocab, [("ROMEO:", o) for o in options])
+        generate_all(served.loaded.net, served.loaded.vocab, wanted, net_step=served.batcher.net_step)
         results.append((time.process_time() - begin) / (streams * length) * 1e6)
     return float(np.median(results))
 
@@ -288,14 +286,16 @@ def main() -> None:
 
     header = f"{'clients':>7} {'req/s':>7} {'chars/s':>9} {'p50 s':>7} {'p95 s':>7} {'400s':>5} {'errors':>6} {'peak RSS':>9} {'CPU us/ch':>9}"
     workers = args.workers or default_workers(args.threads)
-    loaded, sampling = load_any_model(args.model)
+    connect()
+    served = mlflow.pyfunc.load_model(args.model).unwrap_python_model()  # as a worker loads it
     torch.set_num_threads(args.threads)
     ceiling = {
-        clients: decoder_cpu_us_per_char(loaded, sampling, -(-clients // workers), args.length)
+        clients: decoder_cpu_us_per_char(served, -(-clients // workers), args.length)
         for clients in STREAM_LOADS
     }
     print(
-        f"in-process Decoder, a worker's share of each load ({workers} workers), CPU us per character: "
+        f"in-process Decoder ({served.settings.limits.precision} step), a worker's share of each load"
+        f" ({workers} workers), CPU us per character: "
         + ", ".join(f"{c} clients {us:.1f}" for c, us in ceiling.items())
     )
     loads = []

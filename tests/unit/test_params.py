@@ -69,6 +69,7 @@ def _error(raw: dict[str, Any], overrides: dict[str, Any]) -> str:
         ({"fetch": {"source": "url", "url": None}}, "fetch.url: must be set when source is 'url'"),
         ({"fetch": {"source": "ftp"}}, "fetch.source: must be one of 'pypi', 'url', 'local'"),
         ({"vocab": {"min_count": 0}}, "vocab.min_count: must be >= 1"),
+        ({"limits": {"precision": "int4"}}, "limits.precision: must be one of 'fp32', 'int8', got 'int4'"),
         ({"models": {"lstm": {"hidden_size": -1}}}, "models.lstm.hidden_size: must be > 0, got -1"),
         (
             {"models": {"lstm": {"hiden_size": 9}}},

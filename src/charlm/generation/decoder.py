@@ -10,7 +10,7 @@ import torch
 from charlm.data.vocab import Vocabulary
 from charlm.generation.prompts import checked
 from charlm.generation.sampling import Draws, sample_next
-from charlm.model.network import CharLM, hidden_from_tensors, hidden_tensors
+from charlm.model.network import CharLM, Step, hidden_from_tensors, hidden_tensors
 from charlm.params.generation import SamplingOptions
 from charlm.progress import OnProgress, quiet
 
@@ -69,8 +69,11 @@ class Row:
 class Decoder:
     """A running batch of generations over one model. Not thread-safe: one thread drives it."""
 
-    def __init__(self, net: CharLM, vocab: Vocabulary) -> None:
+    def __init__(self, net: CharLM, vocab: Vocabulary, net_step: Step | None = None) -> None:
+        """`net_step`: the step every row takes (by default `net.step`; the served model's may be int8); a long
+        prompt's slices go through the module."""
         self.net = net.eval()
+        self.net_step = net_step or net.step
         self.vocab = vocab
         self.device = next(net.parameters()).device
         self.rows: list[Row] = []
@@ -158,7 +161,7 @@ class Decoder:
             self.remove(set(finished))
         if self.rows:
             before = self.hidden
-            self.logits, hidden = self.net.step(ids, hidden_from_tensors(before))
+            self.logits, hidden = self.net_step(ids, hidden_from_tensors(before))
             self.hidden = hidden_tensors(hidden)
             if any(sitting):  # the rows sitting out keep their state
                 keep = torch.tensor(sitting, device=self.device).view(1, -1, 1)
@@ -197,11 +200,16 @@ def _stream(decoder: Decoder, task: Task) -> Iterator[str]:
 
 
 def generate_all(
-    net: CharLM, vocab: Vocabulary, wanted: list[tuple[str, SamplingOptions]], on_progress: OnProgress = quiet
+    net: CharLM,
+    vocab: Vocabulary,
+    wanted: list[tuple[str, SamplingOptions]],
+    on_progress: OnProgress = quiet,
+    net_step: Step | None = None,
 ) -> list[str]:
     """The text after each (prompt, options), all generated together in one batch (a seeded text is the one it
-    would be alone); a bad prompt raises before any is generated. Progress in characters generated."""
-    decoder = Decoder(net, vocab)
+    would be alone) by `net_step` (`Decoder`'s); a bad prompt raises before any is generated. Progress in
+    characters generated."""
+    decoder = Decoder(net, vocab, net_step)
     rows = [decoder.add(task) for task in [task_for(vocab, prompt, options) for prompt, options in wanted]]
     total = sum(options.length for _, options in wanted)
     while decoder.rows:

@@ -3,6 +3,8 @@
 a full softmax, or an adaptive one over a large vocabulary) shared, so training, evaluation and
 sampling use one code path for every cell and head."""
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -12,6 +14,8 @@ from charlm.params.training import ArchConfig
 
 # nn.LSTM carries (h, c); nn.RNN and nn.GRU carry h alone. Each tensor is (num_layers, B, H).
 Hidden = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
+# One character for each of B rows: idx (B,) and the state -> scores (B, V) and the next state (`CharLM.step`).
+Step = Callable[[torch.Tensor, Hidden], tuple[torch.Tensor, Hidden]]
 
 CELLS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 # One step of each cell on the same weights, outside the module: `nn.LSTM` on the CPU goes through

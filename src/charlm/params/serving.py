@@ -1,10 +1,14 @@
-"""The `limits` section: the served model's limits per request and its admission control per worker,
-logged with it (`charlm.serving.batching` says how they work together)."""
+"""The `limits` section: the served model's limits per request, its admission control per worker and
+the precision of its step, logged with it (`charlm.serving.batching` says how they work together)."""
+
+from typing import Literal
 
 from pydantic import model_validator
 
 from charlm.params.base import Positive, PositiveFloat
 from charlm.records import Invalid, Record
+
+Precision = Literal["fp32", "int8"]  # the served step's recurrent matrices (`charlm.model.int8`)
 
 
 class LimitsConfig(Record):
@@ -15,6 +19,7 @@ class LimitsConfig(Record):
     max_request_batch_rows: Positive  # a request's share: its rows in the batch at once
     max_waiting_rows: Positive  # rows a worker holds waiting; a request beyond gets 503
     min_row_chars_per_sec: PositiveFloat  # a request's deadline: its size at this speed per row
+    precision: Precision  # of the served step's recurrent matrices: fp32, or int8 (faster, CPU only)
 
     @model_validator(mode="after")
     def _limits_hold_together(self) -> "LimitsConfig":

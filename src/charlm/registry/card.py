@@ -14,6 +14,13 @@ from charlm.model.directory import VOCAB_FILE, read_info
 from charlm.registry.decision import Decision
 from charlm.serving.interface import DEFAULT_PORT, ServedSettings
 
+# What the served step is in each `limits.precision`, as the card states it.
+STEPS = {
+    "fp32": "Each served step runs in fp32, as the model was scored.",
+    "int8": "Each served step runs its recurrent matrices in int8 (per output channel, the state per row);"
+    " the scores above are of fp32.",
+}
+
 
 def model_card(
     report: EvalReport, decision: Decision, data: DataReport, sample: Sample, served: ServedSettings
@@ -87,7 +94,8 @@ def model_card(
             f" {served.limits.max_prompt_chars:,} characters and {served.limits.max_request_chars:,}"
             " characters in all, prompts and generated; each text is a prompt and any of"
             f" {', '.join(f'`{f}`' for f in type(served.sampling).model_fields)}. Prompts are put in"
-            f" {prompts_in}, the corpus's Unicode form, before they meet the vocabulary.",
+            f" {prompts_in}, the corpus's Unicode form, before they meet the vocabulary."
+            f" {STEPS[served.limits.precision]}",
             "",
             "```python",
             "import mlflow.pyfunc",

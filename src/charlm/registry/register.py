@@ -66,6 +66,13 @@ def _register_once(
     return version, True
 
 
+def logged_settings(version: Any) -> ServedSettings:
+    """The settings a registered version serves with: those logged with it, whatever params say now."""
+    from mlflow.models import Model
+
+    return ServedSettings.parse(Model.load(version.source).flavors["python_function"]["config"])
+
+
 def register(
     tracking: StageTracking,
     report: EvalReport,
@@ -74,8 +81,8 @@ def register(
     sample: Sample,
     served: ServedSettings,
 ) -> Decision:
-    """Register the model `report` scored (once), move the alias if it wins, and write its model
-    card, which quotes `sample`. Nothing is locked: other machines may register against the same
+    """Register the model `report` scored (once), serving with `served`, move the alias if it wins, and write
+    its model card, which quotes `sample` and the settings its version was logged with. Nothing is locked: other machines may register against the same
     server at the same moment, and `alias.settle` ends on the best version whatever the interleaving."""
     client = tracking.client
     version, new_version = _register_once(tracking, report, cfg, data.sha256("train"), served, sample.prompt)
@@ -99,6 +106,10 @@ def register(
         champion_version=number(after) if after else None,
     )
     client.update_model_version(
-        cfg.model_name, version.version, description=model_card(report, decision, data, sample, served)
+        cfg.model_name,
+        version.version,
+        description=model_card(
+            report, decision, data, sample, served if new_version else logged_settings(version)
+        ),
     )
     return decision

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from charlm.data.vocab import Vocabulary
 from charlm.generation.decoder import PROMPT_SLICE, Decoder, Row, Task
+from charlm.model.int8 import Int8Step
 from charlm.model.network import CharLM
 from charlm.params.serving import LimitsConfig
 from charlm.serving.cost import StepCost, deadline_s, work
@@ -93,8 +94,9 @@ class Batcher:
         """`threaded`: a thread of its own runs the batch, started on first use; otherwise the
         caller drives it, one `cycle` at a time (so tests count steps, not seconds)."""
         self.net, self.vocab, self.limits = net, vocab, limits
-        self.decoder = Decoder(net, vocab)  # used by the batching thread only
-        self.cost = StepCost.measure(net, limits.max_batch_rows)
+        self.net_step = Int8Step(net) if limits.precision == "int8" else net.step
+        self.decoder = Decoder(net, vocab, self.net_step)  # used by the batching thread only
+        self.cost = StepCost.measure(self.decoder, limits.max_batch_rows)
         self.jobs: list[Job] = []  # the submissions the batching thread holds, in arrival order
         self.incoming: queue.SimpleQueue[Job] = queue.SimpleQueue()
         self.threaded, self.thread = threaded, None
@@ -194,7 +196,7 @@ class Batcher:
             for job in self.jobs:
                 self._leave(job)
                 job.complete(err)
-            self.decoder, self.jobs = Decoder(self.net, self.vocab), []
+            self.decoder, self.jobs = Decoder(self.net, self.vocab, self.net_step), []
 
     def _fill(self, jobs: list[Job]) -> None:
         """Give free slots, one row at a time, to the submission with the fewest rows in the batch."""

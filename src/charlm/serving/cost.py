@@ -8,8 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
-from charlm.generation.decoder import PROMPT_SLICE, Task
-from charlm.model.network import CharLM
+from charlm.generation.decoder import PROMPT_SLICE, Decoder, Task
 from charlm.params.serving import LimitsConfig
 
 DEADLINE_GRACE_S = 5.0  # added to a submission's own generation time, for waiting and HTTP
@@ -42,8 +41,9 @@ class StepCost:
     scale: float = 1.0
 
     @classmethod
-    def measure(cls, net: CharLM, rows: int) -> "StepCost":
-        """Time steps of 1 and of `rows` rows, and a slice, each the fastest of four after a warm-up."""
+    def measure(cls, decoder: Decoder, rows: int) -> "StepCost":
+        """Time the decoder's steps of 1 and of `rows` rows, and a slice, each the fastest of four after a warm-up."""
+        net, step = decoder.net, decoder.net_step
         ids = torch.ones(max(rows, PROMPT_SLICE), dtype=torch.long, device=next(net.parameters()).device)
 
         def fastest(call: Callable[[], object]) -> float:
@@ -55,9 +55,7 @@ class StepCost:
             return min(seconds[1:])  # the first warms up
 
         with torch.inference_mode():
-            one, full = (
-                fastest(lambda b=b: net.step(ids[:b], net.initial_hidden(b))) for b in (1, max(rows, 2))
-            )
+            one, full = (fastest(lambda b=b: step(ids[:b], net.initial_hidden(b))) for b in (1, max(rows, 2)))
             piece = fastest(lambda: net.features(ids[:PROMPT_SLICE].view(1, -1)))
         per_row = max(full - one, 0.0) / (max(rows, 2) - 1)
         return cls(fixed=max(one - per_row, 1e-6), per_row=per_row, per_char=piece / PROMPT_SLICE)

@@ -3,7 +3,7 @@
 
 from typing import Any
 
-from pydantic import Field, create_model
+from pydantic import Field, create_model, model_validator
 
 from charlm.data.vocab import Vocabulary
 from charlm.errors import CharlmError
@@ -34,6 +34,14 @@ class ServedSettings(Record):
 
     sampling: SamplingOptions
     limits: LimitsConfig
+
+    @model_validator(mode="before")
+    @classmethod
+    def _logged_before_precision(cls, raw: Any) -> Any:
+        # Versions registered before `limits.precision` existed step in fp32, as they always did.
+        if isinstance(raw, dict) and isinstance(raw.get("limits"), dict) and "precision" not in raw["limits"]:
+            return {**raw, "limits": {**raw["limits"], "precision": "fp32"}}
+        return raw
 
     def tasks(self, rows: list[Any], vocab: Vocabulary) -> list[Task]:
         """Each row as the model will read it: its options over the logged defaults, its prompt in

@@ -70,8 +70,10 @@ def test_a_model_that_writes_garbage_is_never_the_champion_whatever_its_bpc(
 def test_every_version_carries_a_model_card_and_a_linked_logged_model(
     tmp_path: Path, mlflow_client: Any
 ) -> None:
-    first = register_candidate(mlflow_client, saved_candidate(tmp_path, 1, val_bpc=2.0, test_bpc=2.25))
-    worse = register_candidate(mlflow_client, saved_candidate(tmp_path, 2, val_bpc=2.5))
+    first = register_candidate(
+        mlflow_client, saved_candidate(tmp_path, 1, val_bpc=2.0, test_bpc=2.25), precision="fp32"
+    )
+    worse = register_candidate(mlflow_client, saved_candidate(tmp_path, 2, val_bpc=2.5), precision="int8")
     card = mlflow_client.get_model_version("charlm", str(first.version)).description
     for expected in (
         "# charlm v1: m1",
@@ -89,6 +91,7 @@ def test_every_version_carries_a_model_card_and_a_linked_logged_model(
         f"~~~text\nab{SAMPLE_TEXT}\n~~~",  # the generate stage's sample, quoted
         "A request asks for up to 4 texts, prompts of up to 50 characters and 100 characters in all",
         "Prompts are put in NFC, the corpus's Unicode form",
+        "Each served step runs in fp32, as the model was scored.",
         'mlflow.pyfunc.load_model("models:/charlm/1")',
         'model.predict([{"prompt": "ab", "length": 200, "seed": 0}])',
         "charlm generate --uri models:/charlm/1",
@@ -98,6 +101,14 @@ def test_every_version_carries_a_model_card_and_a_linked_logged_model(
         assert expected in card, expected
     second = mlflow_client.get_model_version("charlm", str(worse.version)).description
     assert "Not the `@champion`: val bpc 2.5000 does not beat the champion's 2.0000" in second
+    assert "Each served step runs its recurrent matrices in int8" in second
+    # Registered again under other serving params, a version's card still says what it was logged with.
+    again = register_candidate(
+        mlflow_client, saved_candidate(tmp_path, 1, val_bpc=2.0), precision="int8", max_request_rows=2
+    )
+    assert not again.new_version and again.version == first.version
+    card = mlflow_client.get_model_version("charlm", str(first.version)).description
+    assert "Each served step runs in fp32" in card and "A request asks for up to 4 texts" in card
 
     logged = mlflow_client.search_logged_models(
         experiment_ids=[mlflow_client.get_experiment_by_name("test").experiment_id]

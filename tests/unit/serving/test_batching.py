@@ -12,7 +12,8 @@ from collections.abc import Callable
 import pytest
 import torch
 
-from charlm.generation.decoder import Task, generate, task_for
+from charlm.generation.decoder import Decoder, Task, generate, task_for
+from charlm.model.int8 import Int8Step
 from charlm.model.network import CharLM
 from charlm.params.generation import SamplingOptions
 from charlm.params.serving import LimitsConfig
@@ -34,7 +35,7 @@ def options(n: int, length: int | None = None) -> SamplingOptions:
     )
 
 
-def limits(**overrides: int) -> LimitsConfig:
+def limits(**overrides: object) -> LimitsConfig:
     return config(LimitsConfig, **overrides)
 
 
@@ -257,3 +258,22 @@ def test_a_stream_gives_the_texts_in_pieces_and_a_consumer_that_stops_leaves(mod
     assert first and len(first[0][0]) < 10_000 and batcher.decoder.rows  # still in the batch...
     batcher.cycle()
     assert batcher.decoder.rows == []  # ...until the next step
+
+
+def test_an_int8_worker_serves_each_caller_the_text_its_step_gives_alone(model: CharLM) -> None:
+    batcher = Batcher(
+        model, VOCAB, limits(max_batch_rows=4, max_request_batch_rows=2, precision="int8"), threaded=False
+    )
+    tasks = [task_for(VOCAB, prompt, options(n)) for n, prompt in enumerate(["abc", "h", "gg", "a b", "e"])]
+    thread, out = submitted(batcher, tasks)
+    drain(batcher)
+    thread.join(timeout=30)
+    texts = []
+    for task in tasks:
+        decoder = Decoder(model, VOCAB, Int8Step(model))
+        row = decoder.add(task)
+        while decoder.rows:
+            decoder.step()
+        texts.append("".join(row.chars))
+    assert out == [texts] and isinstance(batcher.decoder.net_step, Int8Step)
+    assert Batcher(model, VOCAB, limits(precision="fp32")).decoder.net_step == model.step

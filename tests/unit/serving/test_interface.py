@@ -104,3 +104,13 @@ def test_limits_that_cannot_hold_together_are_refused(limits: dict[str, int], me
     # Under each pair, a request within the first limit would be refused forever by the second.
     with pytest.raises(ParamsError, match=message.replace("(", r"\(").replace(")", r"\)")):
         config(LimitsConfig, **limits)
+
+
+def test_a_version_logged_before_the_precision_setting_steps_in_fp32() -> None:
+    logged = SETTINGS.model_dump(mode="json")
+    del logged["limits"]["precision"]
+    assert ServedSettings.parse(logged).limits.precision == "fp32"
+    with pytest.raises(ParamsError, match=r"^limits.precision: must be one of 'fp32', 'int8', got 'fp16'$"):
+        ServedSettings.parse(
+            SETTINGS.model_dump(mode="json") | {"limits": {**logged["limits"], "precision": "fp16"}}
+        )
