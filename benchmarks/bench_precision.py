@@ -20,10 +20,12 @@ import statistics
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from charlm.data.encoded import EncodedSplits
 from charlm.data.streams import Streams
+from charlm.data.vocab import Vocabulary
 from charlm.evaluation.report import EvalReport
 from charlm.evaluation.writing import judge
 from charlm.generation.decoder import Decoder, task_for
@@ -31,6 +33,7 @@ from charlm.model.directory import load_model_dir
 from charlm.model.int8 import Int8Step
 from charlm.model.network import CharLM, Hidden, Step, hidden_from_tensors, hidden_tensors
 from charlm.params.base import load_params
+from charlm.params.generation import SamplingOptions
 from charlm.params.pipeline import Params
 
 PRECISIONS = ("fp32", "bf16", "int8")
@@ -47,6 +50,7 @@ def steps(net: CharLM) -> dict[str, tuple[Step, torch.dtype]]:
 
 
 def zeros(net: CharLM, rows: int, dtype: torch.dtype) -> Hidden:
+    """The state before the first character, in `dtype`."""
     return hidden_from_tensors([h.to(dtype) for h in hidden_tensors(net.initial_hidden(rows))])
 
 
@@ -69,9 +73,9 @@ def timed_steps(net: CharLM, rows: list[int], rounds: int) -> dict[tuple[str, in
     return {key: statistics.median(values) for key, values in times.items()}
 
 
-def scored(step: Step, dtype: torch.dtype, net: CharLM, ids: object, batch_size: int) -> float:
+def scored(step: Step, dtype: torch.dtype, net: CharLM, ids: np.ndarray, batch_size: int) -> float:
     """Bits per character of every target of `ids` in `batch_size` streams, one step at a time."""
-    data = Streams(ids, batch_size)  # type: ignore[arg-type]
+    data = Streams(ids, batch_size)
     hidden, nats = zeros(net, data.ids.shape[0], dtype), torch.zeros((), dtype=torch.float64)
     with torch.inference_mode():
         window = data.chunk(0, data.length, torch.device("cpu"))  # (B, L)
@@ -82,11 +86,14 @@ def scored(step: Step, dtype: torch.dtype, net: CharLM, ids: object, batch_size:
     return nats.item() / (data.ids.shape[0] * (data.length - 1)) / math.log(2)
 
 
-def decoder_us_per_char(net: CharLM, vocab: object, precision: str, rows: int, options: object) -> float:
-    decoder = Decoder(net, vocab, Int8Step(net) if precision == "int8" else None)  # type: ignore[arg-type]
+def decoder_us_per_char(
+    net: CharLM, vocab: Vocabulary, precision: str, rows: int, options: SamplingOptions
+) -> float:
+    """The decoder's whole step (sampling included) per generated character, `rows` rows after ROMEO:."""
+    decoder = Decoder(net, vocab, Int8Step(net) if precision == "int8" else None)
     made = [
         decoder.add(task_for(vocab, "ROMEO:", options.model_copy(update={"seed": n}))) for n in range(rows)
-    ]  # type: ignore[arg-type, attr-defined]
+    ]
     started = time.perf_counter()
     while decoder.rows:
         decoder.step()
@@ -117,11 +124,11 @@ def main() -> None:
         print(f"  {b:3d} rows: {cells}")
     options = params.generate.options().model_copy(update={"length": 300})
     for rows in (16, 64):
-        us = {p: [] for p in ("fp32", "int8")}
+        runs: dict[str, list[float]] = {p: [] for p in ("fp32", "int8")}
         for _ in range(3):  # alternating; the fastest of each
-            for p in us:
-                us[p].append(decoder_us_per_char(net, vocab, p, rows, options))
-        us = {p: min(values) for p, values in us.items()}
+            for p in runs:
+                runs[p].append(decoder_us_per_char(net, vocab, p, rows, options))
+        us = {p: min(values) for p, values in runs.items()}
         print(
             f"the decoder's whole step, {rows} rows: fp32 {us['fp32']:.1f} us/char, int8 {us['int8']:.1f} ({us['fp32'] / us['int8']:.2f}x)"
         )

@@ -11,6 +11,7 @@ from typing import Literal, get_args, get_origin
 
 from charlm.errors import CharlmError, ParamsError, run_cli
 from charlm.model.directory import LoadedModel
+from charlm.model.network import Step
 from charlm.params.base import PARAMS_FILE, flatten, load_params
 from charlm.params.generation import SamplingOptions
 from charlm.params.pipeline import Params
@@ -21,10 +22,11 @@ SAMPLING = SamplingOptions.model_fields
 REGISTERED_URI = "an MLflow model URI (default: params.yaml's registered model and alias)"  # serve's, image's
 
 
-def load_any_model(uri: str) -> tuple[LoadedModel, SamplingOptions]:
-    """A model and its default sampling options: from a model directory, the project's `generate`
-    params (its first sample's options: `charlm generate` with no option prints that sample); from
-    an MLflow model URI (models:/name@alias, models:/name/3, runs:/id/model), as that model serves."""
+def load_any_model(uri: str) -> tuple[LoadedModel, SamplingOptions, Step | None]:
+    """A model, its default sampling options and its step: from a model directory, the project's
+    `generate` params (its first sample's options: `charlm generate` with no option prints that sample)
+    and the step as trained; from an MLflow model URI (models:/name@alias, models:/name/3,
+    runs:/id/model), as that model serves."""
     if Path(uri).is_dir():
         from charlm.model.directory import load_model_dir
 
@@ -33,7 +35,7 @@ def load_any_model(uri: str) -> tuple[LoadedModel, SamplingOptions]:
                 f"--uri {uri}: a model directory samples as the project's `generate` params say,"
                 f" and there is no {PARAMS_FILE} here; run in the project, or use an MLflow URI"
             )
-        return load_model_dir(Path(uri)), load_params(Params).generate.options()
+        return load_model_dir(Path(uri)), load_params(Params).generate.options(), None
     if not uri.startswith(("models:/", "runs:/")):
         raise CharlmError(f"--uri {uri!r}: neither a model directory nor an MLflow models:/ or runs:/ URI")
     import mlflow.pyfunc
@@ -46,7 +48,7 @@ def load_any_model(uri: str) -> tuple[LoadedModel, SamplingOptions]:
         served = mlflow.pyfunc.load_model(uri).unwrap_python_model()
     except MlflowException as err:
         raise CharlmError(f"--uri {uri}: cannot load from MLflow ({str(err).splitlines()[0]})") from None
-    return served.loaded, served.settings.sampling
+    return served.loaded, served.settings.sampling, served.batcher.net_step
 
 
 def cmd_generate(args: argparse.Namespace) -> None:
@@ -59,9 +61,9 @@ def cmd_generate(args: argparse.Namespace) -> None:
 
         chars: Iterator[str] = stream_text(args.server, {"prompt": args.prompt, **given})
     else:
-        loaded, defaults = load_any_model(args.uri)
+        loaded, defaults, step = load_any_model(args.uri)
         options = SamplingOptions.parse(defaults.model_dump() | given)
-        chars = generate(loaded.net, loaded.vocab, args.prompt, options)  # checks the prompt too
+        chars = generate(loaded.net, loaded.vocab, args.prompt, options, step)  # checks the prompt too
     chars = itertools.chain([next(chars, "")], chars)  # nothing is printed before the first piece
     sys.stdout.write(args.prompt)
     for char in chars:

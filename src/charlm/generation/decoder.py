@@ -73,7 +73,7 @@ class Decoder:
         """`net_step`: the step every row takes (by default `net.step`; the served model's may be int8); a long
         prompt's slices go through the module."""
         self.net = net.eval()
-        self.net_step = net_step or net.step
+        self.net_step = net.step if net_step is None else net_step
         self.vocab = vocab
         self.device = next(net.parameters()).device
         self.rows: list[Row] = []
@@ -185,10 +185,12 @@ class Decoder:
         row.fed, row.slices = row.fed + size, row.slices + 1
 
 
-def generate(net: CharLM, vocab: Vocabulary, prompt: str, options: SamplingOptions) -> Iterator[str]:
-    """Check the prompt and options, then return an iterator over the generated characters (the prompt itself
-    is not repeated). Bad ones raise here, before a caller has shown anything."""
-    return _stream(Decoder(net, vocab), task_for(vocab, prompt, options))
+def generate(
+    net: CharLM, vocab: Vocabulary, prompt: str, options: SamplingOptions, net_step: Step | None = None
+) -> Iterator[str]:
+    """Check the prompt and options, then return an iterator over the characters `net_step` (`Decoder`'s)
+    generates (the prompt itself is not repeated). Bad ones raise here, before a caller has shown anything."""
+    return _stream(Decoder(net, vocab, net_step), task_for(vocab, prompt, options))
 
 
 def _stream(decoder: Decoder, task: Task) -> Iterator[str]:

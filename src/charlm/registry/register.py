@@ -81,11 +81,13 @@ def register(
     sample: Sample,
     served: ServedSettings,
 ) -> Decision:
-    """Register the model `report` scored (once), serving with `served`, move the alias if it wins, and write
-    its model card, which quotes `sample` and the settings its version was logged with. Nothing is locked: other machines may register against the same
-    server at the same moment, and `alias.settle` ends on the best version whatever the interleaving."""
+    """Register the model `report` scored (once), serving with `served`, move the alias if it wins, and
+    write its model card, which quotes `sample` and the settings its version was logged with. Nothing is
+    locked: other machines may register against the same server at the same moment, and `alias.settle`
+    ends on the best version whatever the interleaving."""
     client = tracking.client
     version, new_version = _register_once(tracking, report, cfg, data.sha256("train"), served, sample.prompt)
+    logged = served if new_version else logged_settings(version)  # read before the alias can move
     mine = report.standing
     before = champion(client, cfg)
     after = settle(client, cfg, mine.val_sha256, standing(before.tags).val_sha256 if before else None)
@@ -108,8 +110,6 @@ def register(
     client.update_model_version(
         cfg.model_name,
         version.version,
-        description=model_card(
-            report, decision, data, sample, served if new_version else logged_settings(version)
-        ),
+        description=model_card(report, decision, data, sample, logged),
     )
     return decision

@@ -3,10 +3,12 @@ judged on validation data, and never to a model that writes garbage; the test bp
 never decides; every version has its card."""
 
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 
+from charlm.params.serving import Precision
+from charlm.registry.card import STEPS
 from tests.helpers import SAMPLE_TEXT, SHA_A, SHA_B, SHA_C, register_candidate, saved_candidate
 
 pytestmark = pytest.mark.slow  # a real MLflow store; the rules themselves are in test_decision.py
@@ -136,3 +138,7 @@ def test_the_same_weights_on_new_validation_data_are_a_version_of_their_own(
     assert champion(mlflow_client) == 2
     again = register_candidate(mlflow_client, rescored, on_new_val_data="promote")
     assert again.verdict == "the candidate already is the champion" and not again.promoted
+
+
+def test_the_card_words_every_precision_a_model_can_serve_in() -> None:
+    assert set(STEPS) == set(get_args(Precision))

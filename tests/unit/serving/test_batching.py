@@ -12,7 +12,7 @@ from collections.abc import Callable
 import pytest
 import torch
 
-from charlm.generation.decoder import Decoder, Task, generate, task_for
+from charlm.generation.decoder import Task, generate, task_for
 from charlm.model.int8 import Int8Step
 from charlm.model.network import CharLM
 from charlm.params.generation import SamplingOptions
@@ -83,8 +83,9 @@ def drain(batcher: Batcher, limit: int = 100_000) -> list[int]:
     return sizes
 
 
-def alone(model: CharLM, task: Task, prompt: str) -> str:
-    return "".join(generate(model, VOCAB, prompt, task.options))
+def alone(batcher: Batcher, task: Task, prompt: str) -> str:
+    """The text of `task` (whose prompt is `prompt`) generated on its own, stepping as the batcher's worker does."""
+    return "".join(generate(batcher.net, VOCAB, prompt, task.options, batcher.net_step))
 
 
 def test_concurrent_callers_get_what_each_would_get_alone_however_they_are_batched(model: CharLM) -> None:
@@ -98,7 +99,7 @@ def test_concurrent_callers_get_what_each_would_get_alone_however_they_are_batch
     for (thread, out), some, group in zip(callers, tasks, prompts, strict=True):
         thread.join(timeout=30)
         # Rows that waited for a slot or shared one give the same text as alone.
-        assert out == [[alone(model, r, p) for r, p in zip(some, group, strict=True)]]
+        assert out == [[alone(batcher, r, p) for r, p in zip(some, group, strict=True)]]
     assert max(sizes) == 4  # the callers' rows really ran together, never beyond the cap
     alone_steps = sum(
         len(p) + r.options.length
@@ -128,11 +129,11 @@ def test_a_small_request_does_not_wait_for_a_large_ones_rows(model: CharLM) -> N
     # request's six waiting rows were not there.
     assert steps == 1 + 40
     small_caller.join(timeout=30)
-    assert small_out == [[alone(model, small, "c")]]
+    assert small_out == [[alone(batcher, small, "c")]]
     assert large_caller.is_alive()
     drain(batcher)
     large_caller.join(timeout=30)
-    assert large_out == [[alone(model, r, "ab") for r in large]]
+    assert large_out == [[alone(batcher, r, "ab") for r in large]]
 
 
 def test_a_full_worker_refuses_at_once_and_a_timed_out_caller_leaves(model: CharLM) -> None:
@@ -164,7 +165,7 @@ def test_a_full_worker_refuses_at_once_and_a_timed_out_caller_leaves(model: Char
     caller, out = submitted(batcher, [quick])
     drain(batcher)
     caller.join(timeout=30)
-    assert out == [[alone(model, quick, "b")]]
+    assert out == [[alone(batcher, quick, "b")]]
 
 
 def test_work_that_could_not_finish_within_the_timeout_is_refused_at_once(model: CharLM) -> None:
@@ -217,14 +218,14 @@ def test_a_request_that_cannot_join_fails_alone(model: CharLM) -> None:
     assert isinstance(failed[0], IndexError)
     drain(batcher)
     running.join(timeout=30)
-    assert result == [[alone(model, long, "c")]]  # untouched by the failure
+    assert result == [[alone(batcher, long, "c")]]  # untouched by the failure
     assert batcher.decoder.rows == [] and batcher.waiting_rows == 0
 
 
 def test_a_threaded_batcher_serves_callers_on_its_own(model: CharLM) -> None:
     batcher = Batcher(model, VOCAB, limits())
     some = [task_for(VOCAB, "ab", options(n)) for n in range(3)]
-    assert batcher.submit(some, timeout_s=60) == [alone(model, r, "ab") for r in some]
+    assert batcher.submit(some, timeout_s=60) == [alone(batcher, r, "ab") for r in some]
 
 
 def test_a_stream_gives_the_texts_in_pieces_and_a_consumer_that_stops_leaves(model: CharLM) -> None:
@@ -237,7 +238,7 @@ def test_a_stream_gives_the_texts_in_pieces_and_a_consumer_that_stops_leaves(mod
     drain(batcher)
     consumer.join(timeout=30)
     texts = ["".join(piece[i] for piece in pieces) for i in range(2)]
-    assert texts == [alone(model, r, "ab") for r in some] and len(pieces) > 1  # the same text, in pieces
+    assert texts == [alone(batcher, r, "ab") for r in some] and len(pieces) > 1  # the same text, in pieces
 
     endless = [task_for(VOCAB, "a", config(SamplingOptions, length=10_000, seed=1))]
     first: list[list[str]] = []
@@ -260,20 +261,23 @@ def test_a_stream_gives_the_texts_in_pieces_and_a_consumer_that_stops_leaves(mod
     assert batcher.decoder.rows == []  # ...until the next step
 
 
-def test_an_int8_worker_serves_each_caller_the_text_its_step_gives_alone(model: CharLM) -> None:
-    batcher = Batcher(
-        model, VOCAB, limits(max_batch_rows=4, max_request_batch_rows=2, precision="int8"), threaded=False
-    )
-    tasks = [task_for(VOCAB, prompt, options(n)) for n, prompt in enumerate(["abc", "h", "gg", "a b", "e"])]
-    thread, out = submitted(batcher, tasks)
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_the_worker_steps_in_the_logged_precision_even_after_a_failed_step(
+    model: CharLM, precision: str
+) -> None:
+    batcher = Batcher(model, VOCAB, limits(precision=precision), threaded=False)
+    chosen = batcher.net_step
+    assert isinstance(chosen, Int8Step) if precision == "int8" else chosen == model.step
+    some = [task_for(VOCAB, "ab", options(n)) for n in range(2)]
+    thread, out = submitted(batcher, some)
+    batcher.cycle()
+    batcher.decoder.rows[0].prompt.append(len(VOCAB) + 5)  # an id outside the embedding, fed two steps on
+    for _ in range(2):
+        batcher.cycle()
+    thread.join(timeout=30)
+    assert isinstance(out[0], IndexError) and batcher.decoder.net_step is chosen  # the new decoder's too
+    again = [task_for(VOCAB, "ab", options(5))]
+    thread, out = submitted(batcher, again)
     drain(batcher)
     thread.join(timeout=30)
-    texts = []
-    for task in tasks:
-        decoder = Decoder(model, VOCAB, Int8Step(model))
-        row = decoder.add(task)
-        while decoder.rows:
-            decoder.step()
-        texts.append("".join(row.chars))
-    assert out == [texts] and isinstance(batcher.decoder.net_step, Int8Step)
-    assert Batcher(model, VOCAB, limits(precision="fp32")).decoder.net_step == model.step
+    assert out == [[alone(batcher, again[0], "ab")]]

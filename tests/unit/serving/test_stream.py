@@ -90,7 +90,7 @@ def test_the_stream_is_the_batch_text_in_events(batcher: Batcher) -> None:
     for index, row in enumerate(rows):
         text = "".join(e[1]["text"] for e in got if e[0] == "text" and e[1]["index"] == index)
         options = SETTINGS.tasks([InputRow.model_validate(row)], VOCAB)[0].options
-        assert text == "".join(generate(batcher.net, VOCAB, row["prompt"], options))
+        assert text == "".join(generate(batcher.net, VOCAB, row["prompt"], options, batcher.net_step))
     assert len([e for e in got if e[0] == "text" and e[1]["index"] == 0]) > 1  # in pieces
 
 
@@ -151,7 +151,11 @@ def test_invocations_answer_as_mlflow_writes_and_leave_the_rest_to_mlflows_app(b
         texts = [
             "".join(
                 generate(
-                    batcher.net, VOCAB, r["prompt"], SETTINGS.tasks([InputRow.parse(r)], VOCAB)[0].options
+                    batcher.net,
+                    VOCAB,
+                    r["prompt"],
+                    SETTINGS.tasks([InputRow.parse(r)], VOCAB)[0].options,
+                    batcher.net_step,
                 )
             )
             for r in rows
