@@ -11,10 +11,12 @@ be compared across two consecutive loads. Prints requests/s, generated chars/s, 
 latency of the valid requests, the 400s, any other errors and the server's peak RSS (all its
 processes) and the server's CPU time per generated character (all its processes, so the load
 client, which shares the cores, drops out; from the first request of the load to its last, over
-every character answered in that span, the ramp's too, refused requests' work included), then the
-ratios the serving targets are stated in. Before any server starts, the served model generates in
-this process (`generate_all`, one batch) with a worker's share of each load's streams (one torch
-thread, as a worker): its CPU time per character is the ceiling the server's is compared with.
+every character answered in that span, the ramp's too, refused requests' work included), how many
+connections each worker holds after the ramp, then the ratios the serving targets are stated in.
+Right before each load, while the server idles, the served model generates in this process
+(`generate_all`, one batch) with a worker's share of the load's streams (one torch thread, as a
+worker): its CPU time per character is the ceiling the server's is compared with, measured beside
+it because this machine's speed drifts.
 Then the same server takes 1, 8 and 32 streaming clients (`POST /stream`, the same requests), whose time to the first character (p50,
 p95) is printed beside the rest.
 
@@ -73,6 +75,8 @@ class Load:
     all_chars: int = 0  # characters of every answered request, the ramp's too: what `cpu_s` paid for
     heavy_done: int = 0  # the heavy client's answered requests
     first_chars: list[float] = field(default_factory=list)  # streams: seconds to the first character
+    held: list[int] = field(default_factory=list)  # connections each worker holds after the ramp
+    ceiling_us: float = 0.0  # the in-process decoder's CPU us per character at a worker's share
 
     @property
     def chars_per_s(self) -> float:
@@ -168,7 +172,16 @@ def tree_cpu_s(process: psutil.Process) -> float:
     return total
 
 
-def decoder_cpu_us_per_char(served: CharLMModel, streams: int, length: int, rounds: int = 3) -> float:
+def held_connections(server: psutil.Process) -> list[int]:
+    """The established connections of each of the server's processes that holds any."""
+    held = []
+    for proc in server.children(recursive=True):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            held.append(sum(c.status == psutil.CONN_ESTABLISHED for c in proc.net_connections()))
+    return sorted((n for n in held if n), reverse=True)
+
+
+def decoder_cpu_us_per_char(served: CharLMModel, streams: int, length: int, rounds: int = 5) -> float:
     """The served model generating in this process with its own step, `streams` rows of `length`
     characters after ROMEO: in one batch: its CPU microseconds per character (the median of `rounds`)."""
     results = []
@@ -213,6 +226,8 @@ def run_load(
         thread.start()
     while any(thread.is_alive() for thread in threads):
         load.peak_rss = max(load.peak_rss, tree_rss(server))
+        if not load.held and time.monotonic() > load.since:
+            load.held = held_connections(server)
         time.sleep(0.2)
     if heavy is None:  # else the heavy client's characters, not counted, would cost the light ones
         load.cpu_s = tree_cpu_s(server) - cpu_before
@@ -260,7 +275,9 @@ def report(load: Load) -> None:
     print(
         f"{load.clients:>7} {done / load.seconds:>7.1f} {load.chars / load.seconds:>9,.0f} {p50:>7.3f} {p95:>7.3f}"
         f" {load.refused:>5} {len(load.errors):>6} {load.peak_rss / 2**20:>6.0f} MiB"
-        f" {f'{load.cpu_us_per_char:.1f}' if load.cpu_s else '-':>9}{first}"
+        f" {f'{load.cpu_us_per_char:.1f}' if load.cpu_s else '-':>9}"
+        f" {f'{load.ceiling_us:.1f}' if load.ceiling_us else '-':>9}"
+        f" {'/'.join(map(str, load.held)):>10}{first}"
     )
     for error in load.errors[:3]:
         print(f"        error {error}")
@@ -284,20 +301,11 @@ def main() -> None:
     parser.add_argument("--light", type=int, default=8, help="light clients beside the heavy one")
     args = parser.parse_args()
 
-    header = f"{'clients':>7} {'req/s':>7} {'chars/s':>9} {'p50 s':>7} {'p95 s':>7} {'400s':>5} {'errors':>6} {'peak RSS':>9} {'CPU us/ch':>9}"
+    header = f"{'clients':>7} {'req/s':>7} {'chars/s':>9} {'p50 s':>7} {'p95 s':>7} {'400s':>5} {'errors':>6} {'peak RSS':>9} {'CPU us/ch':>9} {'in-proc':>9} {'per worker':>10}"
     workers = args.workers or default_workers(args.threads)
     connect()
     served = mlflow.pyfunc.load_model(args.model).unwrap_python_model()  # as a worker loads it
     torch.set_num_threads(args.threads)
-    ceiling = {
-        clients: decoder_cpu_us_per_char(served, -(-clients // workers), args.length)
-        for clients in STREAM_LOADS
-    }
-    print(
-        f"in-process Decoder ({served.settings.limits.precision} step), a worker's share of each load"
-        f" ({workers} workers), CPU us per character: "
-        + ", ".join(f"{c} clients {us:.1f}" for c, us in ceiling.items())
-    )
     loads = []
     with serving(args.model, args.workers, args.threads) as (port, server):
         print(
@@ -306,7 +314,9 @@ def main() -> None:
         )
         print(header)
         for clients in LOADS:
+            ceiling_us = decoder_cpu_us_per_char(served, -(-clients // workers), args.length)
             load = run_load(port, server, clients, args.ramp_s, args.seconds, args.length, args.invalid_every)
+            load.ceiling_us = ceiling_us
             loads.append(load)
             report(load)
         print("streaming (POST /stream), the same requests:")
@@ -354,10 +364,11 @@ def main() -> None:
         print(
             f"{clients} streaming clients: {streams[clients].chars_per_s / plain.chars_per_s:.2f}x the non-streaming chars/s"
         )
-    for clients, plain in ((1, one), (8, eight), (32, first32)):
+    for load in loads:
         print(
-            f"{clients} clients: server CPU per character {plain.cpu_us_per_char / ceiling[clients]:.2f}x the"
-            f" in-process Decoder's ({plain.cpu_us_per_char:.1f} against {ceiling[clients]:.1f} us)"
+            f"{load.clients} clients: server CPU per character {load.cpu_us_per_char / load.ceiling_us:.2f}x the"
+            f" in-process Decoder's ({served.settings.limits.precision} step, {-(-load.clients // workers)}"
+            f" rows; {load.cpu_us_per_char:.1f} against {load.ceiling_us:.1f} us)"
         )
 
 

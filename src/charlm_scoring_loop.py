@@ -1,15 +1,19 @@
 """The event loop `charlm serve` runs MLflow's scoring server on (uvicorn's `--loop` hook): a default
-thread pool of `CHARLM_SCORING_THREADS`, TCP_NODELAY under several workers, a Retry-After header on
-a 503 whose body carries `retry_after_s`, and the model's own `ROUTES` (each finds MLflow's app
-under `MLFLOW_APP` in its scope, for what it leaves to it). Outside the `charlm`
-package because uvicorn imports it before the model, which must run the code logged with it."""
+thread pool of `CHARLM_SCORING_THREADS`, TCP_NODELAY under several workers, connections spread
+evenly over the workers, a Retry-After header on a 503 whose body carries `retry_after_s`, and the
+model's own `ROUTES` (each finds MLflow's app under `MLFLOW_APP` in its scope, for what it leaves
+to it). Outside the `charlm` package because uvicorn imports it before the model, which must run
+the code logged with it."""
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
+import tempfile
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 THREADS_ENV = "CHARLM_SCORING_THREADS"
@@ -56,11 +60,75 @@ class RetryAfter:
         await (route or self.app)(scope, receive, send_with_retry_after)
 
 
+class Occupancy:
+    """How many connections each worker on one listening socket holds: a file per worker, named by
+    its pid, in a directory named by the socket (the workers share it, so they share its inode)."""
+
+    def __init__(self, listener: socket.socket) -> None:
+        stat = os.fstat(listener.fileno())
+        self.directory = Path(tempfile.gettempdir()) / f"charlm-workers-{stat.st_dev}-{stat.st_ino}"
+        self.directory.mkdir(exist_ok=True)
+        self.mine = self.directory / str(os.getpid())
+
+    def publish(self, held: int) -> None:
+        staging = self.mine.with_suffix(".new")
+        staging.write_text(str(held))
+        staging.replace(self.mine)  # a reader sees the old count or the new, never half a file
+
+    def fewest_elsewhere(self) -> int | None:
+        """The fewest connections another live worker holds; None without another."""
+        counts = []
+        for entry in self.directory.iterdir():
+            if entry == self.mine or not entry.name.isdigit():
+                continue
+            try:
+                os.kill(int(entry.name), 0)
+                counts.append(int(entry.read_text()))
+            except ProcessLookupError:  # a worker gone: its count with it
+                entry.unlink(missing_ok=True)
+            except (OSError, ValueError):  # another user's process, or a file being replaced
+                continue
+        return min(counts, default=None)
+
+
 class ScoringLoop(asyncio.SelectorEventLoop):
+    """Workers share one listening socket, and whichever wakes first accepts: with keep-alive clients
+    one worker could hold 6 of 8 connections, its batch three times the other's while the other's
+    core idles. So each worker publishes how many connections it holds (`Occupancy`), and one that
+    holds more than another waits `accept_wait_s` before it accepts: the one holding fewest takes
+    the connection, and if it does not (busy, or gone), the waiting one still does."""
+
+    accept_wait_s = 0.02
+
     def __init__(self) -> None:
         super().__init__()
         threads = int(os.environ.get(THREADS_ENV, DEFAULT_THREADS))
         self.set_default_executor(ThreadPoolExecutor(threads, thread_name_prefix="scoring"))
+        self.open_connections = 0
+        self.occupancy: Occupancy | None = None  # once it serves a shared listening socket
+
+    def _accept_connection(
+        self, protocol_factory: Callable[[], Any], sock: socket.socket, *args: Any
+    ) -> None:
+        """asyncio calls this when the listening socket has a connection to accept."""
+        fewest = self.occupancy.fewest_elsewhere() if self.occupancy is not None else None
+        if fewest is None or self.open_connections <= fewest:
+            return super()._accept_connection(protocol_factory, sock, *args)
+        self._remove_reader(sock.fileno())  # else asyncio calls again at once: the socket stays readable
+        self.call_later(self.accept_wait_s, self._accept_after_waiting, protocol_factory, sock, *args)
+
+    def _accept_after_waiting(
+        self, protocol_factory: Callable[[], Any], sock: socket.socket, *args: Any
+    ) -> None:
+        if sock.fileno() == -1:  # the server closed meanwhile
+            return
+        self._start_serving(protocol_factory, sock, *args)  # listen again...
+        super()._accept_connection(protocol_factory, sock, *args)  # ...and accept what another worker left
+
+    def _count(self, change: int) -> None:
+        self.open_connections += change
+        if self.occupancy is not None:
+            self.occupancy.publish(self.open_connections)
 
     async def create_server(
         self,
@@ -73,11 +141,26 @@ class ScoringLoop(asyncio.SelectorEventLoop):
             # The same listening socket, asked anew: the kernel reports IPPROTO_TCP, which accepted
             # sockets inherit and asyncio needs to see before it sets TCP_NODELAY on them.
             sock = socket.socket(fileno=os.dup(sock.fileno()))
+        if sock is not None:  # uvicorn hands its workers the socket they share
+            self.occupancy = Occupancy(sock)
+            self.occupancy.publish(self.open_connections)
 
-        def protocol_with_retry_after() -> Any:
+        def protocol_counted_with_retry_after() -> Any:
             protocol = protocol_factory()
             if hasattr(protocol, "app"):  # uvicorn's HTTP protocols call the app they hold
                 protocol.app = RetryAfter(protocol.app)
+            made, lost = protocol.connection_made, protocol.connection_lost
+
+            def connection_made(transport: asyncio.BaseTransport) -> None:
+                self._count(+1)
+                made(transport)
+
+            def connection_lost(exc: Exception | None) -> None:
+                self._count(-1)
+                lost(exc)
+
+            with contextlib.suppress(AttributeError):  # a protocol with __slots__ goes uncounted
+                protocol.connection_made, protocol.connection_lost = connection_made, connection_lost
             return protocol
 
-        return await super().create_server(protocol_with_retry_after, *args, sock=sock, **kwargs)
+        return await super().create_server(protocol_counted_with_retry_after, *args, sock=sock, **kwargs)

@@ -1,10 +1,17 @@
-"""The scoring server's event loop: a thread pool that holds many waiting requests, and
-TCP_NODELAY on connections accepted from a socket that does not say it is TCP."""
+"""The scoring server's event loop: a thread pool that holds many waiting requests, TCP_NODELAY on
+connections accepted from a socket that does not say it is TCP, and each new connection left to the
+worker that holds fewest."""
 
 import ast
 import asyncio
+import os
+import select
+import shutil
 import socket
+import subprocess
+import sys
 import threading
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -127,3 +134,96 @@ def test_a_503_that_says_when_to_retry_gets_retry_after_on_any_route(monkeypatch
             assert start["headers"] == [(b"x", b"1")], answer
     finally:
         loop.close()
+
+
+class Connection(asyncio.Protocol):
+    """A protocol as uvicorn's are: a class whose instances take attributes."""
+
+
+class Patient(ScoringLoop):
+    """Waits so long before it accepts a connection another worker should take that the other
+    always does (and accepts nothing meanwhile)."""
+
+    accept_wait_s = 2.0
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    async with asyncio.timeout(10):
+        while not condition():
+            await asyncio.sleep(0.01)
+
+
+def accept_as_another_worker(listener: socket.socket) -> socket.socket:
+    """What another worker does: accept as soon as a connection is pending (the listener is shared
+    and non-blocking)."""
+    readable, _, _ = select.select([listener], [], [], 10)
+    assert readable, "no connection came"
+    accepted, _ = listener.accept()
+    return accepted
+
+
+def another_worker(loop: ScoringLoop, pid: int, held: int) -> None:
+    """Publish, as a worker `pid` on the loop's listening socket would, that it holds `held`."""
+    assert loop.occupancy is not None
+    (loop.occupancy.directory / str(pid)).write_text(str(held))
+
+
+def serve(loop: ScoringLoop, test: Callable[[socket.socket, list[socket.socket]], Awaitable[None]]) -> None:
+    """Run `test` with the loop serving a listener as uvicorn's workers share it, and clients to close."""
+    listener = listener_like_uvicorns_workers_get()
+    clients: list[socket.socket] = []
+
+    async def main() -> None:
+        server = await loop.create_server(Connection, sock=listener)
+        try:
+            await test(listener, clients)
+        finally:
+            server.close()
+
+    try:
+        loop.run_until_complete(main())
+    finally:
+        for client in clients:
+            client.close()
+        if loop.occupancy is not None:
+            shutil.rmtree(loop.occupancy.directory)
+        loop.close()
+
+
+def test_a_worker_that_holds_more_connections_leaves_the_next_to_one_that_holds_fewer() -> None:
+    loop = Patient()
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+
+    async def test(listener: socket.socket, clients: list[socket.socket]) -> None:
+        address = listener.getsockname()
+        alive = os.getppid()
+        another_worker(loop, alive, 0)
+        another_worker(loop, int(gone.stdout), 0)  # a worker that ended: not counted, and forgotten
+        clients.append(socket.create_connection(address))
+        await until(lambda: loop.open_connections == 1)  # it held no more than the other: at once
+        assert not (loop.occupancy.directory / gone.stdout.strip()).exists()  # type: ignore[union-attr]
+        assert (loop.occupancy.directory / str(os.getpid())).read_text() == "1"  # type: ignore[union-attr]
+        clients.append(socket.create_connection(address))
+        clients.append(await asyncio.to_thread(accept_as_another_worker, listener))  # the other took it
+        assert loop.open_connections == 1
+        another_worker(loop, alive, 5)
+        clients.append(socket.create_connection(address))
+        await until(lambda: loop.open_connections == 2)  # now it holds fewer (after the wait, if any)
+        clients.pop(0).close()
+        await until(lambda: loop.open_connections == 1)  # a closed connection no longer counts
+
+    serve(loop, test)
+
+
+def test_a_connection_the_worker_holding_fewer_leaves_is_accepted_after_the_wait() -> None:
+    loop = ScoringLoop()
+
+    async def test(listener: socket.socket, clients: list[socket.socket]) -> None:
+        another_worker(loop, os.getppid(), 0)  # a worker that takes nothing
+        for held in range(1, 4):
+            clients.append(socket.create_connection(listener.getsockname()))
+            await until(lambda held=held: loop.open_connections == held)
+
+    serve(loop, test)
