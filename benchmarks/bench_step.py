@@ -8,7 +8,8 @@ default multi-tensor one; fp32 and bf16 with the recurrence run sequence-first (
 `nn.LSTM` computes in, so `batch_first`'s transposes of its input and output go); and the fastest
 on one thread instead of all. Every variant trains from the same seed on the same synthetic data,
 so the losses after the timed steps say whether a variant computes the same training (fp32
-variants agree closely; bf16 ones round differently).
+variants agree closely; bf16 ones round differently). `--set KEY=VALUE ...` adds the recipe with
+those changes (an option of the network, say) in fp32 and in bf16 autocast, beside today's.
 
 The machine drifts by 10% within a minute, so the variants take turns: `--rounds` rounds, each
 timing `--steps` steps of every variant in order (after `--warmup` untimed ones the first round),
@@ -27,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from bench_seeds import overrides
 
 from charlm.data.vocab import Vocabulary
 from charlm.model.network import CharLM, Hidden
@@ -45,6 +47,7 @@ class Variant:
     fused: bool = False  # AdamW(fused=True)
     threads: int | None = None  # torch threads; None: as the process has
     sequence_first: bool = False  # CharLM's forward in (T, B, ...) layout, see SequenceFirst
+    changes: tuple[tuple[str, object], ...] = ()  # of the recipe, as `--set` gives them
 
 
 VARIANTS = [
@@ -97,7 +100,7 @@ def conditions(variant: Variant) -> Iterator[None]:
 
 
 def trainer_for(spec: ModelSpec, variant: Variant, data: TrainData, tmp: Path) -> Trainer:
-    spec = ModelSpec(**spec.model_dump() | {"precision": variant.precision})
+    spec = ModelSpec(**spec.model_dump() | dict(variant.changes) | {"precision": variant.precision})
     trainer = Trainer(spec, data, tmp / variant.name.replace(" ", "_"))
     trainer.net.train()
     if variant.fused:  # the same groups and settings, the fused kernel
@@ -122,7 +125,16 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20, help="timed steps per variant per round")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument(
+        "--set", nargs="*", default=[], metavar="KEY=VALUE", help="a changed recipe beside today's"
+    )
     args = parser.parse_args()
+    changes = tuple(overrides(args.set).items())
+    variants = VARIANTS + [
+        Variant(f"{name}, {' '.join(args.set)}", precision, changes=changes)
+        for name, precision in (("fp32", "fp32"), ("bf16 autocast", "bf16"))
+        if changes
+    ]
 
     spec = load_params(Params, Path(args.params)).models[args.model]
     rng = np.random.default_rng(0)
@@ -133,23 +145,23 @@ def main() -> None:
     print(f"{spec.arch}\nbatch {cfg.batch_size} x {cfg.seq_len}, threads {torch.get_num_threads()}")
 
     with tempfile.TemporaryDirectory() as tmp:
-        trainers = [trainer_for(spec, v, data, Path(tmp)) for v in VARIANTS]
-        seconds: dict[str, list[float]] = {v.name: [] for v in VARIANTS}
+        trainers = [trainer_for(spec, v, data, Path(tmp)) for v in variants]
+        seconds: dict[str, list[float]] = {v.name: [] for v in variants}
         losses: dict[str, float] = {}
-        for variant, trainer in zip(VARIANTS, trainers, strict=True):
+        for variant, trainer in zip(variants, trainers, strict=True):
             with conditions(variant):
                 timed(trainer.train_step, 0, args.warmup)
         for r in range(args.rounds):
             first = args.warmup + r * args.steps
-            for variant, trainer in zip(VARIANTS, trainers, strict=True):
+            for variant, trainer in zip(variants, trainers, strict=True):
                 with conditions(variant):
                     per_step, losses[variant.name] = timed(trainer.train_step, first, args.steps)
                 seconds[variant.name].append(per_step)
 
-    base = statistics.median(seconds[VARIANTS[0].name])
+    base = statistics.median(seconds[variants[0].name])
     print(f"{'variant':40} {'ms/step':>8} {'spread':>14} {'vs fp32':>8} {'chars/s':>9}  loss after")
     chars = cfg.batch_size * cfg.seq_len
-    for variant in VARIANTS:
+    for variant in variants:
         runs = seconds[variant.name]
         mid = statistics.median(runs)
         spread = f"{min(runs) * 1e3:.1f}-{max(runs) * 1e3:.1f}"

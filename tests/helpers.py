@@ -405,9 +405,14 @@ def small_vocab() -> Any:
 
 
 def tiny_model(
-    cell: str, num_layers: int = 2, hidden_size: int = 16, head_cutoffs: tuple[int, ...] = ()
+    cell: str,
+    num_layers: int = 2,
+    hidden_size: int = 16,
+    head_cutoffs: tuple[int, ...] = (),
+    feedforward: int = 0,
 ) -> Any:
-    """A seeded, untrained CharLM over `small_vocab()`; `head_cutoffs` make its head adaptive."""
+    """A seeded, untrained CharLM over `small_vocab()`; `head_cutoffs` make its head adaptive,
+    `feedforward` adds the block before it."""
     import torch
 
     from charlm.model.network import CharLM
@@ -421,6 +426,7 @@ def tiny_model(
         hidden_size=hidden_size,
         num_layers=num_layers,
         head_cutoffs=head_cutoffs,
+        feedforward=feedforward,
     )
     model = CharLM(model_config, len(small_vocab())).eval()
     model.head.start_at(small_vocab().counts)  # an adaptive head ranks by them

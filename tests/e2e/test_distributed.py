@@ -56,6 +56,7 @@ def test_two_gloo_processes_match_one_resume_after_sigterm_and_equal_two_nodes(
     # fp32: the promise is DDP's arithmetic; bf16 autocast (native on CPUs with AMX) rounds each
     # rank's half-batch products differently from the whole batch's, ~1e-3 nats apart.
     ws = lstm_workspace(max_steps=80, checkpoint_interval=5, eval_interval=50, precision="fp32")
+    _set_params(ws, {"feedforward: 0\n": "feedforward: 2\n"})  # every part a network can have
     run(["dvc", "repro", "train@lstm"], ws)
     single_losses = _losses(ws / "plots/train/lstm.csv")
     single = load_model_dir(ws / "models/lstm").net

@@ -59,6 +59,8 @@ def _error(raw: dict[str, Any], overrides: dict[str, Any]) -> str:
         ({"arch": {"head_cutoffs": [512, 512]}}, "arch.head_cutoffs: must increase, got [512, 512]"),
         ({"arch": {"head_cutoffs": [0, 512]}}, "arch.head_cutoffs.0: must be > 0, got 0"),
         ({"arch": {"head_div": 0.5}}, "arch.head_div: must be >= 1, got 0.5"),
+        ({"arch": {"feedforward": -1}}, "arch.feedforward: must be >= 0, got -1"),
+        ({"arch": {"feedforward": 2.5}}, "arch.feedforward: must be an integer"),
         (
             {"prepare": {"val_fraction": 0.6, "test_fraction": 0.5}},
             "prepare.val_fraction + test_fraction: must be < 1",
@@ -247,3 +249,9 @@ def test_flatten_gives_dotted_keys(raw_params: dict[str, Any]) -> None:
     assert flat["arch.cell"] == "lstm"
     assert flat["train.seq_len"] == raw_params["train"]["seq_len"]
     assert yaml.safe_dump(flat)  # plain values only
+
+
+def test_the_architecture_line_names_a_feedforward_block_only_when_there_is_one() -> None:
+    # the line a training run's description and the model card carry
+    assert "feed-forward" not in config(ArchConfig, feedforward=0).describe()
+    assert config(ArchConfig, feedforward=4, hidden_size=448).describe().endswith(", feed-forward 4 x 448")

@@ -28,15 +28,18 @@ VOCAB_FILE = "vocab.json"
 # Earlier formats' directories (registered versions among them) still load: formats 2 and 3 named
 # the architecture `model` and had a full softmax head, which format 4 states; they also held the
 # exporting step and its validation bpc (the training summary has them), and format 2 named the
-# vocabulary's hash `vocab_hash`.
+# vocabulary's hash `vocab_hash`. Format 5 added settings whose absence meant the network before
+# them; a model's identity leaves them out at those values, so a model keeps its identity.
 SOFTMAX_HEAD = {"head_cutoffs": [], "head_div": 4.0}  # no cut-off: the division is never used
 DROPPED_IN_4 = ("step", "best_val_bpc", "best_train_val_bpc")
+ADDED_IN_5 = {"feedforward": 0}
+FORMAT = "charlm-model/5"
 
 
 class ModelInfo(Record):
     """`config.json`: everything but the weights and the vocabulary."""
 
-    format: Literal["charlm-model/4"] = "charlm-model/4"
+    format: Literal["charlm-model/5"] = FORMAT
     name: str
     arch: ArchConfig
     vocab_size: int
@@ -46,16 +49,23 @@ class ModelInfo(Record):
     @model_validator(mode="before")
     @classmethod
     def _from_earlier_formats(cls, raw: Any) -> Any:
-        if not isinstance(raw, dict) or raw.get("format") not in ("charlm-model/2", "charlm-model/3"):
+        if not isinstance(raw, dict):
             return raw
-        info = {
-            ("vocab_sha256" if k == "vocab_hash" else k): v for k, v in raw.items() if k not in DROPPED_IN_4
-        }
-        arch = info.pop("model", None)
-        return info | {
-            "format": "charlm-model/4",
-            "arch": arch | SOFTMAX_HEAD if isinstance(arch, dict) else arch,
-        }
+        if raw.get("format") in ("charlm-model/2", "charlm-model/3"):
+            info = {
+                ("vocab_sha256" if k == "vocab_hash" else k): v
+                for k, v in raw.items()
+                if k not in DROPPED_IN_4
+            }
+            arch = info.pop("model", None)
+            raw = info | {
+                "format": "charlm-model/4",
+                "arch": arch | SOFTMAX_HEAD if isinstance(arch, dict) else arch,
+            }
+        if raw.get("format") == "charlm-model/4":
+            arch = raw.get("arch")
+            raw = raw | {"format": FORMAT, "arch": ADDED_IN_5 | arch if isinstance(arch, dict) else arch}
+        return raw
 
 
 @dataclass(frozen=True)
@@ -126,7 +136,8 @@ def load_model_dir(
 def model_sha256(directory: Path) -> str:
     """Identifies the weights, architecture and vocabulary (not the metrics) of a model directory."""
     info = read_info(directory)
-    identity = [info.arch.model_dump(), info.vocab_size, info.vocab_sha256]
+    arch = {k: v for k, v in info.arch.model_dump().items() if ADDED_IN_5.get(k, object()) != v}
+    identity = [arch, info.vocab_size, info.vocab_sha256]
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode())
     digest.update((directory / MODEL_FILE).read_bytes())
     return digest.hexdigest()

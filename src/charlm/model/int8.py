@@ -2,7 +2,8 @@
 matrix is quantised once per output channel (symmetric, 63 levels each side); the vector it multiplies is
 quantised on every step per row (127 levels), so no row's range moves another row's result. The first
 layer's input term is a table of one fp32 row per character (the embedding, or one-hot column, through its
-weights and bias), looked up instead of multiplied. The head stays fp32: its scores are what sampling reads."""
+weights and bias), looked up instead of multiplied. The feed-forward block, if any, and the head stay fp32:
+the scores are what sampling reads."""
 
 import torch
 import torch.nn.functional as F
@@ -84,4 +85,6 @@ class Int8Step:
             else:
                 x = torch.tanh(x_part + h_part)
             out[0].append(x)
-        return self.net.head.scores(x), hidden_from_tensors([torch.stack(layers) for layers in out])
+        return self.net.head.scores(self.net.readout(x)), hidden_from_tensors(
+            [torch.stack(layers) for layers in out]
+        )

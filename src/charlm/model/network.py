@@ -1,6 +1,7 @@
 """CharLM: one character-level language model class for every recurrent cell (`nn.RNN`, `nn.LSTM`,
 `nn.GRU`), with the input encoding, locked dropout, DropConnect and output head (`charlm.model.heads`:
-a full softmax, or an adaptive one over a large vocabulary) shared, so training, evaluation and
+a full softmax, or an adaptive one over a large vocabulary) and the optional feed-forward block between
+them shared, so training, evaluation and
 sampling use one code path for every cell and head."""
 
 from collections.abc import Callable
@@ -9,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from charlm.model.feedforward import FeedForward
 from charlm.model.heads import AdaptiveHead, SoftmaxHead, clusters
 from charlm.params.training import ArchConfig
 
@@ -40,6 +42,11 @@ class CharLM(nn.Module):
             dropout=config.dropout if config.num_layers > 1 else 0.0,
             batch_first=True,
         )
+        self.feedforward = (
+            FeedForward(config.hidden_size, config.feedforward, config.dropout)
+            if config.feedforward
+            else None
+        )
         self.head: SoftmaxHead | AdaptiveHead
         if len(clusters(config.head_cutoffs, vocab_size)) == 1:
             self.head = SoftmaxHead(config.hidden_size, vocab_size)
@@ -69,7 +76,11 @@ class CharLM(nn.Module):
         else:
             x = F.one_hot(idx, self.vocab_size).to(self.head.weight.dtype)  # (B, T, V)
         out, hidden = self._recur(self._locked(x), hidden)  # (B, T, H)
-        return self._locked(out), hidden
+        return self.readout(self._locked(out)), hidden
+
+    def readout(self, out: torch.Tensor) -> torch.Tensor:
+        """The last layer's output (..., H) as the head reads it: through the feed-forward block, if any."""
+        return out if self.feedforward is None else self.feedforward(out)
 
     def _locked(self, x: torch.Tensor) -> torch.Tensor:
         """Dropout with one mask per sequence: x (B, T, C) times a (B, 1, C) mask, in training."""
@@ -110,7 +121,7 @@ class CharLM(nn.Module):
             else:
                 x = cell(x, states[0][layer], *weights)
                 out[0].append(x)
-        return self.head.scores(x), hidden_from_tensors([torch.stack(layers) for layers in out])
+        return self.head.scores(self.readout(x)), hidden_from_tensors([torch.stack(layers) for layers in out])
 
     def initial_hidden(self, batch: int) -> Hidden:
         """The state before the first character, as the cell modules start: zeros, (num_layers, B, H)."""

@@ -28,6 +28,8 @@ class ArchConfig(Record):
     # larger than the first is one full softmax), and how much narrower each cluster's projection is.
     head_cutoffs: Annotated[tuple[Positive, ...], Field(strict=False)]
     head_div: Annotated[float, Field(ge=1, allow_inf_nan=False)]
+    # A feed-forward block after the recurrence, this many times hidden_size wide; 0: none.
+    feedforward: Annotated[int, Field(ge=0)]
 
     @model_validator(mode="after")
     def _tying_fits(self) -> "ArchConfig":
@@ -50,6 +52,7 @@ class ArchConfig(Record):
         return (
             f"{self.cell.upper()}, {self.num_layers} x {self.hidden_size} hidden, {self.input} input"
             f" ({self.embedding_size} wide), dropout {self.dropout:g}, weight drop {self.weight_drop:g}"
+            + (f", feed-forward {self.feedforward} x {self.hidden_size}" if self.feedforward else "")
         )
 
 

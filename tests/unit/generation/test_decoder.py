@@ -21,9 +21,13 @@ from tests.helpers import REPO, config, small_vocab, tiny_model
 VOCAB = small_vocab()
 
 
-@pytest.fixture(scope="module", params=[(), (4, 8)], ids=["softmax", "adaptive"])
+@pytest.fixture(
+    scope="module",
+    params=[{}, {"head_cutoffs": (4, 8)}, {"feedforward": 3}],
+    ids=["softmax", "adaptive", "feedforward"],
+)
 def model(request: pytest.FixtureRequest) -> CharLM:
-    return tiny_model("gru", head_cutoffs=request.param)
+    return tiny_model("gru", **request.param)
 
 
 def frequencies(

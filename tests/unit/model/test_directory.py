@@ -12,6 +12,7 @@ from charlm.data.vocab import Vocabulary
 from charlm.errors import DataError
 from charlm.model.directory import (
     CONFIG_FILE,
+    FORMAT,
     MODEL_FILE,
     VOCAB_FILE,
     load_model_dir,
@@ -33,8 +34,8 @@ def _model(**overrides: object) -> CharLM:
 
 @pytest.mark.parametrize(
     "head",
-    [{}, {"tie_weights": True, "head_cutoffs": []}, {"head_cutoffs": [4, 7]}],
-    ids=["softmax", "tied", "adaptive"],
+    [{}, {"tie_weights": True, "head_cutoffs": []}, {"head_cutoffs": [4, 7]}, {"feedforward": 3}],
+    ids=["softmax", "tied", "adaptive", "feedforward"],
 )
 def test_model_dir_round_trip(tmp_path: Path, head: dict[str, object]) -> None:
     model = _model(**head)
@@ -60,7 +61,8 @@ def test_directories_of_earlier_formats_load_and_score_as_they_did(tmp_path: Pat
     release wrote it, and format 2, which named two keys otherwise."""
     expected = json.loads((REPO / "tests/fixtures/model-format-3.expected.json").read_text())
     loaded = load_model_dir(FORMAT_3)
-    assert loaded.info.format == "charlm-model/4" and loaded.info.arch.head_cutoffs == ()
+    assert loaded.info.format == FORMAT and loaded.info.arch.head_cutoffs == ()
+    assert loaded.info.arch.feedforward == 0
     assert loaded.info.name == "lstm" and isinstance(loaded.net.head, SoftmaxHead)
     idx = torch.from_numpy(loaded.vocab.encode(expected["prompt"]).astype("int64"))[None]
     with torch.no_grad():
@@ -76,6 +78,19 @@ def test_directories_of_earlier_formats_load_and_score_as_they_did(tmp_path: Pat
     vocab["hash"] = vocab.pop("sha256")
     (tmp_path / "m" / VOCAB_FILE).write_text(json.dumps(vocab))
     assert load_model_dir(tmp_path / "m").info == loaded.info
+
+
+def test_a_format_4_directory_loads_without_a_feedforward_block_and_keeps_its_identity(
+    tmp_path: Path,
+) -> None:
+    save_model_dir(tmp_path / "m", _model(), VOCAB, "m")
+    identity = model_sha256(tmp_path / "m")
+    info = json.loads((tmp_path / "m" / CONFIG_FILE).read_text())
+    del info["arch"]["feedforward"]
+    (tmp_path / "m" / CONFIG_FILE).write_text(json.dumps(info | {"format": "charlm-model/4"}))
+    loaded = load_model_dir(tmp_path / "m")
+    assert loaded.info.format == FORMAT and loaded.net.feedforward is None
+    assert model_sha256(tmp_path / "m") == identity  # registered versions stay the versions they were
 
 
 def test_model_hash_follows_the_weights_not_the_names(tmp_path: Path) -> None:

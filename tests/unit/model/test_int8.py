@@ -17,7 +17,12 @@ VOCAB_SIZE = 23
 
 
 def saturating(
-    cell: str, input_kind: str, num_layers: int, cutoffs: list[int], hidden_size: int = 48
+    cell: str,
+    input_kind: str,
+    num_layers: int,
+    cutoffs: list[int],
+    hidden_size: int = 48,
+    feedforward: int = 0,
 ) -> CharLM:
     """A seeded net whose weights are large enough to drive its states toward ±1, as trained ones do."""
     torch.manual_seed(0)
@@ -29,6 +34,7 @@ def saturating(
         hidden_size=hidden_size,
         num_layers=num_layers,
         head_cutoffs=cutoffs,
+        feedforward=feedforward,
     )
     net = CharLM(arch, VOCAB_SIZE).eval()
     with torch.no_grad():
@@ -50,15 +56,15 @@ def run(step: object, net: CharLM, ids: torch.Tensor) -> tuple[list[torch.Tensor
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 @pytest.mark.parametrize(
-    ("input_kind", "num_layers", "cutoffs"),
-    [("embedding", 2, []), ("onehot", 1, []), ("embedding", 1, [8, 16])],
+    ("input_kind", "num_layers", "cutoffs", "feedforward"),
+    [("embedding", 2, [], 0), ("onehot", 1, [], 0), ("embedding", 1, [8, 16], 0), ("embedding", 1, [], 3)],
 )
 def test_the_int8_step_follows_the_fp32_step(
-    cell: str, input_kind: str, num_layers: int, cutoffs: list[int]
+    cell: str, input_kind: str, num_layers: int, cutoffs: list[int], feedforward: int
 ) -> None:
     # Each int8 step starts from the fp32 step's state, so the figure is one step's error (a random
     # net this large is chaotic: free-running, any difference grows).
-    net = saturating(cell, input_kind, num_layers, cutoffs)
+    net = saturating(cell, input_kind, num_layers, cutoffs, feedforward=feedforward)
     ids = torch.randint(0, VOCAB_SIZE, (6, 30))
     exact, states = run(net.step, net, ids)
     step = Int8Step(net)
@@ -73,11 +79,12 @@ def test_the_int8_step_follows_the_fp32_step(
             assert 0 < max(errors) < 0.1, t  # quantised (not the fp32 step again), and close
 
 
+@pytest.mark.parametrize("feedforward", [0, 3])
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
-def test_a_row_steps_alike_alone_or_beside_others(cell: str) -> None:
+def test_a_row_steps_alike_alone_or_beside_others(cell: str, feedforward: int) -> None:
     # Each row's vector is quantised with its own scale, and no elementwise result depends on where a
     # row sits: 40 units leave a vectorised loop's tail over a contiguous (B, H) tensor at a row's end.
-    net = saturating(cell, "embedding", 2, [], hidden_size=40)
+    net = saturating(cell, "embedding", 2, [], hidden_size=40, feedforward=feedforward)
     step = Int8Step(net)
     ids = torch.randint(0, VOCAB_SIZE, (5, 20))
     together, together_states = run(step, net, ids)

@@ -1,4 +1,5 @@
-"""CharLM: shapes and hidden state for every cell, both input encodings, weight tying."""
+"""CharLM: shapes and hidden state for every cell, both input encodings, weight tying, the step
+for every cell and option."""
 
 import pytest
 import torch
@@ -32,11 +33,11 @@ def test_forward_shapes_and_hidden(cell: str, input_kind: str) -> None:
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 @pytest.mark.parametrize(
-    ("input_kind", "num_layers", "cutoffs"),
-    [("embedding", 2, []), ("onehot", 1, []), ("embedding", 1, [4, 8])],
+    ("input_kind", "num_layers", "cutoffs", "feedforward"),
+    [("embedding", 2, [], 0), ("onehot", 1, [], 0), ("embedding", 1, [4, 8], 0), ("embedding", 2, [], 3)],
 )
 def test_step_equals_forward_one_character_at_a_time(
-    cell: str, input_kind: str, num_layers: int, cutoffs: list[int]
+    cell: str, input_kind: str, num_layers: int, cutoffs: list[int], feedforward: int
 ) -> None:
     model_config = config(
         ArchConfig,
@@ -46,6 +47,7 @@ def test_step_equals_forward_one_character_at_a_time(
         num_layers=num_layers,
         input=input_kind,
         head_cutoffs=cutoffs,
+        feedforward=feedforward,
     )
     model = CharLM(model_config, 11).eval()
     idx = torch.randint(0, 11, (3, 6))

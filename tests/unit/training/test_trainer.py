@@ -254,10 +254,15 @@ def test_weight_averaging_validates_and_exports_the_mean_of_the_last_steps_weigh
     assert all(torch.equal(p, w) for p, w in zip(trainer.net.parameters(), after[-1], strict=True))
 
 
+@pytest.mark.parametrize("feedforward", [0, 2])
 def test_interrupted_run_resumes_bit_exactly(
-    tmp_path: Path, tiny_data: TrainData, mlflow_client: Any, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    tiny_data: TrainData,
+    mlflow_client: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    feedforward: int,
 ) -> None:
-    run = tiny_run(average_last=0.5)  # the average spans the interruption too
+    run = tiny_run(average_last=0.5, feedforward=feedforward)  # the average spans the interruption too
     reference = train(tmp_path / "a", tiny_data, mlflow_client, run)
 
     interrupt_at(monkeypatch, 24)  # the loop checkpoints at 25 and stops
