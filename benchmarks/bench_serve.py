@@ -14,9 +14,9 @@ client, which shares the cores, drops out; from the first request of the load to
 every character answered in that span, the ramp's too, refused requests' work included), how many
 connections each worker holds after the ramp, then the ratios the serving targets are stated in.
 Right before each load, while the server idles, the served model generates in this process
-(`generate_all`, one batch) with a worker's share of the load's streams (one torch thread, as a
-worker): its CPU time per character is the ceiling the server's is compared with, measured beside
-it because this machine's speed drifts.
+(`generate_all`, batches of a worker's share of the load's streams, one torch thread, as a worker)
+for `--ceiling-s` of CPU time: its CPU time per character is the ceiling the server's is compared
+with, measured beside it and over seconds because this machine's speed drifts.
 Then the same server takes 1, 8 and 32 streaming clients (`POST /stream`, the same requests), whose time to the first character (p50,
 p95) is printed beside the rest.
 
@@ -173,28 +173,38 @@ def tree_cpu_s(process: psutil.Process) -> float:
 
 
 def held_connections(server: psutil.Process) -> list[int]:
-    """The established connections of each of the server's processes that holds any."""
+    """The established connections each worker holds (a worker: a process of the server's that
+    listens and starts no other), most first."""
     held = []
     for proc in server.children(recursive=True):
         with contextlib.suppress(psutil.NoSuchProcess):
-            held.append(sum(c.status == psutil.CONN_ESTABLISHED for c in proc.net_connections()))
-    return sorted((n for n in held if n), reverse=True)
+            connections = proc.net_connections()
+            if not proc.children() and any(c.status == psutil.CONN_LISTEN for c in connections):
+                held.append(sum(c.status == psutil.CONN_ESTABLISHED for c in connections))
+    return sorted(held, reverse=True)
 
 
-def decoder_cpu_us_per_char(served: CharLMModel, streams: int, length: int, rounds: int = 5) -> float:
-    """The served model generating in this process with its own step, `streams` rows of `length`
-    characters after ROMEO: in one batch: its CPU microseconds per character (the median of `rounds`)."""
-    results = []
-    for round_ in range(rounds):
+def decoder_cpu_us_per_char(served: CharLMModel, streams: int, length: int, seconds: float) -> float:
+    """The served model generating in this process with its own step, batches of `streams` rows of
+    `length` characters after ROMEO:, one batch after another for `seconds` of CPU time: its CPU
+    microseconds per character over them all (this machine's speed drifts within seconds, so a
+    short measure beside a load's long one misleads)."""
+    spent, chars, batch = 0.0, 0, 0
+    while spent < seconds:
         options = [
-            served.settings.sampling.model_copy(update={"length": length, "seed": round_ * streams + s})
+            served.settings.sampling.model_copy(update={"length": length, "seed": batch * streams + s})
             for s in range(streams)
         ]
-        wanted = [("ROMEO:", o) for o in options]
         begin = time.process_time()
-        generate_all(served.loaded.net, served.loaded.vocab, wanted, net_step=served.batcher.net_step)
-        results.append((time.process_time() - begin) / (streams * length) * 1e6)
-    return float(np.median(results))
+        generate_all(
+            served.loaded.net,
+            served.loaded.vocab,
+            [("ROMEO:", o) for o in options],
+            net_step=served.batcher.net_step,
+        )
+        spent += time.process_time() - begin
+        chars, batch = chars + streams * length, batch + 1
+    return spent / chars * 1e6
 
 
 def run_load(
@@ -299,6 +309,9 @@ def main() -> None:
         "--threads", type=int, default=1, help="torch threads per worker (default: charlm serve's)"
     )
     parser.add_argument("--light", type=int, default=8, help="light clients beside the heavy one")
+    parser.add_argument(
+        "--ceiling-s", type=float, default=5.0, help="CPU seconds of in-process generation before each load"
+    )
     args = parser.parse_args()
 
     header = f"{'clients':>7} {'req/s':>7} {'chars/s':>9} {'p50 s':>7} {'p95 s':>7} {'400s':>5} {'errors':>6} {'peak RSS':>9} {'CPU us/ch':>9} {'in-proc':>9} {'per worker':>10}"
@@ -314,7 +327,7 @@ def main() -> None:
         )
         print(header)
         for clients in LOADS:
-            ceiling_us = decoder_cpu_us_per_char(served, -(-clients // workers), args.length)
+            ceiling_us = decoder_cpu_us_per_char(served, -(-clients // workers), args.length, args.ceiling_s)
             load = run_load(port, server, clients, args.ramp_s, args.seconds, args.length, args.invalid_every)
             load.ceiling_us = ceiling_us
             loads.append(load)

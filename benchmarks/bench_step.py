@@ -81,7 +81,7 @@ class SequenceFirst(torch.nn.Module):
         assert self.model.embedding is not None
         x = self.model.embedding(idx.t())  # (T, B, E)
         out, hidden = self.model._recur(x, hidden)  # (T, B, H); weight drop as in training
-        logits = self.model.head.scores(out).transpose(0, 1)  # (B, T, V)
+        logits = self.model.head.scores(self.model.readout(out)).transpose(0, 1)  # (B, T, V)
         return F.cross_entropy(logits.float().flatten(0, 1), targets.flatten()), hidden
 
 

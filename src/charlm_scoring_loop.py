@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import socket
+import stat
 import tempfile
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -62,31 +63,49 @@ class RetryAfter:
 
 class Occupancy:
     """How many connections each worker on one listening socket holds: a file per worker, named by
-    its pid, in a directory named by the socket (the workers share it, so they share its inode)."""
+    its pid, in a directory of this user's own named by the socket (the workers share it, so they
+    share its inode). Reading and writing them is best effort: a worker that cannot accepts as any
+    worker would."""
 
     def __init__(self, listener: socket.socket) -> None:
-        stat = os.fstat(listener.fileno())
-        self.directory = Path(tempfile.gettempdir()) / f"charlm-workers-{stat.st_dev}-{stat.st_ino}"
-        self.directory.mkdir(exist_ok=True)
+        where = os.fstat(listener.fileno())
+        name = f"charlm-workers-{os.getuid()}-{where.st_dev}-{where.st_ino}"
+        self.directory = Path(tempfile.gettempdir()) / name
+        self.directory.mkdir(mode=0o700, exist_ok=True)
+        made = self.directory.lstat()  # another user's, or a link, could feed or redirect the files
+        if not stat.S_ISDIR(made.st_mode) or made.st_uid != os.getuid() or made.st_mode & 0o077:
+            raise PermissionError(f"{self.directory}: not a directory of this user's alone")
         self.mine = self.directory / str(os.getpid())
 
     def publish(self, held: int) -> None:
         staging = self.mine.with_suffix(".new")
-        staging.write_text(str(held))
-        staging.replace(self.mine)  # a reader sees the old count or the new, never half a file
+        with contextlib.suppress(OSError):
+            staging.write_text(str(held))
+            staging.replace(self.mine)  # a reader sees the old count or the new, never half a file
+
+    def withdraw(self) -> None:
+        """This worker stops accepting: its count goes, and the directory with the last."""
+        with contextlib.suppress(OSError):
+            self.mine.unlink(missing_ok=True)
+            self.directory.rmdir()
 
     def fewest_elsewhere(self) -> int | None:
         """The fewest connections another live worker holds; None without another."""
         counts = []
-        for entry in self.directory.iterdir():
+        try:
+            entries = list(self.directory.iterdir())
+        except OSError:
+            return None
+        for entry in entries:
             if entry == self.mine or not entry.name.isdigit():
                 continue
             try:
                 os.kill(int(entry.name), 0)
                 counts.append(int(entry.read_text()))
-            except ProcessLookupError:  # a worker gone: its count with it
-                entry.unlink(missing_ok=True)
-            except (OSError, ValueError):  # another user's process, or a file being replaced
+            except ProcessLookupError:  # a worker gone without withdrawing: its count with it
+                with contextlib.suppress(OSError):
+                    entry.unlink(missing_ok=True)
+            except (OSError, ValueError):  # a file being replaced
                 continue
         return min(counts, default=None)
 
@@ -96,7 +115,9 @@ class ScoringLoop(asyncio.SelectorEventLoop):
     one worker could hold 6 of 8 connections, its batch three times the other's while the other's
     core idles. So each worker publishes how many connections it holds (`Occupancy`), and one that
     holds more than another waits `accept_wait_s` before it accepts: the one holding fewest takes
-    the connection, and if it does not (busy, or gone), the waiting one still does."""
+    the connection, and if it does not (busy, or gone), the waiting one still does. Counted by each
+    connection's protocol: one that a transport swaps for another (a WebSocket upgrade, which the
+    scoring server does not serve) would stay counted."""
 
     accept_wait_s = 0.02
 
@@ -125,6 +146,12 @@ class ScoringLoop(asyncio.SelectorEventLoop):
         self._start_serving(protocol_factory, sock, *args)  # listen again...
         super()._accept_connection(protocol_factory, sock, *args)  # ...and accept what another worker left
 
+    def _stop_serving(self, sock: socket.socket) -> None:
+        super()._stop_serving(sock)
+        if self.occupancy is not None:  # a worker that stops serving takes no more connections
+            self.occupancy.withdraw()
+            self.occupancy = None
+
     def _count(self, change: int) -> None:
         self.open_connections += change
         if self.occupancy is not None:
@@ -142,8 +169,9 @@ class ScoringLoop(asyncio.SelectorEventLoop):
             # sockets inherit and asyncio needs to see before it sets TCP_NODELAY on them.
             sock = socket.socket(fileno=os.dup(sock.fileno()))
         if sock is not None:  # uvicorn hands its workers the socket they share
-            self.occupancy = Occupancy(sock)
-            self.occupancy.publish(self.open_connections)
+            with contextlib.suppress(OSError):  # without it, the worker accepts as any would
+                self.occupancy = Occupancy(sock)
+                self.occupancy.publish(self.open_connections)
 
         def protocol_counted_with_retry_after() -> Any:
             protocol = protocol_factory()

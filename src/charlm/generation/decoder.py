@@ -179,7 +179,7 @@ class Decoder:
         row = self.rows[i]
         size = min(PROMPT_SLICE, row.pending - PROMPT_SLICE)  # the last PROMPT_SLICE ride along
         ids = torch.tensor(row.prompt[row.fed : row.fed + size], device=self.device).view(1, -1)  # (1, S)
-        _, hidden = self.net.features(ids, hidden_from_tensors([h[:, i : i + 1] for h in self.hidden]))
+        _, hidden = self.net.recurrence(ids, hidden_from_tensors([h[:, i : i + 1] for h in self.hidden]))
         for h, new in zip(self.hidden, hidden_tensors(hidden), strict=True):
             h[:, i : i + 1] = new
         row.fed, row.slices = row.fed + size, row.slices + 1

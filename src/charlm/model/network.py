@@ -71,12 +71,18 @@ class CharLM(nn.Module):
 
     def features(self, idx: torch.Tensor, hidden: Hidden | None = None) -> tuple[torch.Tensor, Hidden]:
         """idx (B, T) -> what the head reads, (B, T, H), and the hidden state after the last step."""
+        out, hidden = self.recurrence(idx, hidden)
+        return self.readout(out), hidden
+
+    def recurrence(self, idx: torch.Tensor, hidden: Hidden | None = None) -> tuple[torch.Tensor, Hidden]:
+        """idx (B, T) -> the last layer's output (B, T, H) and the hidden state after the last step:
+        all that feeding a prompt for its state needs."""
         if self.embedding is not None:
             x = self.embedding(idx)  # (B, T, E)
         else:
             x = F.one_hot(idx, self.vocab_size).to(self.head.weight.dtype)  # (B, T, V)
         out, hidden = self._recur(self._locked(x), hidden)  # (B, T, H)
-        return self.readout(self._locked(out)), hidden
+        return self._locked(out), hidden
 
     def readout(self, out: torch.Tensor) -> torch.Tensor:
         """The last layer's output (..., H) as the head reads it: through the feed-forward block, if any."""

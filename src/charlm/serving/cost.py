@@ -56,7 +56,7 @@ class StepCost:
 
         with torch.inference_mode():
             one, full = (fastest(lambda b=b: step(ids[:b], net.initial_hidden(b))) for b in (1, max(rows, 2)))
-            piece = fastest(lambda: net.features(ids[:PROMPT_SLICE].view(1, -1)))
+            piece = fastest(lambda: net.recurrence(ids[:PROMPT_SLICE].view(1, -1)))
         per_row = max(full - one, 0.0) / (max(rows, 2) - 1)
         return cls(fixed=max(one - per_row, 1e-6), per_row=per_row, per_char=piece / PROMPT_SLICE)
 

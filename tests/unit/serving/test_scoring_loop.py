@@ -11,8 +11,9 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -141,10 +142,10 @@ class Connection(asyncio.Protocol):
 
 
 class Patient(ScoringLoop):
-    """Waits so long before it accepts a connection another worker should take that the other
-    always does (and accepts nothing meanwhile)."""
+    """Waits far longer before it accepts a connection another worker should take than a test runs:
+    whatever it accepts, it accepted at once."""
 
-    accept_wait_s = 2.0
+    accept_wait_s = 1000.0
 
 
 async def until(condition: Callable[[], bool]) -> None:
@@ -162,68 +163,116 @@ def accept_as_another_worker(listener: socket.socket) -> socket.socket:
     return accepted
 
 
+@pytest.fixture
+def worker() -> Iterator[int]:
+    """The pid of a live process, which stands for another worker."""
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    yield process.pid
+    process.kill()
+    process.wait()
+
+
 def another_worker(loop: ScoringLoop, pid: int, held: int) -> None:
     """Publish, as a worker `pid` on the loop's listening socket would, that it holds `held`."""
     assert loop.occupancy is not None
     (loop.occupancy.directory / str(pid)).write_text(str(held))
 
 
-def serve(loop: ScoringLoop, test: Callable[[socket.socket, list[socket.socket]], Awaitable[None]]) -> None:
-    """Run `test` with the loop serving a listener as uvicorn's workers share it, and clients to close."""
+Test = Callable[[socket.socket, list[socket.socket], asyncio.Server], Awaitable[None]]
+
+
+def serve(loop: ScoringLoop, test: Test) -> None:
+    """Run `test` with the loop serving a listener as uvicorn's workers share it; the clients it
+    opens are closed after it, and its server, its listener and its loop."""
     listener = listener_like_uvicorns_workers_get()
     clients: list[socket.socket] = []
 
     async def main() -> None:
         server = await loop.create_server(Connection, sock=listener)
+        assert loop.occupancy is not None
+        directory = loop.occupancy.directory
         try:
-            await test(listener, clients)
+            await test(listener, clients, server)
         finally:
             server.close()
+            shutil.rmtree(directory, ignore_errors=True)  # with the other workers' files
 
     try:
         loop.run_until_complete(main())
     finally:
-        for client in clients:
+        for client in [*clients, listener]:
             client.close()
-        if loop.occupancy is not None:
-            shutil.rmtree(loop.occupancy.directory)
         loop.close()
 
 
-def test_a_worker_that_holds_more_connections_leaves_the_next_to_one_that_holds_fewer() -> None:
+def test_a_worker_holding_no_more_than_the_others_accepts_at_once(worker: int) -> None:
     loop = Patient()
-    gone = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
-    )
 
-    async def test(listener: socket.socket, clients: list[socket.socket]) -> None:
-        address = listener.getsockname()
-        alive = os.getppid()
-        another_worker(loop, alive, 0)
-        another_worker(loop, int(gone.stdout), 0)  # a worker that ended: not counted, and forgotten
-        clients.append(socket.create_connection(address))
-        await until(lambda: loop.open_connections == 1)  # it held no more than the other: at once
-        assert not (loop.occupancy.directory / gone.stdout.strip()).exists()  # type: ignore[union-attr]
-        assert (loop.occupancy.directory / str(os.getpid())).read_text() == "1"  # type: ignore[union-attr]
-        clients.append(socket.create_connection(address))
-        clients.append(await asyncio.to_thread(accept_as_another_worker, listener))  # the other took it
-        assert loop.open_connections == 1
-        another_worker(loop, alive, 5)
-        clients.append(socket.create_connection(address))
-        await until(lambda: loop.open_connections == 2)  # now it holds fewer (after the wait, if any)
-        clients.pop(0).close()
-        await until(lambda: loop.open_connections == 1)  # a closed connection no longer counts
+    async def test(listener: socket.socket, clients: list[socket.socket], server: asyncio.Server) -> None:
+        assert loop.occupancy is not None
+        another_worker(loop, worker, 2)
+        ended = subprocess.run(
+            [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+        )
+        another_worker(loop, int(ended.stdout), 0)  # a worker that ended: not counted, and forgotten
+        for held in range(1, 4):
+            clients.append(socket.create_connection(listener.getsockname()))
+            await until(lambda held=held: loop.open_connections == held)
+        assert not (loop.occupancy.directory / ended.stdout.strip()).exists()
+        assert (loop.occupancy.directory / str(os.getpid())).read_text() == "3"
+        clients.pop().close()
+        await until(lambda: loop.open_connections == 2)  # a closed connection no longer counts
+        assert (loop.occupancy.directory / str(os.getpid())).read_text() == "2"
 
     serve(loop, test)
 
 
-def test_a_connection_the_worker_holding_fewer_leaves_is_accepted_after_the_wait() -> None:
+def test_a_worker_holding_more_than_another_leaves_the_connection_to_it(worker: int) -> None:
+    loop = Patient()
+
+    async def test(listener: socket.socket, clients: list[socket.socket], server: asyncio.Server) -> None:
+        another_worker(loop, worker, 0)
+        clients.append(socket.create_connection(listener.getsockname()))
+        await until(lambda: loop.open_connections == 1)  # no more than the other: at once
+        clients.append(socket.create_connection(listener.getsockname()))
+        clients.append(await asyncio.to_thread(accept_as_another_worker, listener))  # the other took it
+        assert loop.open_connections == 1
+
+    serve(loop, test)
+
+
+def test_a_connection_the_worker_holding_fewer_leaves_is_accepted_after_the_wait(worker: int) -> None:
     loop = ScoringLoop()
 
-    async def test(listener: socket.socket, clients: list[socket.socket]) -> None:
-        another_worker(loop, os.getppid(), 0)  # a worker that takes nothing
+    async def test(listener: socket.socket, clients: list[socket.socket], server: asyncio.Server) -> None:
+        another_worker(loop, worker, 0)  # a worker that takes nothing
         for held in range(1, 4):
             clients.append(socket.create_connection(listener.getsockname()))
             await until(lambda held=held: loop.open_connections == held)
+
+    serve(loop, test)
+
+
+class Slow(ScoringLoop):
+    accept_wait_s = 0.5
+
+
+def test_a_worker_that_closes_while_it_waits_accepts_nothing_and_withdraws(worker: int) -> None:
+    loop = Slow()
+    errors: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _, context: errors.append(context))
+
+    async def test(listener: socket.socket, clients: list[socket.socket], server: asyncio.Server) -> None:
+        assert loop.occupancy is not None
+        mine = loop.occupancy.mine
+        another_worker(loop, worker, 0)
+        clients.append(socket.create_connection(listener.getsockname()))
+        await until(lambda: loop.open_connections == 1)
+        clients.append(socket.create_connection(listener.getsockname()))  # it waits before this one
+        await asyncio.sleep(0.1)
+        server.close()
+        await asyncio.sleep(2 * loop.accept_wait_s)
+        assert loop.open_connections == 1 and not errors
+        assert not mine.exists() and loop.occupancy is None  # no longer one of the workers
 
     serve(loop, test)
