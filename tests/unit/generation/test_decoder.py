@@ -152,14 +152,14 @@ def test_carried_state_matches_refeeding_the_whole_prefix(model: CharLM, prompt:
 def test_long_prompts_go_in_slices_one_per_step_and_change_no_other_row(
     model: CharLM, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    slices: list[list[int]] = []  # per step, the length of each pass of the module
-    features = model.features
+    slices: list[list[int]] = []  # per step, the length of each pass of the module's recurrence
+    recurrence = model.recurrence
 
     def counted(idx: torch.Tensor, hidden: object = None) -> object:
         slices[-1].append(idx.size(1))
-        return features(idx, hidden)
+        return recurrence(idx, hidden)
 
-    monkeypatch.setattr(model, "features", counted)
+    monkeypatch.setattr(model, "recurrence", counted)
     short = config(SamplingOptions, length=60, seed=3)
     long = [(("abcdefgh \n" * 30)[: 300 - n], config(SamplingOptions, length=20, seed=n)) for n in range(2)]
     decoder = Decoder(model, VOCAB)
