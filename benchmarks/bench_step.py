@@ -10,6 +10,10 @@ on one thread instead of all. Every variant trains from the same seed on the sam
 so the losses after the timed steps say whether a variant computes the same training (fp32
 variants agree closely; bf16 ones round differently). `--set KEY=VALUE ...` adds the recipe with
 those changes (an option of the network, say) in fp32 and in bf16 autocast, beside today's.
+`--mogrifier R` adds, in bf16 autocast and with `--set`'s changes, the LSTM run cell by cell on the
+same weights (what any cell of its own costs once it leaves the fused kernel), and the Mogrifier
+LSTM with R rounds on top (`CellByCell`): the cost of a lever before any of it is built into the
+network.
 
 The machine drifts by 10% within a minute, so the variants take turns: `--rounds` rounds, each
 timing `--steps` steps of every variant in order (after `--warmup` untimed ones the first round),
@@ -48,6 +52,7 @@ class Variant:
     threads: int | None = None  # torch threads; None: as the process has
     sequence_first: bool = False  # CharLM's forward in (T, B, ...) layout, see SequenceFirst
     changes: tuple[tuple[str, object], ...] = ()  # of the recipe, as `--set` gives them
+    mogrify: int | None = None  # None: the fused LSTM; else CellByCell with this many rounds
 
 
 VARIANTS = [
@@ -85,6 +90,52 @@ class SequenceFirst(torch.nn.Module):
         return F.cross_entropy(logits.float().flatten(0, 1), targets.flatten()), hidden
 
 
+class CellByCell(torch.nn.Module):
+    """`CharLM.forward` for a one-layer LSTM over an embedding, the cell stepped through
+    `torch.lstm_cell` one position at a time on the same weights (locked dropout and weight drop as
+    in training), and with `rounds` > 0 the Mogrifier LSTM (Melis et al. 2019): before each step
+    the input and the state gate each other in turn, x <- 2 sigmoid(Q h) * x in the paper's odd
+    rounds, h <- 2 sigmoid(R x) * h in its even ones, `rounds` full-rank gates without bias. The
+    gates are added to the network (and the optimiser) with the rest as it is, so the step's cost
+    is all this measures; nothing here is trained to a figure."""
+
+    def __init__(self, model: CharLM, optimizer: torch.optim.Optimizer, rounds: int) -> None:
+        super().__init__()
+        cfg = model.config
+        if cfg.cell != "lstm" or cfg.num_layers != 1 or model.embedding is None:
+            raise SystemExit("--mogrifier is written for a one-layer LSTM over an embedding")
+        self.model = model
+        sizes = (cfg.hidden_size, cfg.embedding_size)  # Q: state -> input; R: input -> state
+        model.mogrifier = torch.nn.ModuleList(
+            torch.nn.Linear(*(sizes if r % 2 == 0 else sizes[::-1]), bias=False) for r in range(rounds)
+        )
+        if rounds:
+            optimizer.add_param_group({"params": list(model.mogrifier.parameters())})
+
+    def forward(
+        self, idx: torch.Tensor, hidden: Hidden | None, targets: torch.Tensor
+    ) -> tuple[torch.Tensor, Hidden]:
+        model = self.model
+        assert model.embedding is not None
+        x = model._locked(model.embedding(idx))  # (B, T, E)
+        h, c = (s[0] for s in (hidden if isinstance(hidden, tuple) else model.initial_hidden(idx.size(0))))
+        w_ih, w_hh, b_ih, b_hh = model.rnn.all_weights[0]
+        if model.config.weight_drop:
+            w_hh = F.dropout(w_hh, model.config.weight_drop)
+        out = []
+        for t in range(x.size(1)):
+            xt = x[:, t]  # (B, E)
+            for r, gate in enumerate(model.mogrifier):  # r = 0, 2, ...: the paper's rounds 1, 3, ...
+                if r % 2 == 0:
+                    xt = 2 * torch.sigmoid(gate(h)) * xt
+                else:
+                    h = 2 * torch.sigmoid(gate(xt)) * h
+            h, c = torch.lstm_cell(xt, (h, c), w_ih, w_hh, b_ih, b_hh)  # each (B, H)
+            out.append(h)
+        features = model.readout(model._locked(torch.stack(out, 1)))  # (B, T, H)
+        return model.head.loss(features, targets), (h.unsqueeze(0), c.unsqueeze(0))
+
+
 @contextmanager
 def conditions(variant: Variant) -> Iterator[None]:
     """The process-wide switches a variant runs under, restored after."""
@@ -107,6 +158,8 @@ def trainer_for(spec: ModelSpec, variant: Variant, data: TrainData, tmp: Path) -
         trainer.optimizer = torch.optim.AdamW(trainer.optimizer.param_groups, fused=True)
     if variant.sequence_first:
         trainer.parallel = SequenceFirst(trainer.net)
+    if variant.mogrify is not None:
+        trainer.parallel = CellByCell(trainer.net, trainer.optimizer, variant.mogrify)
     return trainer
 
 
@@ -128,6 +181,9 @@ def main() -> None:
     parser.add_argument(
         "--set", nargs="*", default=[], metavar="KEY=VALUE", help="a changed recipe beside today's"
     )
+    parser.add_argument(
+        "--mogrifier", type=int, metavar="R", help="add the LSTM cell by cell, and mogrified with R rounds"
+    )
     args = parser.parse_args()
     changes = tuple(overrides(args.set).items())
     variants = VARIANTS + [
@@ -135,6 +191,16 @@ def main() -> None:
         for name, precision in (("fp32", "fp32"), ("bf16 autocast", "bf16"))
         if changes
     ]
+    if args.mogrifier is not None:  # on the recipe `--set` gives, if any
+        variants += [
+            Variant("bf16 autocast, cell by cell", "bf16", changes=changes, mogrify=0),
+            Variant(
+                f"bf16 autocast, Mogrifier {args.mogrifier} rounds",
+                "bf16",
+                changes=changes,
+                mogrify=args.mogrifier,
+            ),
+        ]
 
     spec = load_params(Params, Path(args.params)).models[args.model]
     rng = np.random.default_rng(0)
@@ -157,9 +223,12 @@ def main() -> None:
                 with conditions(variant):
                     per_step, losses[variant.name] = timed(trainer.train_step, first, args.steps)
                 seconds[variant.name].append(per_step)
+        parameters = {v.name: t.net.num_parameters() for v, t in zip(variants, trainers, strict=True)}
 
     base = statistics.median(seconds[variants[0].name])
-    print(f"{'variant':40} {'ms/step':>8} {'spread':>14} {'vs fp32':>8} {'chars/s':>9}  loss after")
+    print(
+        f"{'variant':40} {'ms/step':>8} {'spread':>14} {'vs fp32':>8} {'chars/s':>9} {'params':>10}  loss after"
+    )
     chars = cfg.batch_size * cfg.seq_len
     for variant in variants:
         runs = seconds[variant.name]
@@ -167,7 +236,7 @@ def main() -> None:
         spread = f"{min(runs) * 1e3:.1f}-{max(runs) * 1e3:.1f}"
         print(
             f"{variant.name:40} {mid * 1e3:8.1f} {spread:>14} {base / mid:7.2f}x {chars / mid:9,.0f}"
-            f"  {losses[variant.name]:.5f}"
+            f" {parameters[variant.name]:10,}  {losses[variant.name]:.5f}"
         )
 
 
