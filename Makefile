@@ -78,8 +78,9 @@ bench-quality: setup  ## held-out loss at equal training time, stateful, windowe
 bench-data: setup  ## fetch, prepare and vocab through dvc repro at 100 MB and 1 GB: seconds, MB/s, peak RSS
 	$(BIN)/python benchmarks/bench_data.py
 
-bench-serve: setup  ## the scoring server under 1, 8 and 32 clients, then one heavy client among light ones
+bench-serve: setup  ## the scoring server under 1, 8 and 32 clients, then one heavy client among light ones; the batching loop alone
 	$(BIN)/python benchmarks/bench_serve.py $(if $(MODEL),--model "$(MODEL)")
+	$(BIN)/python benchmarks/bench_batcher.py $(if $(MODEL),--model "$(MODEL)")
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

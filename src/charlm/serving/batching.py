@@ -29,12 +29,13 @@ class Overloaded(Exception):
 @dataclass(eq=False)
 class Job:
     """The rows of one submission, which of them wait to join, and how the caller learns they
-    advanced (`on_progress`, called by the batching thread after each step they took part in and
-    when they are done) and that they are done."""
+    advanced (`on_progress`, called by the batching thread after each step they took part in,
+    unless `each_step` is off, and when they are done) and that they are done."""
 
     tasks: list[Task]
     deadline: float  # time.monotonic() after which its caller has given up
     on_progress: "Callable[[Job], object] | None" = None
+    each_step: bool = True  # off: `on_progress` only when done (a caller that waits for the end)
     waiting: collections.deque[int] = field(default_factory=collections.deque)  # task indices
     rows: list[Row | None] = field(default_factory=list)  # by task index, once joined
     finished: threading.Event = field(default_factory=threading.Event)
@@ -132,10 +133,15 @@ class Batcher:
             job.abandoned = not job.finished.is_set()
 
     def enqueue(
-        self, tasks: list[Task], timeout_s: float, on_progress: Callable[[Job], object] | None = None
+        self,
+        tasks: list[Task],
+        timeout_s: float,
+        on_progress: Callable[[Job], object] | None = None,
+        each_step: bool = True,
     ) -> Job:
         """Admit a submission, which its caller waits for until `timeout_s` at most, and queue it
-        for the batch; Overloaded at once when the worker cannot take it."""
+        for the batch (`Job` says when `on_progress` is called); Overloaded at once when the
+        worker cannot take it."""
         chars, sliced = work(tasks)
         # The work ahead of it runs a full batch; its own rows run at most its share at once.
         rows, share = self.limits.max_batch_rows, min(len(tasks), self.limits.max_request_batch_rows)
@@ -162,7 +168,7 @@ class Batcher:
             self.waiting_chars += chars
             self.waiting_sliced += sliced
             deadline = time.monotonic() + deadline_s(tasks, self.limits, timeout_s)
-            job = Job(list(tasks), deadline, on_progress)
+            job = Job(list(tasks), deadline, on_progress, each_step)
         self.incoming.put(job)
         return job
 
@@ -186,11 +192,14 @@ class Batcher:
             sliced = PROMPT_SLICE if any(row.slicing for row in self.decoder.rows) else 0
             self.decoder.step()
             self.cost.observe(rows, sliced, time.perf_counter() - started)
-            for job in [job for job in self.jobs if job.done or job.finished.is_set()]:
+            # A job is done only when a step finishes its last row (or `_fill` failed it): each
+            # job is looked over only after a step some row left, since this runs every step.
+            left = len(self.decoder.rows) < rows
+            for job in [job for job in self.jobs if job.finished.is_set() or (left and job.done)]:
                 self.jobs.remove(job)
                 job.complete(job.error)
             for job in self.jobs:
-                if job.in_batch:
+                if job.each_step and job.on_progress is not None and job.in_batch:
                     job.notify()
         except Exception as err:  # a failed step fails the batch; the thread serves on
             for job in self.jobs:
@@ -200,6 +209,8 @@ class Batcher:
 
     def _fill(self, jobs: list[Job]) -> None:
         """Give free slots, one row at a time, to the submission with the fewest rows in the batch."""
+        if len(self.decoder.rows) >= self.limits.max_batch_rows or not any(job.waiting for job in jobs):
+            return  # the common case, every step
         share = self.limits.max_request_batch_rows
         counts = {job: len(job.in_batch) for job in jobs}
         while len(self.decoder.rows) < self.limits.max_batch_rows:

@@ -48,25 +48,31 @@ def routes(
         await respond(send, 200, PAGE.read_bytes(), b"text/html; charset=utf-8")
 
     async def invocations(scope: Message, receive: Any, send: Any) -> None:
-        """A JSON request of `inputs` alone, every row valid and admitted, skips MLflow's input
-        conversion and its thread pool: the batching thread wakes it when its texts are done, and its
-        predictions are written as MLflow writes them; past the deadline (504) or failed by the batch,
-        it is answered with MLflow's status and error code. Any other request (another format,
-        `params`, a bad row, a refusal before the batch) goes to MLflow's app, which answers it as
-        it always has."""
+        """A JSON request of `inputs` alone skips MLflow's input conversion and its thread pool:
+        the batching thread wakes it when its texts are done, and its predictions are written as
+        MLflow writes them. Refused before the batch (a row the model cannot take, 400; a busy
+        worker, 503), past the deadline (504) or failed by the batch, it is answered with MLflow's
+        status and error code, and the refusal's message alone: MLflow's app would spend a
+        prediction's parsing on it and echo the whole request, an over-long prompt too, in the
+        message. Any other request (another format, `params`, a row of unknown keys or
+        types) goes to MLflow's app, which answers it as it always has."""
         body, loop, done = await read_body(receive), asyncio.get_running_loop(), asyncio.Event()
 
-        def finished(job: Job) -> None:  # on the batching thread
-            if job.finished.is_set():
-                loop.call_soon_threadsafe(done.set)
+        def finished(job: Job) -> None:  # on the batching thread, when the job is done
+            loop.call_soon_threadsafe(done.set)
 
         try:
             if content_type(scope) not in PLAIN_JSON:
                 raise ValueError("a content type MLflow checks further (charset)")
             rows = StreamBody.model_validate_json(body).inputs
-            job = batcher.enqueue(tasks_of(rows), timeout_s, finished)
         except Exception:
             return await scope[MLFLOW_APP](scope, replay(body, receive), send)
+        try:
+            job = batcher.enqueue(tasks_of(rows), timeout_s, finished, each_step=False)
+        except Exception as err:
+            if (refused := refusal(err)) is None:
+                return await scope[MLFLOW_APP](scope, replay(body, receive), send)
+            return await answer(send, refused)
         try:
             try:
                 await asyncio.wait_for(done.wait(), job.remaining_s())

@@ -228,6 +228,21 @@ def test_a_threaded_batcher_serves_callers_on_its_own(model: CharLM) -> None:
     assert batcher.submit(some, timeout_s=60) == [alone(batcher, r, "ab") for r in some]
 
 
+def test_a_caller_is_told_after_each_step_or_only_at_the_end(model: CharLM) -> None:
+    """`on_progress` after every step a job's rows take part in, or with `each_step` off once, when
+    the job is done; each job is done the step its last row finishes, the other running on."""
+    batcher = Batcher(model, VOCAB, limits(), threaded=False)
+    told: dict[str, list[int]] = {"each": [], "end": []}
+    steps = 0
+    for name, length, each_step in (("each", 20, True), ("end", 10, False)):
+        task = task_for(VOCAB, "a", options(1, length=length))  # a prompt of 1: a step, then the text
+        batcher.enqueue([task], 60, lambda job, name=name: told[name].append(steps), each_step=each_step)
+    while (batcher.jobs or not batcher.incoming.empty()) and steps < 40:
+        steps += 1
+        batcher.cycle()
+    assert told == {"each": list(range(1, 22)), "end": [11]} and not batcher.jobs
+
+
 def test_a_stream_gives_the_texts_in_pieces_and_a_consumer_that_stops_leaves(model: CharLM) -> None:
     batcher = Batcher(model, VOCAB, limits(), threaded=False)
     some = [task_for(VOCAB, "ab", options(n, length=60)) for n in range(2)]

@@ -1,7 +1,8 @@
 """stream: `POST /stream` as the ASGI app `charlm serve` routes to: the text as events, the same as
 the batch gives it; a bad request is a 400 before any event; a client that goes away takes its rows
 out of the batch at the next step; only JSON is taken. `POST /invocations` answers what MLflow
-would hand `predict` as it is, as MLflow writes it, and leaves the rest to MLflow's app."""
+would hand `predict` as it is, as MLflow writes it, refuses what the model or a busy worker
+refuses itself, and leaves the rest to MLflow's app."""
 
 import asyncio
 import io
@@ -169,8 +170,6 @@ def test_invocations_answer_as_mlflow_writes_and_leave_the_rest_to_mlflows_app(b
         ({"inputs": rows, "params": {"x": 1}}, b"application/json"),  # params: MLflow's to check
         ({"dataframe_records": rows}, b"application/json"),  # another format
         ({"inputs": [{"prompt": "ab", "lenght": 5}]}, b"application/json"),  # a bad row: MLflow's words
-        ({"inputs": [{"prompt": "xyz", "length": 5}]}, b"application/json"),  # refused before the batch
-        ({"inputs": [{"prompt": "ab"}] * (SETTINGS.limits.max_request_rows + 1)}, b"application/json"),
         ({"inputs": rows}, b"application/json; charset=latin-1"),  # MLflow refuses the charset
         ({"inputs": rows}, b"text/csv"),
     ]
@@ -178,3 +177,38 @@ def test_invocations_answer_as_mlflow_writes_and_leave_the_rest_to_mlflows_app(b
         sent = call(app, body, content_type, scope=mlflow)
         assert (sent[0]["status"], sent[1]["body"]) == (299, b"mlflow"), body
         assert handed.pop() == json.dumps(body).encode()
+
+
+def test_invocations_refuse_what_the_model_refuses_without_mlflows_app() -> None:
+    """A row the model cannot take is a 400 and a request a busy worker cannot hold a 503 with
+    `retry_after_s`, each with MLflow's error code and the refusal's words alone: MLflow's app
+    would echo the request, a 4,001-character prompt whole."""
+
+    async def mlflow_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        raise AssertionError("a refusal reached MLflow's app")
+
+    limits = config(LimitsConfig, max_request_rows=2, max_waiting_rows=2, max_prompt_chars=4_000)
+    settings = ServedSettings(sampling=SETTINGS.sampling, limits=limits)
+    idle = Batcher(tiny_model("lstm"), VOCAB, limits, threaded=False)  # nothing leaves its queue
+    app = routes(lambda rows: settings.tasks(rows, VOCAB), idle, timeout_s=60)[("POST", INVOCATIONS_PATH)]
+    mlflow = {MLFLOW_APP: mlflow_app}
+
+    def refused(body: Any) -> tuple[int, dict[str, Any]]:
+        start, answer = call(app, body, scope=mlflow)
+        return start["status"], json.loads(answer["body"])
+
+    for body, named in (
+        ({"inputs": [{"prompt": "a" * 4_001}]}, "max_prompt_chars: a prompt has at most 4000 characters"),
+        ({"inputs": [{"prompt": "xyz"}]}, "not in the model's vocabulary"),
+        ({"inputs": [{"prompt": "ab"}] * 3}, "max_request_rows: a request asks for at most 2 texts, got 3"),
+    ):
+        status, error = refused(body)
+        assert (status, error["error_code"]) == (400, "INVALID_PARAMETER_VALUE"), error
+        assert error["message"].startswith("invalid request: ") and named in error["message"], error
+        assert len(error["message"]) < 200, error
+
+    idle.enqueue(settings.tasks([InputRow.parse({"prompt": "ab"})] * 2, VOCAB), 60)  # the queue is full
+    status, error = refused({"inputs": [{"prompt": "ab"}]})
+    assert (status, error["error_code"]) == (503, "TEMPORARILY_UNAVAILABLE"), error
+    assert "2 rows wait to join its batch (max_waiting_rows 2)" in error["message"], error
+    assert error["retry_after_s"] >= 1
