@@ -13,10 +13,11 @@ processes) and the server's CPU time per generated character (all its processes,
 client, which shares the cores, drops out; from the first request of the load to its last, over
 every character answered in that span, the ramp's too, refused requests' work included), how many
 connections each worker holds after the ramp, then the ratios the serving targets are stated in.
-Right before each load, while the server idles, the served model generates in this process
-(`generate_all`, batches of a worker's share of the load's streams, one torch thread, as a worker)
-for `--ceiling-s` of CPU time: its CPU time per character is the ceiling the server's is compared
-with, measured beside it and over seconds because this machine's speed drifts.
+Right before each load and right after it, while the server idles, the served model generates in
+this process (`generate_all`, batches of a worker's share of the load's streams, one torch thread,
+as a worker) for `--ceiling-s` of CPU time: its CPU time per character, the mean of the two, is
+the ceiling the server's is compared with, measured around the load and over seconds because this
+machine's speed drifts (both readings are printed at the end).
 Then the same server takes 1, 8 and 32 streaming clients (`POST /stream`, the same requests), whose time to the first character (p50,
 p95) is printed beside the rest.
 
@@ -76,7 +77,12 @@ class Load:
     heavy_done: int = 0  # the heavy client's answered requests
     first_chars: list[float] = field(default_factory=list)  # streams: seconds to the first character
     held: list[int] = field(default_factory=list)  # connections each worker holds after the ramp
-    ceiling_us: float = 0.0  # the in-process decoder's CPU us per character at a worker's share
+    ceilings: tuple[float, ...] = ()  # the in-process decoder's CPU us per character at a
+    # worker's share, before the load and after it
+
+    @property
+    def ceiling_us(self) -> float:
+        return sum(self.ceilings) / len(self.ceilings) if self.ceilings else 0.0
 
     @property
     def chars_per_s(self) -> float:
@@ -327,9 +333,10 @@ def main() -> None:
         )
         print(header)
         for clients in LOADS:
-            ceiling_us = decoder_cpu_us_per_char(served, -(-clients // workers), args.length, args.ceiling_s)
+            rows = -(-clients // workers)
+            before = decoder_cpu_us_per_char(served, rows, args.length, args.ceiling_s)
             load = run_load(port, server, clients, args.ramp_s, args.seconds, args.length, args.invalid_every)
-            load.ceiling_us = ceiling_us
+            load.ceilings = (before, decoder_cpu_us_per_char(served, rows, args.length, args.ceiling_s))
             loads.append(load)
             report(load)
         print("streaming (POST /stream), the same requests:")
@@ -381,7 +388,8 @@ def main() -> None:
         print(
             f"{load.clients} clients: server CPU per character {load.cpu_us_per_char / load.ceiling_us:.2f}x the"
             f" in-process Decoder's ({served.settings.limits.precision} step, {-(-load.clients // workers)}"
-            f" rows; {load.cpu_us_per_char:.1f} against {load.ceiling_us:.1f} us)"
+            f" rows; {load.cpu_us_per_char:.1f} against {load.ceiling_us:.1f} us, before and after the load"
+            f" {' and '.join(f'{c:.1f}' for c in load.ceilings)})"
         )
 
 
