@@ -2,22 +2,25 @@
 
 Starts `charlm serve` (`mlflow models serve` with charlm's worker, thread and event-loop setup)
 on a free loopback port and runs one bounded load after another. Each client keeps one keep-alive
-connection, as HTTP client libraries do, and sends requests back to back; every
-`--invalid-every`-th request is invalid (a prompt character the model does not know), which the
-server must answer 400. Clients join one after another over `--ramp-s`, as they would arrive (all
-at once, the first worker to wake would accept every connection), and only requests sent after
-the ramp, for `--seconds`, are measured. The 32-client load runs twice, so the server's memory can
-be compared across two consecutive loads. Prints requests/s, generated chars/s, p50 and p95
-latency of the valid requests, the 400s, any other errors and the server's peak RSS (all its
-processes) and the server's CPU time per generated character (all its processes, so the load
-client, which shares the cores, drops out; from the first request of the load to its last, over
-every character answered in that span, the ramp's too, refused requests' work included), how many
-connections each worker holds after the ramp, then the ratios the serving targets are stated in.
-Right before each load and right after it, while the server idles, the served model generates in
-this process (`generate_all`, batches of a worker's share of the load's streams, one torch thread,
-as a worker) for `--ceiling-s` of CPU time: its CPU time per character, the mean of the two, is
-the ceiling the server's is compared with, measured around the load and over seconds because this
-machine's speed drifts (both readings are printed at the end).
+connection (`Connection`, a plain socket: the lightest client beside the server on its cores) and
+sends requests back to back; every `--invalid-every`-th request is invalid (a prompt character the
+model does not know), which the server must answer 400. A load runs in `--rounds` pieces of
+`--seconds` in all: in each, clients join one after another over `--ramp-s`, as they would arrive
+(all at once, the first worker to wake would accept every connection), and only requests sent
+after the ramp are measured. The 32-client load runs twice, so the server's memory can be compared
+across two consecutive loads. Prints requests/s, generated chars/s, p50 and p95 latency of the
+valid requests, the 400s, any other errors, the server's peak RSS (all its processes), the
+server's CPU time per generated character (all its processes, so the load client, which shares the
+cores, drops out; from the end of a piece's ramp until its clients stop sending, over every
+character answered in that span, refused requests' work included) and the most uneven split of connections
+between the workers after a ramp, then the ratios the serving targets are stated in.
+Before the first piece and after each, while the server idles, the served model generates in this
+process (`generate_all`, batches of a worker's share of the load's streams, one torch thread, as a
+worker) for `--ceiling-s` of CPU time: its CPU time per character, the mean of the readings, is the
+ceiling the server's is compared with, taking turns with the load because this machine's speed
+drifts (the readings are printed at the end). Beside it, from the threads' own CPU times (no
+drift between them), the workers' batching threads' share of the server's CPU: what the rest
+(HTTP, JSON, the event loop) costs.
 Then the same server takes 1, 8 and 32 streaming clients (`POST /stream`, the same requests), whose time to the first character (p50,
 p95) is printed beside the rest.
 
@@ -32,7 +35,6 @@ goes only to loopback.
 
 import argparse
 import contextlib
-import http.client
 import json
 import os
 import signal
@@ -72,13 +74,32 @@ class Load:
     refused: int = 0  # the intended 400s
     errors: list[str] = field(default_factory=list)
     peak_rss: int = 0
-    cpu_s: float = 0.0  # the server's CPU time (all its processes) from the first request to the last
-    all_chars: int = 0  # characters of every answered request, the ramp's too: what `cpu_s` paid for
+    cpu_s: float = 0.0  # the server's CPU time (all its processes) over the same span
+    model_cpu_s: float = 0.0  # of which the workers' batching threads'
+    window_chars: int = 0  # characters answered from the ramp's end until the clients stop sending
     heavy_done: int = 0  # the heavy client's answered requests
     first_chars: list[float] = field(default_factory=list)  # streams: seconds to the first character
     held: list[int] = field(default_factory=list)  # connections each worker holds after the ramp
     ceilings: tuple[float, ...] = ()  # the in-process decoder's CPU us per character at a
     # worker's share, before the load and after it
+
+    @classmethod
+    def joined(cls, pieces: "list[Load]", ceilings: tuple[float, ...]) -> "Load":
+        """One load run in pieces, the ceiling measured between them: their sums (the most uneven
+        piece's connections per worker)."""
+        load = cls(pieces[0].clients, pieces[0].since, pieces[-1].until, ceilings=ceilings)
+        for piece in pieces:
+            load.seconds += piece.seconds
+            load.latencies += piece.latencies
+            load.chars, load.window_chars = load.chars + piece.chars, load.window_chars + piece.window_chars
+            load.refused += piece.refused
+            load.errors += piece.errors
+            load.peak_rss = max(load.peak_rss, piece.peak_rss)
+            load.cpu_s, load.model_cpu_s = load.cpu_s + piece.cpu_s, load.model_cpu_s + piece.model_cpu_s
+        load.held = max(
+            (piece.held for piece in pieces), key=lambda held: max(held, default=0) - min(held, default=0)
+        )
+        return load
 
     @property
     def ceiling_us(self) -> float:
@@ -90,7 +111,7 @@ class Load:
 
     @property
     def cpu_us_per_char(self) -> float:
-        return self.cpu_s / self.all_chars * 1e6
+        return self.cpu_s / self.window_chars * 1e6
 
 
 def free_port() -> int:
@@ -99,24 +120,77 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def post(conn: http.client.HTTPConnection, rows: list[dict[str, object]]) -> tuple[int, bytes]:
-    conn.request("POST", "/invocations", json.dumps({"inputs": rows}), JSON)
-    response = conn.getresponse()
-    return response.status, response.read()
+class Connection:
+    """One keep-alive HTTP/1.1 connection to the server over a plain socket, sending prebuilt
+    requests and reading only the status line, Content-Length or chunked framing: the load client
+    shares the server's cores, and the more it runs there (`http.client` parses each response's
+    headers with the email package), the more CPU each character costs the server."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=120)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buffer = b""
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def _read(self) -> None:
+        data = self.sock.recv(1 << 16)
+        if not data:
+            raise ConnectionError("the server closed the connection")
+        self.buffer += data
+
+    def _line(self) -> bytes:
+        while b"\r\n" not in self.buffer:
+            self._read()
+        line, self.buffer = self.buffer.split(b"\r\n", 1)
+        return line
+
+    def _exactly(self, size: int) -> bytes:
+        while len(self.buffer) < size:
+            self._read()
+        data, self.buffer = self.buffer[:size], self.buffer[size:]
+        return data
+
+    def post(self, path: str, body: bytes) -> tuple[int, bytes, float]:
+        """The response's status and body, and seconds from sending to its first chunk that
+        carries text (a stream's first characters; 0.0 for a response of one piece)."""
+        start = time.monotonic()
+        self.sock.sendall(
+            b"POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (path.encode(), len(body), body)
+        )
+        status, length, chunked = int(self._line().split()[1]), 0, False
+        while header := self._line().lower():
+            if header.startswith(b"content-length:"):
+                length = int(header.split(b":")[1])
+            chunked |= header == b"transfer-encoding: chunked"
+        if not chunked:
+            return status, self._exactly(length), 0.0
+        chunks, first = [], 0.0
+        while size := int(self._line().split(b";")[0], 16):
+            chunks.append(self._exactly(size))
+            first = first or (time.monotonic() - start if b'"text"' in chunks[-1] else 0.0)
+            self._exactly(2)  # the chunk's CRLF
+        self._exactly(2)  # the last chunk's
+        return status, b"".join(chunks), first
 
 
-def post_stream(conn: http.client.HTTPConnection, rows: list[dict[str, object]]) -> tuple[int, bytes, float]:
+def post(conn: Connection, rows: list[dict[str, object]]) -> tuple[int, bytes]:
+    status, body, _ = conn.post("/invocations", json.dumps({"inputs": rows}).encode())
+    return status, body
+
+
+def post_stream(conn: Connection, rows: list[dict[str, object]]) -> tuple[int, bytes, float]:
     """`POST /stream`: the status, the text (or the error body) and when its first character came."""
-    start = time.monotonic()
-    conn.request("POST", "/stream", json.dumps({"inputs": rows}), JSON)
-    response = conn.getresponse()
-    if response.status != 200:
-        return response.status, response.read(), 0.0
-    text, first = [], 0.0
-    for line in iter(response.readline, b""):
-        if line.startswith(b"data: ") and b'"text"' in line:
-            text.append(json.loads(line[6:])["text"])
-            first = first or time.monotonic() - start
+    status, body, first = conn.post("/stream", json.dumps({"inputs": rows}).encode())
+    if status != 200:
+        return status, body, 0.0
+    text = [
+        json.loads(line[6:])["text"]
+        for line in body.split(b"\n")
+        if line.startswith(b"data: ") and b'"text"' in line
+    ]
     return 200, json.dumps({"predictions": ["".join(text)]}).encode(), first
 
 
@@ -124,7 +198,7 @@ def client(
     port: int, load: Load, lock: threading.Lock, join_at: float, length: int, invalid_every: int, stream: bool
 ) -> None:
     time.sleep(max(0.0, join_at - time.monotonic()))
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    conn = Connection(port)
     sent = 0
     while (start := time.monotonic()) < load.until:
         sent += 1
@@ -132,13 +206,13 @@ def client(
         row = {"prompt": "\u2603" if invalid else "ROMEO:", "length": length}
         status, body, first = post_stream(conn, [row]) if stream else (*post(conn, [row]), 0.0)
         elapsed = time.monotonic() - start
-        measured = start >= load.since
+        measured, answered = start >= load.since, load.since <= time.monotonic() < load.until
         with lock:
             if invalid and status == 400:
                 load.refused += measured
             elif not invalid and status == 200:
                 chars = len(json.loads(body)["predictions"][0])
-                load.all_chars += chars
+                load.window_chars += chars * answered
                 if measured:
                     load.latencies.append(elapsed)
                     load.chars += chars
@@ -150,7 +224,7 @@ def client(
 
 def heavy_client(port: int, load: Load, lock: threading.Lock, rows: list[dict[str, object]]) -> None:
     """One large request, again and again, from one client."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    conn = Connection(port)
     while time.monotonic() < load.until:
         status, body = post(conn, rows)
         with lock:
@@ -169,13 +243,23 @@ def tree_rss(process: psutil.Process) -> int:
     return total
 
 
-def tree_cpu_s(process: psutil.Process) -> float:
-    total = 0.0
+def thread_cpu_s(process: psutil.Process) -> dict[tuple[int, int], float]:
+    """The CPU time of every thread of the process and its children, by process and thread id."""
+    spent = {}
     for proc in [process, *process.children(recursive=True)]:
         with contextlib.suppress(psutil.NoSuchProcess):
-            times = proc.cpu_times()
-            total += times.user + times.system
-    return total
+            for thread in proc.threads():
+                spent[proc.pid, thread.id] = thread.user_time + thread.system_time
+    return spent
+
+
+def model_cpu_s(before: dict[tuple[int, int], float], after: dict[tuple[int, int], float]) -> float:
+    """What each process's busiest thread spent between the two readings, summed: under load, a
+    worker's batching thread, the only one that runs the model."""
+    busiest: dict[int, float] = {}
+    for (pid, tid), seconds in after.items():
+        busiest[pid] = max(busiest.get(pid, 0.0), seconds - before.get((pid, tid), 0.0))
+    return sum(busiest.values())
 
 
 def held_connections(server: psutil.Process) -> list[int]:
@@ -237,16 +321,23 @@ def run_load(
     ]
     if heavy is not None:
         threads.insert(0, threading.Thread(target=heavy_client, args=(port, load, lock, heavy)))
-    cpu_before = tree_cpu_s(server)
     for thread in threads:
         thread.start()
-    while any(thread.is_alive() for thread in threads):
-        load.peak_rss = max(load.peak_rss, tree_rss(server))
-        if not load.held and time.monotonic() > load.since:
-            load.held = held_connections(server)
-        time.sleep(0.2)
+    # The threads' CPU times when the ramp ends and when the clients stop sending: the batch is
+    # full between them (it fills during the ramp and empties as the last requests finish).
+    readings = []
+    for mark in (load.since, load.until):
+        while (now := time.monotonic()) < mark:
+            load.peak_rss = max(load.peak_rss, tree_rss(server))
+            time.sleep(min(0.2, mark - now))
+        readings.append(thread_cpu_s(server))
+        load.held = load.held or held_connections(server)
+    for thread in threads:
+        thread.join()
     if heavy is None:  # else the heavy client's characters, not counted, would cost the light ones
-        load.cpu_s = tree_cpu_s(server) - cpu_before
+        before, after = readings  # a thread that ended between them goes uncounted
+        load.cpu_s = sum(after.values()) - sum(before.get(key, 0.0) for key in after)
+        load.model_cpu_s = model_cpu_s(before, after)
     load.seconds = time.monotonic() - load.since
     return load
 
@@ -271,7 +362,7 @@ def serving(model: str, workers: int | None, threads: int) -> Iterator[tuple[int
                     raise SystemExit(f"the server did not start: {' '.join(cmd)}") from None
                 time.sleep(0.5)
         print(f"{model}: `{' '.join(cmd[1:])}`, OMP_NUM_THREADS={env['OMP_NUM_THREADS']}")
-        warm_up = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        warm_up = Connection(port)
         post(warm_up, [{"prompt": "ROMEO:", "length": 20}])  # every code path once
         warm_up.close()
         yield port, psutil.Process(server.pid)
@@ -316,7 +407,10 @@ def main() -> None:
     )
     parser.add_argument("--light", type=int, default=8, help="light clients beside the heavy one")
     parser.add_argument(
-        "--ceiling-s", type=float, default=5.0, help="CPU seconds of in-process generation before each load"
+        "--rounds", type=int, default=4, help="pieces each load runs in, the ceiling measured around each"
+    )
+    parser.add_argument(
+        "--ceiling-s", type=float, default=2.5, help="CPU seconds of in-process generation each time"
     )
     args = parser.parse_args()
 
@@ -334,11 +428,22 @@ def main() -> None:
         print(header)
         for clients in LOADS:
             rows = -(-clients // workers)
-            before = decoder_cpu_us_per_char(served, rows, args.length, args.ceiling_s)
-            load = run_load(port, server, clients, args.ramp_s, args.seconds, args.length, args.invalid_every)
-            load.ceilings = (before, decoder_cpu_us_per_char(served, rows, args.length, args.ceiling_s))
-            loads.append(load)
-            report(load)
+            ceilings, pieces = [decoder_cpu_us_per_char(served, rows, args.length, args.ceiling_s)], []
+            for _ in range(args.rounds):
+                pieces.append(
+                    run_load(
+                        port,
+                        server,
+                        clients,
+                        args.ramp_s,
+                        args.seconds / args.rounds,
+                        args.length,
+                        args.invalid_every,
+                    )
+                )
+                ceilings.append(decoder_cpu_us_per_char(served, rows, args.length, args.ceiling_s))
+            loads.append(Load.joined(pieces, tuple(ceilings)))
+            report(loads[-1])
         print("streaming (POST /stream), the same requests:")
         streams = {}
         for clients in STREAM_LOADS:
@@ -388,8 +493,10 @@ def main() -> None:
         print(
             f"{load.clients} clients: server CPU per character {load.cpu_us_per_char / load.ceiling_us:.2f}x the"
             f" in-process Decoder's ({served.settings.limits.precision} step, {-(-load.clients // workers)}"
-            f" rows; {load.cpu_us_per_char:.1f} against {load.ceiling_us:.1f} us, before and after the load"
-            f" {' and '.join(f'{c:.1f}' for c in load.ceilings)})"
+            f" rows; {load.cpu_us_per_char:.1f} against {load.ceiling_us:.1f} us, around the pieces"
+            f" {', '.join(f'{c:.1f}' for c in load.ceilings)}); the batching threads"
+            f" {load.model_cpu_s / load.window_chars * 1e6 / load.ceiling_us:.2f}x, the rest of the server"
+            f" {1 - load.model_cpu_s / load.cpu_s:.1%} of its CPU"
         )
 
 

@@ -60,7 +60,7 @@ def test_the_logged_environment_installs_and_serves_under_plain_mlflow(champion:
     files = Path(mlflow.artifacts.download_artifacts(champion, dst_path=str(tmp_path / "logged")))
     requirements = (files / "requirements.txt").read_text().split()
     assert "+" not in " ".join(requirements)  # no local label: `torch==2.13.0`, not `+cpu`
-    assert {r.split("==")[0] for r in requirements} >= {"mlflow", "torch", "uvicorn", "pydantic"}
+    assert {r.split("==")[0] for r in requirements} >= {"mlflow", "torch", "uvicorn", "httptools", "pydantic"}
     minor = f"{sys.version_info.major}.{sys.version_info.minor}"
     assert yaml.safe_load((files / "python_env.yaml").read_text())["python"] == minor
     assert f"python={minor}" in yaml.safe_load((files / "conda.yaml").read_text())["dependencies"]

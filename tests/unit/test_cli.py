@@ -25,6 +25,7 @@ def test_version_is_the_installed_distribution_and_declares_what_it_needs(
     assert done.value.code == 0 and capsys.readouterr().out == f"charlm {metadata('charlm')['Version']}\n"
     declared = requires("charlm") or []
     assert any(r.startswith("uvicorn") for r in declared)  # charlm_scoring_loop's hooks
+    assert any(r.startswith("httptools") for r in declared)  # the HTTP parser uvicorn takes
     assert any(r.startswith("nvidia-ml-py") and 'extra == "gpu"' in r for r in declared)  # GPU metrics
     assert metadata("charlm")["License-Expression"] == "MIT"
 

@@ -19,9 +19,19 @@ from charlm.data.vocab import Vocabulary
 from charlm.model.directory import VOCAB_FILE
 from charlm.serving.interface import MODEL_DIR_ARTIFACT, ServedSettings
 
-# What the served code imports (uvicorn: the scoring loop's hook), and pandas, which MLflow's
-# scoring server reads requests with.
-REQUIREMENTS = ("mlflow", "torch", "numpy", "pandas", "safetensors", "pyyaml", "pydantic", "uvicorn")
+# What the served code imports (uvicorn: the scoring loop's hook), pandas, which MLflow's scoring
+# server reads requests with, and httptools, the HTTP parser uvicorn takes when it is installed.
+REQUIREMENTS = (
+    "mlflow",
+    "torch",
+    "numpy",
+    "pandas",
+    "safetensors",
+    "pyyaml",
+    "pydantic",
+    "uvicorn",
+    "httptools",
+)
 ENTRY = Path(__file__).with_name("mlflow_model.py")
 CODE = (Path(__file__).parents[1], Path(charlm_scoring_loop.__file__))  # charlm, and the loop beside it
 PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"  # the code runs on any release of it
