@@ -3,26 +3,30 @@
 Starts `charlm serve` (`mlflow models serve` with charlm's worker, thread and event-loop setup)
 on a free loopback port and runs one bounded load after another. Each client keeps one keep-alive
 connection (`Connection`, a plain socket: the lightest client beside the server on its cores) and
-sends requests back to back; every `--invalid-every`-th request is invalid (a prompt character the
-model does not know), which the server must answer 400. A load runs in `--rounds` pieces of
-`--seconds` in all: in each, clients join one after another over `--ramp-s`, as they would arrive
-(all at once, the first worker to wake would accept every connection), and only requests sent
-after the ramp are measured. The 32-client load runs twice, so the server's memory can be compared
-across two consecutive loads. Prints requests/s, generated chars/s, p50 and p95 latency of the
-valid requests, the 400s, any other errors, the server's peak RSS (all its processes), the
-server's CPU time per generated character (all its processes, so the load client, which shares the
-cores, drops out; from the end of a piece's ramp until its clients stop sending, over every
-character answered in that span, refused requests' work included) and the most uneven split of connections
-between the workers after a ramp, then the ratios the serving targets are stated in.
+sends its two prebuilt requests back to back; every `--invalid-every`-th is invalid (a prompt
+character the model does not know), which the server must answer 400. A failed request is
+recorded as an error and the client goes on over a new connection. A load runs in `--rounds`
+pieces of `--seconds` in all: in each, clients join one after another over `--ramp-s`, as they
+would arrive (all at once, the first worker to wake would accept every connection), and only
+requests sent after the ramp are measured, each piece's seconds running from the ramp's end to its
+last answer. The 32-client load runs twice, so the server's memory can be compared across two
+consecutive loads. Prints requests/s, generated chars/s, p50 and p95 latency of the valid
+requests, the 400s, any other errors, the server's peak RSS (all its processes), the server's CPU
+time per generated character (all its processes, so the load client, which shares the cores,
+drops out; from the end of a piece's ramp until its clients stop sending, over every character
+answered in that span, refused requests' work included) and the most uneven split of
+connections between the workers after a ramp, then the ratios the serving targets are stated in.
 Before the first piece and after each, while the server idles, the served model generates in this
 process (`generate_all`, batches of a worker's share of the load's streams, one torch thread, as a
 worker) for `--ceiling-s` of CPU time: its CPU time per character, the mean of the readings, is the
 ceiling the server's is compared with, taking turns with the load because this machine's speed
 drifts (the readings are printed at the end). Beside it, from the threads' own CPU times (no
-drift between them), the workers' batching threads' share of the server's CPU: what the rest
-(HTTP, JSON, the event loop) costs.
-Then the same server takes 1, 8 and 32 streaming clients (`POST /stream`, the same requests), whose time to the first character (p50,
-p95) is printed beside the rest.
+drift between them), the share of the server's CPU outside each process's busiest thread (under
+load, a worker's batching thread, at one torch thread per worker): what the rest (HTTP, JSON, the
+event loop) costs.
+Then the same server takes 1, 8 and 32 streaming clients (`POST /stream`, the same requests, each
+load in one piece of `--seconds`), whose time to the first character (p50, p95) is printed beside
+the rest.
 
 Then a fresh server with one worker takes one heavy client among `--light` light ones: the heavy
 client sends the largest request `limits` allows (`max_request_rows` texts sharing
@@ -60,7 +64,6 @@ from charlm.tracking.store import connect, tracking_uri
 
 LOADS = (1, 8, 32, 32)
 STREAM_LOADS = (1, 8, 32)
-JSON = {"Content-Type": "application/json"}
 
 
 @dataclass
@@ -81,18 +84,19 @@ class Load:
     first_chars: list[float] = field(default_factory=list)  # streams: seconds to the first character
     held: list[int] = field(default_factory=list)  # connections each worker holds after the ramp
     ceilings: tuple[float, ...] = ()  # the in-process decoder's CPU us per character at a
-    # worker's share, before the load and after it
+    # worker's share, before the first piece and after each
 
     @classmethod
     def joined(cls, pieces: "list[Load]", ceilings: tuple[float, ...]) -> "Load":
-        """One load run in pieces, the ceiling measured between them: their sums (the most uneven
-        piece's connections per worker)."""
+        """One load run in pieces, the ceiling measured between them: their sums and lists (the most
+        uneven piece's connections per worker, the highest peak RSS)."""
         load = cls(pieces[0].clients, pieces[0].since, pieces[-1].until, ceilings=ceilings)
         for piece in pieces:
             load.seconds += piece.seconds
             load.latencies += piece.latencies
             load.chars, load.window_chars = load.chars + piece.chars, load.window_chars + piece.window_chars
-            load.refused += piece.refused
+            load.refused, load.heavy_done = load.refused + piece.refused, load.heavy_done + piece.heavy_done
+            load.first_chars += piece.first_chars
             load.errors += piece.errors
             load.peak_rss = max(load.peak_rss, piece.peak_rss)
             load.cpu_s, load.model_cpu_s = load.cpu_s + piece.cpu_s, load.model_cpu_s + piece.model_cpu_s
@@ -111,7 +115,8 @@ class Load:
 
     @property
     def cpu_us_per_char(self) -> float:
-        return self.cpu_s / self.window_chars * 1e6
+        """NaN when no character was answered in the window (every request failed)."""
+        return self.cpu_s / self.window_chars * 1e6 if self.window_chars else float("nan")
 
 
 def free_port() -> int:
@@ -127,9 +132,14 @@ class Connection:
     headers with the email package), the more CPU each character costs the server."""
 
     def __init__(self, port: int) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=120)
+        self.port = port
+        self.open()
+
+    def open(self) -> None:
+        """A new connection (after the server closed the last, or it failed)."""
+        self.sock = socket.create_connection(("127.0.0.1", self.port), timeout=120)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.buffer = b""
+        self.buffer, self.closing = b"", False
 
     def close(self) -> None:
         self.sock.close()
@@ -155,6 +165,9 @@ class Connection:
     def post(self, path: str, body: bytes) -> tuple[int, bytes, float]:
         """The response's status and body, and seconds from sending to its first chunk that
         carries text (a stream's first characters; 0.0 for a response of one piece)."""
+        if self.closing:  # the last response said `Connection: close`
+            self.close()
+            self.open()
         start = time.monotonic()
         self.sock.sendall(
             b"POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
@@ -162,17 +175,21 @@ class Connection:
         )
         status, length, chunked = int(self._line().split()[1]), 0, False
         while header := self._line().lower():
-            if header.startswith(b"content-length:"):
-                length = int(header.split(b":")[1])
-            chunked |= header == b"transfer-encoding: chunked"
+            name, _, value = header.partition(b":")
+            if name == b"content-length":
+                length = int(value)
+            chunked |= name == b"transfer-encoding" and value.strip().endswith(b"chunked")
+            self.closing |= name == b"connection" and value.strip() == b"close"
         if not chunked:
             return status, self._exactly(length), 0.0
         chunks, first = [], 0.0
         while size := int(self._line().split(b";")[0], 16):
             chunks.append(self._exactly(size))
             first = first or (time.monotonic() - start if b'"text"' in chunks[-1] else 0.0)
-            self._exactly(2)  # the chunk's CRLF
-        self._exactly(2)  # the last chunk's
+            if self._exactly(2) != b"\r\n":
+                raise ValueError("a chunk longer than its size")
+        while self._line():  # trailers, up to the empty line
+            pass
         return status, b"".join(chunks), first
 
 
@@ -181,37 +198,51 @@ def post(conn: Connection, rows: list[dict[str, object]]) -> tuple[int, bytes]:
     return status, body
 
 
-def post_stream(conn: Connection, rows: list[dict[str, object]]) -> tuple[int, bytes, float]:
-    """`POST /stream`: the status, the text (or the error body) and when its first character came."""
-    status, body, first = conn.post("/stream", json.dumps({"inputs": rows}).encode())
-    if status != 200:
-        return status, body, 0.0
-    text = [
+def generated(path: str, body: bytes) -> str:
+    """The text a 200 answer carries: `/invocations`' one prediction, or a stream's events joined
+    (a stream that ends with `event: error` raises)."""
+    if path != "/stream":
+        return json.loads(body)["predictions"][0]
+    if b"event: error" in body:
+        raise ValueError(f"the stream failed: {body[-200:]!r}")
+    return "".join(
         json.loads(line[6:])["text"]
         for line in body.split(b"\n")
         if line.startswith(b"data: ") and b'"text"' in line
-    ]
-    return 200, json.dumps({"predictions": ["".join(text)]}).encode(), first
+    )
 
 
 def client(
     port: int, load: Load, lock: threading.Lock, join_at: float, length: int, invalid_every: int, stream: bool
 ) -> None:
+    path = "/stream" if stream else "/invocations"
+    bodies = {  # a valid request, and an invalid one: a prompt character the model does not know
+        invalid: json.dumps(
+            {"inputs": [{"prompt": "\u2603" if invalid else "ROMEO:", "length": length}]}
+        ).encode()
+        for invalid in (False, True)
+    }
     time.sleep(max(0.0, join_at - time.monotonic()))
     conn = Connection(port)
     sent = 0
     while (start := time.monotonic()) < load.until:
         sent += 1
         invalid = invalid_every > 0 and sent % invalid_every == 0
-        row = {"prompt": "\u2603" if invalid else "ROMEO:", "length": length}
-        status, body, first = post_stream(conn, [row]) if stream else (*post(conn, [row]), 0.0)
+        try:
+            status, body, first = conn.post(path, bodies[invalid])
+            chars = len(generated(path, body)) if status == 200 and not invalid else 0
+        except (OSError, ValueError) as err:  # recorded, and the client goes on on a new connection
+            with lock:
+                load.errors.append(f"{type(err).__name__}: {err}")
+            conn.close()
+            conn.open()
+            continue
         elapsed = time.monotonic() - start
         measured, answered = start >= load.since, load.since <= time.monotonic() < load.until
         with lock:
             if invalid and status == 400:
                 load.refused += measured
             elif not invalid and status == 200:
-                chars = len(json.loads(body)["predictions"][0])
                 load.window_chars += chars * answered
                 if measured:
                     load.latencies.append(elapsed)
@@ -226,7 +257,12 @@ def heavy_client(port: int, load: Load, lock: threading.Lock, rows: list[dict[st
     """One large request, again and again, from one client."""
     conn = Connection(port)
     while time.monotonic() < load.until:
-        status, body = post(conn, rows)
+        try:
+            status, body = post(conn, rows)
+        except OSError as err:
+            status, body = 0, f"{type(err).__name__}: {err}".encode()
+            conn.close()
+            conn.open()
         with lock:
             if status == 200:
                 load.heavy_done += 1
@@ -382,7 +418,7 @@ def report(load: Load) -> None:
     print(
         f"{load.clients:>7} {done / load.seconds:>7.1f} {load.chars / load.seconds:>9,.0f} {p50:>7.3f} {p95:>7.3f}"
         f" {load.refused:>5} {len(load.errors):>6} {load.peak_rss / 2**20:>6.0f} MiB"
-        f" {f'{load.cpu_us_per_char:.1f}' if load.cpu_s else '-':>9}"
+        f" {f'{load.cpu_us_per_char:.1f}' if load.cpu_s and load.window_chars else '-':>9}"
         f" {f'{load.ceiling_us:.1f}' if load.ceiling_us else '-':>9}"
         f" {'/'.join(map(str, load.held)):>10}{first}"
     )
@@ -407,7 +443,12 @@ def main() -> None:
     )
     parser.add_argument("--light", type=int, default=8, help="light clients beside the heavy one")
     parser.add_argument(
-        "--rounds", type=int, default=4, help="pieces each load runs in, the ceiling measured around each"
+        "--rounds",
+        type=int,
+        default=4,
+        choices=range(1, 101),
+        metavar="1..100",
+        help="pieces each non-streaming load runs in, the ceiling measured around each",
     )
     parser.add_argument(
         "--ceiling-s", type=float, default=2.5, help="CPU seconds of in-process generation each time"
@@ -423,7 +464,8 @@ def main() -> None:
     with serving(args.model, args.workers, args.threads) as (port, server):
         print(
             f"requests of {args.length} characters; every {args.invalid_every}th invalid;"
-            f" clients join over {args.ramp_s:g} s, then {args.seconds:g} s measured per load"
+            f" each load in {args.rounds} pieces of {args.seconds / args.rounds:g} s measured after a"
+            f" {args.ramp_s:g}-s ramp (streams: one piece of {args.seconds:g} s)"
         )
         print(header)
         for clients in LOADS:
@@ -490,6 +532,9 @@ def main() -> None:
             f"{clients} streaming clients: {streams[clients].chars_per_s / plain.chars_per_s:.2f}x the non-streaming chars/s"
         )
     for load in loads:
+        if not load.window_chars or not load.cpu_s:
+            print(f"{load.clients} clients: no character answered in the measured span")
+            continue
         print(
             f"{load.clients} clients: server CPU per character {load.cpu_us_per_char / load.ceiling_us:.2f}x the"
             f" in-process Decoder's ({served.settings.limits.precision} step, {-(-load.clients // workers)}"
