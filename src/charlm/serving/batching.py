@@ -142,6 +142,8 @@ class Batcher:
         """Admit a submission, which its caller waits for until `timeout_s` at most, and queue it
         for the batch (`Job` says when `on_progress` is called); Overloaded at once when the
         worker cannot take it."""
+        if not tasks:
+            raise ValueError("a submission holds at least one task")
         chars, sliced = work(tasks)
         # The work ahead of it runs a full batch; its own rows run at most its share at once.
         rows, share = self.limits.max_batch_rows, min(len(tasks), self.limits.max_request_batch_rows)
@@ -195,7 +197,7 @@ class Batcher:
             # A job is done only when a step finishes its last row (or `_fill` failed it): each
             # job is looked over only after a step some row left, since this runs every step.
             left = len(self.decoder.rows) < rows
-            for job in [job for job in self.jobs if job.finished.is_set() or (left and job.done)]:
+            for job in [job for job in self.jobs if job.error is not None or (left and job.done)]:
                 self.jobs.remove(job)
                 job.complete(job.error)
             for job in self.jobs:
@@ -214,7 +216,7 @@ class Batcher:
         share = self.limits.max_request_batch_rows
         counts = {job: len(job.in_batch) for job in jobs}
         while len(self.decoder.rows) < self.limits.max_batch_rows:
-            ready = [job for job in jobs if job.waiting and counts[job] < share and not job.finished.is_set()]
+            ready = [job for job in jobs if job.waiting and counts[job] < share and job.error is None]
             if not ready:
                 return
             job = min(ready, key=counts.__getitem__)  # the first of the fewest: the oldest
@@ -222,9 +224,9 @@ class Batcher:
             self._release([job.tasks[index]])
             try:
                 job.rows[index] = self.decoder.add(job.tasks[index])
-            except Exception as err:  # a submission that cannot join fails alone
+            except Exception as err:  # a submission that cannot join fails alone, completed by `cycle`
+                job.error = err
                 self._leave(job)
-                job.complete(err)
                 continue
             counts[job] += 1
 

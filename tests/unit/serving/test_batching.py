@@ -17,7 +17,7 @@ from charlm.model.int8 import Int8Step
 from charlm.model.network import CharLM
 from charlm.params.generation import SamplingOptions
 from charlm.params.serving import LimitsConfig
-from charlm.serving.batching import Batcher, Overloaded
+from charlm.serving.batching import Batcher, Job, Overloaded
 from charlm.serving.cost import deadline_s
 from tests.helpers import config, small_vocab, tiny_model
 
@@ -212,14 +212,22 @@ def test_a_request_that_cannot_join_fails_alone(model: CharLM) -> None:
     running, result = submitted(batcher, [long])
     batcher.cycle()
     broken = Task(torch.tensor([[len(VOCAB) + 5]]), options(0))  # an id outside the embedding
-    failing, failed = submitted(batcher, [task_for(VOCAB, "a", options(1)), broken])
+    told: list[Job] = []
+    failed = batcher.enqueue([task_for(VOCAB, "a", options(1)), broken], 60, told.append, each_step=False)
     batcher.cycle()
-    failing.join(timeout=30)
-    assert isinstance(failed[0], IndexError)
+    batcher.cycle()
+    assert isinstance(failed.error, IndexError) and told == [failed]  # told once, when it failed
+    with pytest.raises(IndexError):
+        failed.take([0, 0])
     drain(batcher)
     running.join(timeout=30)
     assert result == [[alone(batcher, long, "c")]]  # untouched by the failure
     assert batcher.decoder.rows == [] and batcher.waiting_rows == 0
+
+
+def test_a_submission_of_no_task_is_refused(model: CharLM) -> None:
+    with pytest.raises(ValueError, match="at least one task"):
+        Batcher(model, VOCAB, limits(), threaded=False).enqueue([], 60)
 
 
 def test_a_threaded_batcher_serves_callers_on_its_own(model: CharLM) -> None:
