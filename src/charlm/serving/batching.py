@@ -216,7 +216,7 @@ class Batcher:
         share = self.limits.max_request_batch_rows
         counts = {job: len(job.in_batch) for job in jobs}
         while len(self.decoder.rows) < self.limits.max_batch_rows:
-            ready = [job for job in jobs if job.waiting and counts[job] < share and job.error is None]
+            ready = [job for job in jobs if job.waiting and counts[job] < share]  # a failed job waits no more
             if not ready:
                 return
             job = min(ready, key=counts.__getitem__)  # the first of the fewest: the oldest
